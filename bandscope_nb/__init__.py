@@ -1,0 +1,45 @@
+"""bandscope-nb: explore music through source separation in Jupyter.
+
+>>> import bandscope_nb as bn
+>>> sep = bn.Separator(model="classical", progress=False)
+>>> stems = sep.separate(bn.demo.path())  # doctest: +SKIP
+"""
+
+from . import classical, demo
+from .audio import Audio, load_audio, save_audio
+from .cache import ResultCache
+from .devices import resolve_device
+from .errors import (
+    AudioError,
+    BandscopeError,
+    CacheError,
+    DeviceError,
+    ModelIntegrityError,
+    ModelUnavailableError,
+    ParameterError,
+)
+from .models import load_model
+from .separator import Separator
+from .stems import Stems
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Audio",
+    "AudioError",
+    "BandscopeError",
+    "CacheError",
+    "DeviceError",
+    "ModelIntegrityError",
+    "ModelUnavailableError",
+    "ParameterError",
+    "ResultCache",
+    "Separator",
+    "Stems",
+    "classical",
+    "demo",
+    "load_audio",
+    "load_model",
+    "resolve_device",
+    "save_audio",
+]

@@ -1,0 +1,300 @@
+"""Audio at the I/O edge: load, validate, save.
+
+Inside bandscope-nb audio is always float32 with shape ``(channels, frames)`` and an explicit
+sample rate. This module is the only place that converts from and to files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError, ParameterError
+
+__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Audio", "as_audio", "load_audio", "save_audio"]
+
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+#: File formats :func:`save_audio` writes, with the sample encoding used for each.
+SAVE_SUBTYPES = {"wav": "FLOAT", "flac": "PCM_24"}
+
+
+@dataclass(frozen=True, eq=False)
+class Audio:
+    """Audio samples with their sample rate.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(channels, frames), dtype=float32]
+    sample_rate : int
+    path : pathlib.Path or None
+        The file the samples were read from, if any.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    path: Path | None = None
+
+    @property
+    def channels(self) -> int:
+        """Number of channels."""
+        return int(self.samples.shape[0])
+
+    @property
+    def frames(self) -> int:
+        """Number of frames (samples per channel)."""
+        return int(self.samples.shape[-1])
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds."""
+        return self.frames / self.sample_rate
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return (
+            f"Audio(channels={self.channels}, frames={self.frames}, "
+            f"sample_rate={self.sample_rate}, duration={self.duration:.2f}s{where})"
+        )
+
+
+def check_sample_rate(sample_rate: float, *, name: str) -> int:
+    """Return ``sample_rate`` as int, or raise :class:`AudioError` naming ``name``."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE or int(sample_rate) != sample_rate:
+        raise AudioError(
+            f"{name}: sample rate {sample_rate!r} Hz is outside the supported range "
+            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; resample the audio first."
+        )
+    return int(sample_rate)
+
+
+def check_finite(block: np.ndarray, *, name: str) -> None:
+    """Raise :class:`AudioError` naming ``name`` if ``block`` holds NaN or Inf."""
+    if not np.isfinite(block).all():
+        raise AudioError(f"{name}: contains NaN or Inf samples; repair or re-export the audio.")
+
+
+def check_samples(samples: np.ndarray, sample_rate: float, *, name: str = "audio") -> np.ndarray:
+    """Validate an in-memory signal and return it as float32 ``(channels, frames)``.
+
+    A 1-D array is taken as mono. The caller's array is never modified.
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(frames,) or (channels, frames)]
+    sample_rate : number
+    name : str
+        How to call the signal in error messages.
+
+    Returns
+    -------
+    np.ndarray [shape=(channels, frames), dtype=float32]
+
+    Examples
+    --------
+    >>> check_samples(np.zeros(4), 8000).shape
+    (1, 4)
+    """
+    check_sample_rate(sample_rate, name=name)
+    array = np.asarray(samples)
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise AudioError(f"{name}: samples must be real numbers, got dtype {array.dtype}.")
+    if array.ndim == 1:
+        array = array[np.newaxis, :]
+    if array.ndim != 2:
+        raise AudioError(
+            f"{name}: samples must have shape (channels, frames), got shape {array.shape}."
+        )
+    if array.shape[0] > 64 and array.shape[1] <= 64:
+        raise AudioError(
+            f"{name}: shape {array.shape} looks like (frames, channels); pass samples.T."
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise AudioError(f"{name}: has no samples (shape {array.shape}).")
+    array = array.astype(np.float32, copy=False)
+    check_finite(array, name=name)
+    return array
+
+
+def open_checked(path: str | os.PathLike) -> tuple[Path, sf._SoundFileInfo]:
+    """Check that ``path`` is a readable, decodable, non-empty audio file; return its info.
+
+    Raises
+    ------
+    AudioError
+        Naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file.")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: cannot be read (permission denied); check its permissions.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: is an empty file (0 bytes).")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(
+            f"{path}: not a readable audio file ({exc}); supported: wav, flac, ogg, mp3."
+        ) from exc
+    check_sample_rate(info.samplerate, name=str(path))
+    if info.frames <= 0:
+        raise AudioError(f"{path}: contains no audio frames.")
+    return path, info
+
+
+def iter_blocks(path: Path, *, blocksize: int = 262_144):
+    """Yield float32 blocks of shape ``(frames, channels)`` from ``path``, checking each.
+
+    Raises :class:`AudioError` if the file turns out corrupt or holds NaN/Inf.
+    """
+    try:
+        for block in sf.blocks(str(path), blocksize=blocksize, dtype="float32", always_2d=True):
+            check_finite(block, name=str(path))
+            yield block
+    except sf.LibsndfileError as exc:
+        raise AudioError(f"{path}: decoding failed part-way ({exc}); the file is corrupt.") from exc
+
+
+def load_audio(
+    path: str | os.PathLike, *, sample_rate: int | None = None, mono: bool = False
+) -> Audio:
+    """Load an audio file as float32 ``(channels, frames)``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A wav, flac, ogg or mp3 file.
+    sample_rate : int or None
+        Resample to this rate (with soxr); ``None`` keeps the file's rate.
+    mono : bool
+        Average all channels into one.
+
+    Returns
+    -------
+    Audio
+
+    Raises
+    ------
+    AudioError
+        When the file is missing, unreadable, corrupt, empty, has an absurd sample rate or holds
+        NaN/Inf samples.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> audio = bn.load_audio(bn.demo.path())
+    >>> audio.samples.dtype, audio.channels, audio.sample_rate
+    (dtype('float32'), 2, 44100)
+    """
+    path, info = open_checked(path)
+    blocks = list(iter_blocks(path))
+    samples = np.concatenate(blocks, axis=0).T if blocks else np.zeros((info.channels, 0))
+    if samples.shape[-1] == 0:
+        raise AudioError(f"{path}: contains no audio frames.")
+    if mono:
+        samples = samples.mean(axis=0, keepdims=True)
+    rate = info.samplerate
+    if sample_rate is not None and sample_rate != rate:
+        samples = resample(samples, rate, check_sample_rate(sample_rate, name="sample_rate"))
+        rate = sample_rate
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate), path)
+
+
+def as_audio(audio, sample_rate: int | None = None) -> Audio:
+    """Coerce what users pass as audio into a validated :class:`Audio`.
+
+    Accepts an :class:`Audio`, a path (loaded with :func:`load_audio`), an ``(array, rate)``
+    pair, or an array together with ``sample_rate``.
+
+    Examples
+    --------
+    >>> as_audio((np.zeros((2, 10)), 8000)).samples.shape
+    (2, 10)
+    """
+    if isinstance(audio, Audio):
+        return audio
+    if isinstance(audio, (str, os.PathLike)):
+        return load_audio(audio)
+    if isinstance(audio, tuple) and len(audio) == 2 and sample_rate is None:
+        audio, sample_rate = audio
+    if sample_rate is None:
+        raise ParameterError("An audio array needs its sample_rate; pass (array, rate).")
+    return Audio(check_samples(audio, sample_rate), int(sample_rate))
+
+
+def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample ``(channels, frames)`` float32 audio with soxr (high quality).
+
+    Examples
+    --------
+    >>> resample(np.zeros((2, 48000), np.float32), 48000, 44100).shape
+    (2, 44100)
+    """
+    import soxr
+
+    if orig_rate == target_rate:
+        return samples
+    out = soxr.resample(np.ascontiguousarray(samples.T), orig_rate, target_rate, quality="HQ")
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def save_audio(
+    samples: np.ndarray, sample_rate: int, path: str | os.PathLike, *, format: str = "wav"
+) -> Path:
+    """Write ``(channels, frames)`` audio atomically (temp file, then rename).
+
+    WAV is written as 32-bit float (lossless for our stems); FLAC as 24-bit PCM, where samples
+    beyond [-1, 1] are clipped with a warning saying how many.
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(channels, frames)]
+    sample_rate : int
+    path : str or os.PathLike
+    format : {"wav", "flac"}
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = save_audio(np.zeros((2, 100), np.float32), 44100,
+    ...                  pathlib.Path(tempfile.mkdtemp()) / "x.wav")
+    >>> out.name
+    'x.wav'
+    """
+    if format not in SAVE_SUBTYPES:
+        raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")
+    samples = check_samples(samples, sample_rate, name=str(path))
+    if format == "flac":
+        clipped = int(np.count_nonzero(np.abs(samples) > 1.0))
+        if clipped:
+            warnings.warn(
+                f"{path}: {clipped} samples beyond [-1, 1] were clipped for 24-bit FLAC; "
+                "save as wav (32-bit float) to keep them.",
+                stacklevel=2,
+            )
+            samples = np.clip(samples, -1.0, 1.0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        sf.write(tmp, samples.T, sample_rate, format=format.upper(), subtype=SAVE_SUBTYPES[format])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,243 @@
+"""Content-addressed on-disk cache of separation results.
+
+Layout under the root (``BANDSCOPE_CACHE_DIR``, else the platform's user cache dir)::
+
+    v1/ab/abcdef.../stems.f32   raw float32 (sources, channels, frames)
+    v1/ab/abcdef.../meta.json   names, rate, shape, digests, parameters
+    locks/abcdef....lock        one file lock per key, so kernels and processes can share
+    tmp/                        entries being written; renamed into v1/ only when complete
+
+An entry is visible only after an atomic directory rename, so a crash or interrupt leaves at most
+a stray folder in ``tmp/`` that is never read. Reads check size and a sampled digest (a corrupt
+entry warns and is recomputed); :meth:`ResultCache.verify` checks every byte. Least recently used
+entries are evicted beyond ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CacheError
+from .streams import file_digest, open_stems
+
+__all__ = ["FORMAT_VERSION", "CacheEntry", "ResultCache", "cache_key"]
+
+#: Bumped whenever the stored layout or the engine's output changes.
+FORMAT_VERSION = 1
+DEFAULT_MAX_BYTES = 20 * 1024**3
+_PAGE = 4096
+_SAMPLED_PAGES = 64
+
+
+def cache_key(**parts) -> str:
+    """Hex key over every part that changes the result, plus the cache format version.
+
+    Examples
+    --------
+    >>> cache_key(audio="a", model="m", params={"overlap": 0.25}) == cache_key(
+    ...     params={"overlap": 0.25}, model="m", audio="a")
+    True
+    """
+    payload = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
+
+
+def sampled_digest(path: Path) -> str:
+    """Digest of 64 evenly spaced pages and the last page of ``path``: a quick integrity check."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        positions = np.linspace(0, max(size - _PAGE, 0), _SAMPLED_PAGES).astype(np.int64)
+        for pos in sorted({*positions.tolist(), max(size - _PAGE, 0)}):
+            f.seek(pos)
+            h.update(f.read(_PAGE))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A complete cache entry: its folder and metadata, and its data as a read-only memmap."""
+
+    path: Path
+    meta: dict
+
+    @property
+    def data(self) -> np.ndarray:
+        return open_stems(self.path / "stems.f32", tuple(self.meta["shape"]))
+
+
+def _default_root() -> Path:
+    env = os.environ.get("BANDSCOPE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("bandscope-nb"))
+
+
+class ResultCache:
+    """The separation result cache.
+
+    Parameters
+    ----------
+    root : str or os.PathLike or None
+        Cache folder; default ``BANDSCOPE_CACHE_DIR`` or the platform's user cache dir.
+    max_bytes : int or None
+        Size cap; default ``BANDSCOPE_CACHE_MAX_BYTES`` or 20 GiB.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cache = ResultCache(tempfile.mkdtemp())
+    >>> cache.info()["entries"]
+    0
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *, max_bytes: int | None = None):
+        self.root = Path(root).expanduser() if root is not None else _default_root()
+        if max_bytes is None:
+            max_bytes = int(os.environ.get("BANDSCOPE_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
+        if max_bytes <= 0:
+            raise CacheError(f"Cache size cap must be positive, got {max_bytes}.")
+        self.max_bytes = max_bytes
+        self.entries = self.root / f"v{FORMAT_VERSION}"
+
+    def _dir(self, key: str) -> Path:
+        return self.entries / key[:2] / key
+
+    def lock(self, key: str):
+        """An inter-process :class:`filelock.FileLock` for ``key``."""
+        from filelock import FileLock
+
+        (self.root / "locks").mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / "locks" / f"{key}.lock"))
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The complete, verified entry for ``key``, or None (a corrupt entry is removed)."""
+        folder = self._dir(key)
+        meta_file = folder / "meta.json"
+        if not meta_file.is_file():
+            return None
+        problem = self._check(folder, full=False)
+        if problem:
+            warnings.warn(
+                f"Cache entry {folder} is corrupt ({problem}); recomputing.", stacklevel=2
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        try:
+            os.utime(meta_file)  # least-recently-used order
+        except OSError:
+            pass
+        return CacheEntry(folder, json.loads(meta_file.read_text()))
+
+    def _check(self, folder: Path, *, full: bool) -> str | None:
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            data = folder / "stems.f32"
+            expected = int(np.prod(meta["shape"])) * 4
+            if data.stat().st_size != expected:
+                return f"size {data.stat().st_size} != {expected}"
+            if sampled_digest(data) != meta["sampled_digest"]:
+                return "sampled digest mismatch"
+            if full and file_digest(data) != meta["digest"]:
+                return "digest mismatch"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    @contextmanager
+    def staging(self):
+        """A fresh folder to write an entry into; removed unless :meth:`commit` took it."""
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def commit(self, key: str, staged: Path, meta: dict) -> CacheEntry:
+        """Seal ``staged`` (holding ``stems.f32``) as the entry for ``key``, atomically."""
+        data = staged / "stems.f32"
+        meta = {
+            **meta,
+            "key": key,
+            "format": FORMAT_VERSION,
+            "created": time.time(),
+            "digest": file_digest(data),
+            "sampled_digest": sampled_digest(data),
+        }
+        tmp_meta = staged / "meta.json.part"
+        tmp_meta.write_text(json.dumps(meta, indent=1, default=str))
+        os.replace(tmp_meta, staged / "meta.json")
+        target = self._dir(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staged, target)
+        except OSError:
+            if self.get(key) is None:  # not a twin written meanwhile: a real failure
+                raise
+        self.evict(keep=key)
+        return CacheEntry(target, json.loads((target / "meta.json").read_text()))
+
+    def _all(self) -> list[tuple[float, int, Path]]:
+        found = []
+        for meta in self.entries.glob("*/*/meta.json"):
+            try:
+                size = sum(f.stat().st_size for f in meta.parent.iterdir())
+                found.append((meta.stat().st_mtime, size, meta.parent))
+            except OSError:
+                continue
+        return sorted(found)
+
+    def evict(self, *, keep: str | None = None) -> int:
+        """Delete least recently used entries until the cache fits ``max_bytes``; return count."""
+        entries = self._all()
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, folder in entries:
+            if total <= self.max_bytes:
+                break
+            if folder.name == keep:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= size
+            removed += 1
+        return removed
+
+    def info(self) -> dict:
+        """Root, entry count, bytes used and the size cap."""
+        entries = self._all()
+        return {
+            "root": str(self.root),
+            "entries": len(entries),
+            "bytes": sum(size for _, size, _ in entries),
+            "max_bytes": self.max_bytes,
+        }
+
+    def verify(self) -> dict[str, str]:
+        """Check every byte of every entry; return ``{folder: problem}`` for the bad ones."""
+        return {
+            str(folder): problem
+            for _, _, folder in self._all()
+            if (problem := self._check(folder, full=True))
+        }
+
+    def clear(self) -> int:
+        """Delete every entry (and stray temporary folders); return how many entries went."""
+        count = len(self._all())
+        for sub in (self.entries, self.root / "tmp"):
+            shutil.rmtree(sub, ignore_errors=True)
+        return count
