@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import os
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 from .errors import ModelIntegrityError, ModelUnavailableError, ParameterError
 from .modelfiles import load_safetensors, load_th, th_checksum
 
-__all__ = ["LoadedModel", "is_offline", "load_model", "pretrained_names"]
+__all__ = ["LoadedModel", "is_offline", "load_model", "offline_reason", "pretrained_names"]
 
 HF_NAMESPACE = "adefossez"
 _LOCK = threading.Lock()
@@ -72,12 +73,43 @@ class LoadedModel:
         return min(limits, default=float("inf"))
 
 
+def offline_reason() -> str | None:
+    """Why no download will be tried, or None when downloads are allowed and possible.
+
+    ``BANDSCOPE_OFFLINE`` / ``HF_HUB_OFFLINE`` switch downloads off; otherwise the hub's
+    reachability is probed once per process (TCP, 3 s timeout), so a machine without network
+    fails over in seconds instead of waiting through the hub client's retries.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["BANDSCOPE_OFFLINE"] = "1"
+    >>> offline_reason()
+    'offline mode is on (BANDSCOPE_OFFLINE)'
+    >>> del os.environ["BANDSCOPE_OFFLINE"]
+    """
+    for var in ("BANDSCOPE_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return f"offline mode is on ({var})"
+    if not _hub_reachable():
+        return "huggingface.co cannot be reached (no network?)"
+    return None
+
+
 def is_offline() -> bool:
-    """True when ``BANDSCOPE_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
-    return any(
-        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
-        for var in ("BANDSCOPE_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    """True when no download will be tried (see :func:`offline_reason`)."""
+    return offline_reason() is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def pretrained_names() -> list[str]:
@@ -300,7 +332,7 @@ def _from_pretrained(name: str) -> LoadedModel:
             return loader(name)
         except ModelUnavailableError as exc:
             reasons.append(str(exc))
-    mode = "offline mode is on" if is_offline() else "they could not be downloaded"
+    mode = offline_reason() or "they could not be downloaded"
     raise ModelUnavailableError(
         f"Weights for {name!r} are not on this machine and {mode}. "
         f"On a machine with network run `bandscope models fetch {name}` and copy the Hugging Face "

@@ -18,7 +18,7 @@ from .audio import Audio, as_audio, check_samples, open_checked, resample
 from .cache import ResultCache, cache_key
 from .devices import default_batch_size, resolve_device
 from .errors import AudioError, ModelUnavailableError, ParameterError
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, offline_reason
 from .stems import Stems
 from .streams import ArraySource, RawSource, Source, StemWriter, open_stems, prepare_file
 
@@ -191,10 +191,12 @@ class Separator:
         if spec == "auto":
             try:
                 loaded = load_model("htdemucs", device=self.device)
-            except ModelUnavailableError as exc:
+            except ModelUnavailableError:
+                why = offline_reason() or "they could not be downloaded"
                 print(
-                    f"model='auto': htdemucs weights are not available ({str(exc)[:120]}...); "
-                    "using the classical separator instead (no weights needed)."
+                    f"model='auto': htdemucs weights are not on this machine and {why}; using the "
+                    "classical separator instead (no weights needed). To use htdemucs, run "
+                    "`bandscope models fetch htdemucs` on a machine with network."
                 )
                 return self._classical()
             print(f"model='auto': using htdemucs ({loaded.origin}).")
