@@ -10,7 +10,6 @@ not pile up in the process' resident memory.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -136,11 +135,9 @@ class StemWriter:
         self._written_to = max(self._written_to, start + n)
 
     def close(self) -> None:
-        """Flush and close the file (data reaches the disk before the caller renames it)."""
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        """Flush and close the file (no fsync: a killed process loses nothing written; cache
+        entries are checked on read)."""
+        self._file.close()
 
 
 def open_stems(path: Path, shape: tuple[int, int, int]) -> np.ndarray:

@@ -1,0 +1,32 @@
+# One entry point. `make demo` and `make test` work on a fresh machine: they create .venv and
+# install the pinned stack (constraints.txt) first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Separate the bundled demo song (htdemucs if its weights are available, else the classical
+# separator, printed) and write stems + summary under build/demo.
+demo: setup
+	$(BIN)/bandscope demo -o build/demo
+
+# Lint, then every test and docstring example, offline, with a private cache under build/.
+test: setup
+	$(BIN)/ruff check .
+	BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache \
+		$(BIN)/python -m pytest --doctest-modules bandscope_nb tests
+
+bench: setup
+	$(BIN)/python benchmarks/bench_engine.py --write docs/benchmarks.md
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,245 @@
+"""Engine benchmark: bandscope-nb's Separator vs demucs' apply_model, side by side in one run.
+
+Measures, on this machine's CPU:
+
+1. throughput (seconds of audio per second) of a full-size HTDemucs (the pretrained htdemucs
+   architecture, random weights: the compute is the same) on the 20 s demo song;
+2. peak resident memory (RSS) of a fresh process separating 3, 10 and 30-minute files with a tiny
+   HTDemucs (so the 30-minute case takes minutes, not an hour), for both engines;
+3. the time a cached 5-minute track takes to come back.
+
+Usage: python benchmarks/bench_engine.py [--write docs/benchmarks.md] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RATE = 44100
+SOURCES = ["drums", "bass", "other", "vocals"]
+
+
+def full_htdemucs():
+    import torch
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    # The pretrained htdemucs' architecture: demucs' defaults with its 7.8 s training segment.
+    return HTDemucs(SOURCES, segment=Fraction(39, 5)).eval()
+
+
+def tiny_htdemucs():
+    import torch
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    # htdemucs' depth (4 layers, 256x shorter time branch) with 4 channels: ~77k parameters.
+    return HTDemucs(
+        SOURCES,
+        segment=Fraction(39, 5),
+        channels=4,
+        depth=4,
+        t_layers=1,
+        t_heads=1,
+        bottom_channels=0,
+        dconv_mode=0,
+        t_hidden_scale=1.0,
+    ).eval()
+
+
+def write_noise(path: Path, minutes: float) -> None:
+    rng = np.random.default_rng(0)
+    frames = int(minutes * 60 * RATE)
+    with sf.SoundFile(path, "w", RATE, 2, subtype="PCM_16") as f:
+        for start in range(0, frames, RATE * 30):
+            n = min(RATE * 30, frames - start)
+            f.write((0.1 * rng.standard_normal((n, 2))).astype(np.float32))
+
+
+def throughput(seconds_limit: float | None) -> dict:
+    import torch
+    from demucs.apply import apply_model
+
+    import bandscope_nb as bn
+
+    mix = bn.demo.load()[0]
+    samples = mix.samples if seconds_limit is None else mix.samples[:, : int(seconds_limit * RATE)]
+    duration = samples.shape[1] / RATE
+    model = full_htdemucs()
+    torch.set_num_threads(os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    ref = apply_model(model, torch.from_numpy(samples)[None], shifts=0, split=True, overlap=0.25)
+    t_ref = time.perf_counter() - t0
+    sep = bn.Separator(model, device="cpu", cache=False, progress=False)
+    t0 = time.perf_counter()
+    ours = sep.separate(samples, RATE)
+    t_ours = time.perf_counter() - t0
+    err = np.sum((ref[0].numpy() - ours.data) ** 2)
+    snr = 10 * np.log10(np.sum(ref[0].numpy() ** 2) / err) if err else float("inf")
+    return {"audio_s": duration, "apply_model_s": t_ref, "ours_s": t_ours, "snr_db": snr}
+
+
+CHILD = r"""
+import json, resource, sys, time
+import numpy as np, soundfile as sf, torch
+sys.path.insert(0, sys.argv[4])
+from bench_engine import tiny_htdemucs
+engine, path, cache = sys.argv[1], sys.argv[2], sys.argv[3]
+model = tiny_htdemucs()
+t0 = time.perf_counter()
+if engine == "apply_model":
+    from demucs.apply import apply_model
+    x, _ = sf.read(path, dtype="float32", always_2d=True)
+    out = apply_model(model, torch.from_numpy(x.T.copy())[None], shifts=0, split=True,
+                      overlap=0.25)
+else:
+    import bandscope_nb as bn
+    out = bn.Separator(model, device="cpu", cache=cache, progress=False).separate(path)
+seconds = time.perf_counter() - t0
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "seconds": seconds}))
+"""
+
+
+def peak_rss(minutes: list[float], workdir: Path) -> list[dict]:
+    rows = []
+    for m in minutes:
+        path = workdir / f"noise_{m:g}min.wav"
+        write_noise(path, m)
+        row = {"minutes": m}
+        for engine in ("apply_model", "bandscope"):
+            cache = workdir / f"cache_{engine}_{m:g}"
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    engine,
+                    str(path),
+                    str(cache),
+                    str(Path(__file__).parent),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            row[f"{engine}_rss_mb"] = result["peak_rss_mb"]
+            row[f"{engine}_s"] = result["seconds"]
+        path.unlink()
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def cache_hit(workdir: Path) -> dict:
+    import bandscope_nb as bn
+
+    path = workdir / "five.wav"
+    write_noise(path, 5)
+    model = tiny_htdemucs()
+    cache = bn.ResultCache(workdir / "hitcache")
+    t0 = time.perf_counter()
+    bn.Separator(model, device="cpu", cache=cache, progress=False).separate(path)
+    first = time.perf_counter() - t0
+    sep = bn.Separator(model, device="cpu", cache=cache, progress=False)
+    timings = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        stems = sep.separate(path)
+        timings.append(time.perf_counter() - t0)
+        assert stems.info["cached"]
+    return {"first_s": first, "hit_s": min(timings), "hit_s_max": max(timings)}
+
+
+def report(tp: dict, rss: list[dict], hit: dict) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `benchmarks/bench_engine.py` (run with `make bench`); both engines measured in",
+        "the same run on the same model. No timing here is asserted by a test.",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d')}; machine: {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, {platform.python_implementation()} "
+        f"{platform.python_version()}",
+        f"- torch {__import__('torch').__version__}, demucs "
+        f"{__import__('importlib.metadata').metadata.version('demucs')}",
+        "",
+        "## Throughput: full-size HTDemucs (random weights), CPU",
+        "",
+        f"The {tp['audio_s']:.1f} s demo song, `shifts=0`, `overlap=0.25`, default segment "
+        "(7.8 s).",
+        "",
+        "| engine | seconds | audio seconds per second |",
+        "|---|---:|---:|",
+        f"| demucs `apply_model` | {tp['apply_model_s']:.1f} | "
+        f"{tp['audio_s'] / tp['apply_model_s']:.2f} |",
+        f"| bandscope-nb `Separator` | {tp['ours_s']:.1f} | {tp['audio_s'] / tp['ours_s']:.2f} |",
+        "",
+        f"Agreement of the two outputs: {tp['snr_db']:.1f} dB SNR (target >= 60 dB).",
+        "",
+        "## Peak memory against track length: tiny HTDemucs, fresh process each",
+        "",
+        "`apply_model` gets the decoded track as a tensor (its usage); bandscope-nb gets the file",
+        "path and streams it. Peak RSS includes Python, torch and the model.",
+        "",
+        "| track | apply_model peak RSS (MB) | bandscope-nb peak RSS (MB) | apply_model s | "
+        "bandscope-nb s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rss:
+        lines.append(
+            f"| {row['minutes']:g} min | {row['apply_model_rss_mb']:.0f} | "
+            f"{row['bandscope_rss_mb']:.0f} | {row['apply_model_s']:.1f} | "
+            f"{row['bandscope_s']:.1f} |"
+        )
+    if len(rss) >= 2:
+        growth = rss[-1]["bandscope_rss_mb"] / rss[0]["bandscope_rss_mb"] - 1
+        lines += [
+            "",
+            f"bandscope-nb's peak grows {100 * growth:+.0f} % from the shortest to the "
+            "longest track (target: within 20 %).",
+        ]
+    lines += [
+        "",
+        "## Cache hit: 5-minute track",
+        "",
+        f"First separation (tiny model): {hit['first_s']:.1f} s; re-running `separate` on the "
+        f"cached result: best {1000 * hit['hit_s']:.1f} ms, worst {1000 * hit['hit_s_max']:.1f} ms "
+        "of 5 (target < 200 ms; memory-mapped, not copied).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", type=Path, help="write the Markdown report here")
+    parser.add_argument("--quick", action="store_true", help="short inputs, for a smoke run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tp = throughput(5.0 if args.quick else None)
+        print(tp, flush=True)
+        rss = peak_rss([0.5, 1.0] if args.quick else [3, 10, 30], Path(tmp))
+        hit = cache_hit(Path(tmp))
+        print(hit, flush=True)
+    text = report(tp, rss, hit)
+    if args.write:
+        args.write.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

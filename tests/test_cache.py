@@ -1,0 +1,187 @@
+"""The result cache: keys, hits, corruption, eviction, concurrency, atomicity."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+from conftest import tiny_htdemucs
+
+from bandscope_nb.cache import ResultCache, cache_key
+from bandscope_nb.errors import CacheError
+from bandscope_nb.modelfiles import save_safetensors
+from bandscope_nb.separator import Separator
+
+
+def entry_dirs(cache: ResultCache):
+    return sorted(p.parent for p in cache.entries.glob("*/*/meta.json"))
+
+
+def test_key_covers_every_part():
+    base = {"audio": "a", "model": "m", "params": {"overlap": 0.25, "segment": None}}
+    key = cache_key(**base)
+    assert cache_key(**{**base, "audio": "b"}) != key
+    assert cache_key(**{**base, "model": "n"}) != key
+    assert cache_key(**{**base, "params": {"overlap": 0.5, "segment": None}}) != key
+
+
+def test_miss_then_hit_returns_the_same_stems(wav, ht_model):
+    sep = Separator(ht_model, device="cpu", progress=False)
+    first = sep.separate(wav)
+    second = sep.separate(wav)
+    assert not first.info["cached"] and second.info["cached"]
+    np.testing.assert_array_equal(first.data, second.data)
+    assert isinstance(second.data, np.memmap) and not second.data.flags.writeable
+    assert len(entry_dirs(sep.cache)) == 1
+
+
+def test_changed_parameters_miss(wav, ht_model):
+    Separator(ht_model, device="cpu", progress=False).separate(wav)
+    again = Separator(ht_model, device="cpu", overlap=0.5, progress=False).separate(wav)
+    assert not again.info["cached"]
+
+
+def corrupt(cache: ResultCache, how: str):
+    (folder,) = entry_dirs(cache)
+    data = folder / "stems.f32"
+    if how == "truncate":
+        with open(data, "r+b") as f:
+            f.truncate(data.stat().st_size // 2)
+    elif how == "flip":
+        with open(data, "r+b") as f:
+            f.seek(0)
+            f.write(b"\xff" * 4096)
+    else:
+        (folder / "meta.json").write_text("{not json")
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip", "meta"])
+def test_corrupt_entry_warns_and_recomputes(how, wav, ht_model):
+    sep = Separator(ht_model, device="cpu", progress=False)
+    good = np.array(sep.separate(wav).data)
+    corrupt(sep.cache, how)
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = sep.separate(wav)
+    assert not again.info["cached"]
+    np.testing.assert_array_equal(again.data, good)
+    assert sep.separate(wav).info["cached"]
+
+
+def test_verify_checks_every_byte(wav, ht_model):
+    sep = Separator(ht_model, device="cpu", progress=False)
+    sep.separate(wav)
+    assert sep.cache.verify() == {}
+    (folder,) = entry_dirs(sep.cache)
+    with open(folder / "stems.f32", "r+b") as f:  # a byte between the sampled pages
+        f.seek(4096 * 3 + 17)
+        byte = f.read(1)
+        f.seek(4096 * 3 + 17)
+        f.write(bytes([byte[0] ^ 1]))
+    assert list(sep.cache.verify()) == [str(folder)]
+
+
+def test_lru_eviction(tmp_path, ht_model):
+    cache = ResultCache(tmp_path / "c", max_bytes=10 * 1024**2)
+    sep = Separator(ht_model, device="cpu", cache=cache, progress=False)
+    clips = [np.full((2, 44100 * 4), 0.01 * (i + 1), np.float32) for i in range(3)]
+    sep.separate(clips[0], 44100)  # ~5.6 MB per entry: at most one fits
+    sep.separate(clips[1], 44100)
+    assert len(entry_dirs(cache)) == 1
+    assert sep.separate(clips[1], 44100).info["cached"]
+    assert not sep.separate(clips[0], 44100).info["cached"]
+    assert cache.info()["bytes"] <= cache.max_bytes
+
+
+def test_info_and_clear(wav, ht_model):
+    sep = Separator(ht_model, device="cpu", progress=False)
+    sep.separate(wav)
+    info = sep.cache.info()
+    assert info["entries"] == 1 and info["bytes"] > 0
+    assert sep.cache.clear() == 1
+    assert sep.cache.info()["entries"] == 0
+
+
+def test_invalid_cap(tmp_path):
+    with pytest.raises(CacheError, match="positive"):
+        ResultCache(tmp_path, max_bytes=0)
+
+
+def test_interrupt_leaves_no_entry(wav, tmp_path):
+    import torch
+
+    class Interrupting(torch.nn.Module):
+        """A real model that gets interrupted on its second chunk (like Ctrl-C)."""
+
+        def __init__(self):
+            super().__init__()
+            self.sources, self.samplerate, self.audio_channels, self.segment = ["a"], 44100, 2, 1
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return x[:, None]
+
+    cache = ResultCache(tmp_path / "c")
+    model = Interrupting()
+    with pytest.raises(KeyboardInterrupt):
+        Separator(model, device="cpu", cache=cache, progress=False).separate(wav)
+    assert entry_dirs(cache) == []
+    assert list((cache.root / "tmp").iterdir()) == []
+    stems = Separator(model, device="cpu", cache=cache, progress=False).separate(wav)
+    assert not stems.info["cached"] and len(entry_dirs(cache)) == 1
+
+
+def test_unwritable_cache_still_separates(wav, ht_model, tmp_path):
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        if os.access(root, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.warns(UserWarning, match="Could not use the result cache"):
+            stems = Separator(ht_model, device="cpu", cache=root, progress=False).separate(wav)
+        assert stems.names == ("drums", "bass", "other", "vocals") and not stems.info["cached"]
+    finally:
+        root.chmod(0o700)
+
+
+def test_cache_dir_that_is_a_file_still_separates(wav, ht_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.warns(UserWarning, match="Could not use the result cache"):
+        stems = Separator(ht_model, device="cpu", cache=blocker, progress=False).separate(wav)
+    assert stems.frames == 3 * 44100
+
+
+def _separate_in_child(model_path, wav, cache_dir, queue):
+    sep = Separator(model_path, device="cpu", cache=cache_dir, progress=False)
+    stems = sep.separate(wav)
+    queue.put((stems.info["cached"], float(np.abs(stems.data).sum())))
+
+
+def test_two_processes_share_one_entry(wav, tmp_path):
+    model_path = save_safetensors(tiny_htdemucs(), tmp_path / "m.safetensors")
+    cache_dir = tmp_path / "shared"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_separate_in_child, args=(model_path, wav, cache_dir, queue))
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sorted(cached for cached, _ in results) == [False, True]  # one computed, one hit
+    assert results[0][1] == pytest.approx(results[1][1])
+    cache = ResultCache(cache_dir)
+    assert len(entry_dirs(cache)) == 1 and cache.verify() == {}
+    meta = json.loads((entry_dirs(cache)[0] / "meta.json").read_text())
+    assert meta["names"] == ["drums", "bass", "other", "vocals"]

@@ -1,0 +1,182 @@
+"""The bandscope command: exit codes, outputs, failures isolated per file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+from conftest import RATE, noise, tiny_htdemucs
+
+from bandscope_nb.cli import main, output_names
+from bandscope_nb.modelfiles import save_safetensors
+
+
+@pytest.fixture
+def model(tmp_path):
+    return str(save_safetensors(tiny_htdemucs(), tmp_path / "models" / "tiny.safetensors"))
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("one.wav", "two.flac"):
+        sf.write(folder / name, noise(1.0).T, RATE)
+    (folder / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    return folder
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_separate_writes_stems_and_exits_0(model, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run(
+        "separate",
+        inputs / "one.wav",
+        inputs / "two.flac",
+        "-o",
+        out,
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "--format",
+        "wav",
+    )
+    assert code == 0
+    for track in ("one", "two"):
+        files = sorted(p.name for p in (out / track).iterdir())
+        assert files == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+        data, rate = sf.read(out / track / "vocals.wav")
+        assert rate == RATE and data.shape == (RATE, 2)
+    assert "2 of 2 file(s) separated" in capsys.readouterr().out
+
+
+def test_a_failing_file_is_reported_and_the_others_complete(model, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run(
+        "separate",
+        inputs / "one.wav",
+        inputs / "broken.wav",
+        inputs / "two.flac",
+        "-o",
+        out,
+        "--model",
+        model,
+        "--device",
+        "cpu",
+    )
+    assert code == 1
+    assert (out / "one" / "drums.flac").is_file() and (out / "two" / "drums.flac").is_file()
+    assert not (out / "broken").exists()
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "broken.wav" in err
+
+
+def test_existing_outputs_need_force(model, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ("separate", inputs / "one.wav", "-o", out, "--model", model, "--device", "cpu")
+    assert run(*args) == 0
+    before = (out / "one" / "bass.flac").stat().st_mtime_ns
+    assert run(*args) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (out / "one" / "bass.flac").stat().st_mtime_ns == before
+    assert run(*args, "--force") == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--device", "cuda:7"),
+        ("--overlap", "1.5"),
+        ("--segment", "-1"),
+    ],
+)
+def test_usage_errors_exit_2(args, model, inputs, tmp_path):
+    assert run("separate", inputs / "one.wav", "-o", tmp_path, "--model", model, *args) == 2
+
+
+def test_argparse_usage_error_exits_2():
+    with pytest.raises(SystemExit) as info:
+        main(["separate"])
+    assert info.value.code == 2
+
+
+def test_missing_model_exits_1_before_any_file(inputs, tmp_path, capsys):
+    assert run("separate", inputs / "one.wav", "-o", tmp_path / "o", "--model", "htdemucs") == 1
+    assert "bandscope models fetch htdemucs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_names_never_escape_and_are_unique():
+    names = output_names(
+        ["a/song.wav", "b/song.wav", "../../etc/passwd", "-rf.wav", "..wav", "x/SONG.flac"]
+    )
+    assert names == ["song", "song-2", "passwd", "rf", "track", "SONG-3"]
+    assert all("/" not in n and not n.startswith((".", "-")) for n in names)
+
+
+def test_dash_leading_and_unicode_inputs(model, tmp_path):
+    folder = tmp_path / "weird dir"
+    folder.mkdir()
+    src = folder / "-ünïcødé song.wav"
+    sf.write(src, noise(0.5).T, RATE)
+    out = tmp_path / "out"
+    assert run("separate", "--model", model, "--device", "cpu", "-o", out, "--", src) == 0
+    assert (out / "ünïcødé song" / "drums.flac").is_file()
+
+
+def test_models_list(capsys):
+    assert run("models", "list") == 0
+    assert "htdemucs" in capsys.readouterr().out.split()
+
+
+def test_cache_info_and_clear(model, inputs, tmp_path, capsys):
+    run("separate", inputs / "one.wav", "-o", tmp_path / "o", "--model", model, "--device", "cpu")
+    capsys.readouterr()
+    assert run("cache", "info", "--verify") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["entries"] == 1 and info["corrupt"] == {}
+    assert run("cache", "clear") == 0
+    assert "Removed 1 entries" in capsys.readouterr().out
+
+
+def test_demo_offline_uses_classical_and_writes_a_summary(tmp_path, capsys):
+    assert run("demo", "-o", tmp_path / "demo", "--device", "cpu") == 0
+    out = capsys.readouterr().out
+    assert "classical separator instead" in out
+    summary = (tmp_path / "demo" / "summary.txt").read_text()
+    assert "model: classical" in summary and "vocals" in summary
+    assert len(list((tmp_path / "demo" / "stems").glob("*.flac"))) == 4
+
+
+def test_console_script_in_a_subprocess(model, inputs, tmp_path):
+    env = {**os.environ, "BANDSCOPE_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bandscope_nb",
+            "separate",
+            str(inputs / "broken.wav"),
+            str(inputs / "one.wav"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            model,
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert (tmp_path / "o" / "one" / "vocals.flac").is_file()

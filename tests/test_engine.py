@@ -1,0 +1,205 @@
+"""The streaming engine against demucs' own apply_model, on tiny real models."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from conftest import RATE, noise, snr_db, tiny_hdemucs, tiny_htdemucs
+from demucs.apply import BagOfModels, apply_model
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bandscope_nb.engine import plan_passes, separate_stream
+from bandscope_nb.errors import ParameterError
+from bandscope_nb.models import load_model
+from bandscope_nb.streams import ArraySource, RawSource, StemWriter, open_stems, prepare_file
+
+CPU = torch.device("cpu")
+
+
+def run(model, x, tmp_path, **kwargs):
+    loaded = load_model(model)
+    shape = (len(loaded.sources), x.shape[0], x.shape[1])
+    writer = StemWriter(tmp_path / "out.f32", *shape)
+    separate_stream(loaded.parts, ArraySource(x), writer, device=CPU, **kwargs)
+    writer.close()
+    return np.array(open_stems(tmp_path / "out.f32", shape))
+
+
+def reference(model, x, **kwargs):
+    return apply_model(model, torch.from_numpy(x)[None], split=True, **kwargs)[0].numpy()
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs"),
+    [
+        (tiny_htdemucs, {}),
+        (tiny_hdemucs, {}),
+        (tiny_htdemucs, {"segment": 0.5}),
+        (tiny_htdemucs, {"overlap": 0.5}),
+        (tiny_hdemucs, {"overlap": 0.0}),
+    ],
+)
+def test_matches_apply_model(make, kwargs, tmp_path):
+    x = noise(3.3)
+    out = run(make(), x, tmp_path, **kwargs)
+    ref = reference(
+        make(), x, shifts=0, overlap=kwargs.get("overlap", 0.25), segment=kwargs.get("segment")
+    )
+    assert out.shape == ref.shape == (4, 2, x.shape[1])
+    for k in range(4):
+        assert snr_db(ref[k], out[k]) >= 60
+
+
+def test_bag_with_weights_matches_apply_model(tmp_path):
+    weights = [[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 1.0, 0.5]]
+    x = noise(2.5)
+    out = run(BagOfModels([tiny_htdemucs(1), tiny_htdemucs(2)], weights), x, tmp_path)
+    ref = reference(BagOfModels([tiny_htdemucs(1), tiny_htdemucs(2)], weights), x, shifts=0)
+    for k in range(4):
+        assert snr_db(ref[k], out[k]) >= 60
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 8])
+def test_batching_keeps_results(batch_size, tmp_path):
+    x = noise(4.2)
+    one = run(tiny_htdemucs(), x, tmp_path, batch_size=1)
+    many = run(tiny_htdemucs(), x, tmp_path, batch_size=batch_size)
+    for k in range(4):
+        assert snr_db(one[k], many[k]) >= 100
+
+
+def test_seeded_shifts_match_apply_model_with_same_seed(tmp_path):
+    # HDemucs draws no random numbers in its forward, so apply_model's offsets follow the seed.
+    x = noise(2.2)
+    out = run(tiny_hdemucs(), x, tmp_path, shifts=2, seed=11)
+    random.seed(11)
+    ref = reference(tiny_hdemucs(), x, shifts=2)
+    for k in range(4):
+        assert snr_db(ref[k], out[k]) >= 60
+
+
+def test_shifts_are_repeatable_and_depend_on_seed(tmp_path):
+    x = noise(2.0)
+    a = run(tiny_htdemucs(), x, tmp_path, shifts=2, seed=1)
+    b = run(tiny_htdemucs(), x, tmp_path, shifts=2, seed=1)
+    c = run(tiny_htdemucs(), x, tmp_path, shifts=2, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_plan_passes_order_and_scales():
+    weights = [[1.0, 0.0, 1.0, 2.0], [1.0, 1.0, 1.0, 2.0]]
+    bag = BagOfModels([tiny_hdemucs(0), tiny_hdemucs(1)], weights)
+    parts = load_model(bag).parts
+    passes = plan_passes(parts, 1000, shifts=3, seed=0)
+    assert [p.model_index for p in passes] == [0, 0, 0, 1, 1, 1]
+    assert passes[0].scale == pytest.approx((1 / 2 / 3, 0.0, 1 / 2 / 3, 1 / 2 / 3))
+    assert passes[3].scale == pytest.approx((1 / 2 / 3, 1 / 3, 1 / 2 / 3, 1 / 2 / 3))
+    assert all(-RATE // 2 <= p.start <= 0 for p in passes)
+
+
+def test_progress_reports_every_second_of_audio(tmp_path):
+    x = noise(3.7)
+    done = []
+    run(tiny_htdemucs(), x, tmp_path, progress=done.append)
+    assert sum(done) == pytest.approx(x.shape[1] / RATE)
+    assert len(done) == len(range(0, x.shape[1], int(0.75 * RATE)))
+
+
+def test_progress_callback_can_abort(tmp_path):
+    def stop(_seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_htdemucs(), noise(3.0), tmp_path, progress=stop)
+
+
+def test_segment_without_stride_is_rejected(tmp_path):
+    with pytest.raises(ParameterError, match="stride"):
+        run(tiny_hdemucs(), noise(1.0), tmp_path, segment=1e-6)
+
+
+class Identity(torch.nn.Module):
+    """Returns its input as every source: overlap-add must give the input back."""
+
+    def __init__(self, channels: int, segment: float):
+        super().__init__()
+        self.sources, self.samplerate, self.audio_channels = ["a", "b"], 1000, channels
+        self.segment = segment
+
+    def forward(self, x):
+        return torch.stack([x, x], dim=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    frames=st.integers(1, 5000),
+    channels=st.integers(1, 3),
+    segment=st.floats(0.05, 2.0),
+    overlap=st.floats(0.0, 0.9),
+)
+def test_identity_model_reproduces_input(frames, channels, segment, overlap, tmp_path_factory):
+    x = np.random.default_rng(frames).standard_normal((channels, frames)).astype(np.float32)
+    if int((1 - overlap) * int(segment * 1000)) < 1:
+        return
+    out = run(Identity(channels, segment), x, tmp_path_factory.mktemp("id"), overlap=overlap)
+    assert out.shape == (2, channels, frames)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[0], x, atol=1e-5)
+    np.testing.assert_allclose(out[1], x, atol=1e-5)
+
+
+def test_memory_does_not_hold_the_whole_output(tmp_path):
+    """A 60 s file: numpy's peak stays far below the 85 MB the stems take on disk."""
+    import soundfile as sf
+
+    path = tmp_path / "long.wav"
+    sf.write(path, noise(60).T, RATE)
+    loaded = load_model(tiny_hdemucs())
+    tracemalloc.start()
+    channels, frames = prepare_file(path, tmp_path / "in.f32")
+    writer = StemWriter(tmp_path / "out.f32", 4, channels, frames)
+    separate_stream(loaded.parts, RawSource(tmp_path / "in.f32", channels), writer, device=CPU)
+    writer.close()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    output_bytes = 4 * channels * frames * 4
+    assert output_bytes > 80e6
+    assert peak < output_bytes / 5
+
+
+class NeedsSmallBatches(torch.nn.Module):
+    """Raises torch's out-of-memory error for batches above ``limit``, like a full GPU."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.sources, self.samplerate, self.audio_channels, self.segment = ["a"], 1000, 1, 0.1
+        self.limit, self.batches = limit, []
+
+    def forward(self, x):
+        self.batches.append(len(x))
+        if len(x) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated by a full device)")
+        return x[:, None]
+
+
+def test_out_of_memory_halves_the_batch_and_warns(tmp_path):
+    model = NeedsSmallBatches(limit=2)
+    x = np.random.default_rng(0).standard_normal((1, 3000)).astype(np.float32)
+    with pytest.warns(UserWarning, match="batch_size=4"):
+        out = run(model, x, tmp_path, batch_size=8, overlap=0.0)
+    np.testing.assert_allclose(out[0], x, atol=1e-6)
+    assert model.batches[:3] == [8, 4, 2]
+    assert max(model.batches[3:]) <= 2
+
+
+def test_out_of_memory_at_batch_one_is_a_device_error(tmp_path):
+    from bandscope_nb.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="batch_size=1"):
+        run(NeedsSmallBatches(limit=0), np.zeros((1, 500), np.float32), tmp_path, batch_size=1)

@@ -1,0 +1,161 @@
+"""Model resolution through the real loading paths: repo, folder, file, module, pretrained."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_hdemucs, tiny_htdemucs
+
+from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError, ParameterError
+from bandscope_nb.modelfiles import save_safetensors, save_th
+from bandscope_nb.models import load_model, offline_reason, pretrained_names
+
+
+@pytest.fixture
+def local_repo(tmp_path):
+    """demucs' local-repo layout: a bag yaml naming two checksummed .th signatures."""
+    repo = tmp_path / "repo"
+    save_th(tiny_htdemucs(1), repo / "aaaa1111.th")
+    save_th(tiny_htdemucs(2), repo / "bbbb2222.th")
+    (repo / "mybag.yaml").write_text(
+        "models: ['aaaa1111', 'bbbb2222']\n"
+        "weights: [[1., 0., 1., 1.], [0., 1., 1., 1.]]\n"
+        "segment: 0.5\n"
+    )
+    return repo
+
+
+def test_bag_from_local_repo(local_repo):
+    loaded = load_model("mybag", repo=local_repo)
+    assert len(loaded.parts) == 2
+    assert loaded.parts[0][1] == [1.0, 0.0, 1.0, 1.0]
+    assert float(loaded.parts[0][0].segment) == 0.5
+    assert loaded.sources == ("drums", "bass", "other", "vocals")
+    assert loaded.origin == f"repo {local_repo}"
+
+
+def test_single_signature_from_local_repo(local_repo):
+    loaded = load_model("aaaa1111", repo=local_repo)
+    assert len(loaded.parts) == 1
+
+
+def test_hf_folder_layout(tmp_path):
+    folder = tmp_path / "hf"
+    save_safetensors(tiny_htdemucs(1), folder / "s1.safetensors")
+    save_safetensors(tiny_htdemucs(2), folder / "s2.safetensors")
+    (folder / "twobag.yaml").write_text("models: ['s1', 's2']\n")
+    loaded = load_model(folder)
+    assert loaded.name == "twobag" and len(loaded.parts) == 2
+
+
+def test_single_weights_file_loads_on_its_own(tmp_path):
+    one = save_safetensors(tiny_htdemucs(), tmp_path / "only" / "model.safetensors")
+    assert load_model(one).sources[0] == "drums"
+    assert load_model(one.parent).sources[0] == "drums"  # a folder with one file, no yaml
+
+
+def test_identity_is_the_weights_not_the_format(tmp_path):
+    model = tiny_htdemucs(3)
+    st = save_safetensors(model, tmp_path / "a" / "m.safetensors")
+    th = save_th(model, tmp_path / "b" / "m.th")
+    assert load_model(st).identity == load_model(th).identity == load_model(model).identity
+    assert load_model(tiny_htdemucs(4)).identity != load_model(model).identity
+
+
+def test_loaded_once_per_process(tmp_path):
+    path = save_safetensors(tiny_hdemucs(), tmp_path / "m.safetensors")
+    assert load_model(path) is load_model(path)
+
+
+def test_bag_naming_a_missing_signature(local_repo):
+    (local_repo / "broken.yaml").write_text("models: ['aaaa1111', 'cccc3333']\n")
+    with pytest.raises(ModelUnavailableError, match="cccc3333"):
+        load_model("broken", repo=local_repo)
+
+
+def test_bag_yaml_without_models(local_repo):
+    (local_repo / "empty.yaml").write_text("weights: []\n")
+    with pytest.raises(ModelIntegrityError, match="models"):
+        load_model("empty", repo=local_repo)
+
+
+def test_bag_of_disagreeing_models(tmp_path):
+    save_safetensors(tiny_htdemucs(1), tmp_path / "s1.safetensors")
+    save_safetensors(tiny_htdemucs(2, samplerate=22050), tmp_path / "s2.safetensors")
+    (tmp_path / "mixed.yaml").write_text("models: ['s1', 's2']\n")
+    with pytest.raises(ModelIntegrityError, match="disagree"):
+        load_model("mixed", repo=tmp_path)
+
+
+def test_duplicate_signatures(tmp_path):
+    save_safetensors(tiny_hdemucs(), tmp_path / "dup.safetensors")
+    save_th(tiny_hdemucs(), tmp_path / "dup.th")
+    with pytest.raises(ModelIntegrityError, match="two weight files"):
+        load_model("dup", repo=tmp_path)
+
+
+def test_tampered_th_in_repo(local_repo):
+    path = next(local_repo.glob("aaaa1111-*.th"))
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ModelIntegrityError, match="does not match"):
+        load_model("mybag", repo=local_repo)
+
+
+def test_offline_pretrained_fails_fast_with_instructions():
+    assert offline_reason() == "offline mode is on (BANDSCOPE_OFFLINE)"
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailableError) as info:
+        load_model("htdemucs")
+    assert time.monotonic() - start < 10  # no hang, no retries: it fails at once
+    message = str(info.value)
+    assert "bandscope models fetch htdemucs" in message
+    assert "offline mode is on" in message
+
+
+def test_pretrained_from_the_hub_cache_offline():
+    """A hub cache filled on another machine is used offline (real hf_hub_download lookup)."""
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / "models--adefossez--HTDemucs"
+    snap = repo / "snapshots" / ("0" * 40)
+    save_safetensors(tiny_htdemucs(), snap / "955717e8.safetensors")
+    (snap / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    loaded = load_model("htdemucs")
+    assert loaded.origin == "hub adefossez/HTDemucs"
+    assert loaded.sources == ("drums", "bass", "other", "vocals")
+
+
+def test_pretrained_from_the_legacy_checkpoint_dir_offline():
+    """A legacy .th in torch's hub checkpoint folder is checksum-checked before loading."""
+    checkpoints = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+    path = save_th(tiny_htdemucs(), checkpoints / "955717e8.th")
+    path.rename(checkpoints / "955717e8-8726e21a.th")  # the published name, not its bytes
+    with pytest.raises(ModelIntegrityError, match="does not match"):
+        load_model("htdemucs")
+
+
+def test_unknown_name():
+    with pytest.raises(ModelUnavailableError, match="Unknown model 'nosuchmodel'"):
+        load_model("nosuchmodel")
+
+
+def test_missing_path():
+    with pytest.raises(ModelUnavailableError, match="does not exist"):
+        load_model("./missing.safetensors")
+
+
+def test_module_without_demucs_attributes():
+    with pytest.raises(ParameterError, match="sources"):
+        load_model(torch.nn.Linear(2, 2))
+
+
+def test_pretrained_names_include_the_main_models():
+    assert {"htdemucs", "htdemucs_ft", "htdemucs_6s", "hdemucs_mmi", "mdx_extra"} <= set(
+        pretrained_names()
+    )

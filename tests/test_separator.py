@@ -1,0 +1,157 @@
+"""The Separator: validation at the edge, inputs of every kind, fidelity, auto/classical."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import RATE, noise, snr_db, tiny_htdemucs
+from demucs.apply import apply_model
+
+import bandscope_nb as bn
+from bandscope_nb.modelfiles import save_safetensors
+
+
+def test_fidelity_against_apply_model_from_a_file(wav, tmp_path):
+    path = save_safetensors(tiny_htdemucs(), tmp_path / "m.safetensors")
+    stems = bn.Separator(path, device="cpu", progress=False).separate(wav)
+    x, _ = sf.read(wav, dtype="float32", always_2d=True)
+    ref = apply_model(
+        tiny_htdemucs(), torch.from_numpy(x.T.copy())[None], shifts=0, split=True, overlap=0.25
+    )[0].numpy()
+    assert stems.names == ("drums", "bass", "other", "vocals")
+    for k, name in enumerate(stems.names):
+        assert snr_db(ref[k], stems[name]) >= 60
+    assert stems.info["segment"] is None and stems.info["overlap"] == 0.25
+    assert stems.info["device"] == "cpu" and stems.info["model"] == "m.safetensors"
+
+
+def test_parameters_reach_the_engine(ht_model):
+    x = noise(2.0)
+    stems = bn.Separator(
+        ht_model, device="cpu", segment=0.5, overlap=0.1, cache=False, progress=False
+    ).separate(x, RATE)
+    ref = apply_model(
+        tiny_htdemucs(), torch.from_numpy(x)[None], shifts=0, split=True, overlap=0.1, segment=0.5
+    )[0].numpy()
+    for k in range(4):
+        assert snr_db(ref[k], stems.data[k]) >= 60
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"overlap": 1.0}, "overlap"),
+        ({"overlap": -0.1}, "overlap"),
+        ({"segment": 0}, "segment"),
+        ({"shifts": -1}, "shifts"),
+        ({"shifts": 1.5}, "shifts"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_invalid_parameters(kwargs, match):
+    with pytest.raises(bn.ParameterError, match=match):
+        bn.Separator("htdemucs", **kwargs)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps", "gpu", "cpu:2"])
+def test_unavailable_devices_fail_up_front(device):
+    with pytest.raises(bn.DeviceError, match=device.split(":")[0]):
+        bn.Separator("htdemucs", device=device)
+
+
+def test_segment_above_htdemucs_training_length(ht_model):
+    sep = bn.Separator(ht_model, device="cpu", segment=2.0, progress=False)
+    with pytest.raises(bn.ParameterError, match=r"maximum of 1\.00 s"):
+        sep.separate(noise(1.0), RATE)
+
+
+def test_bad_audio_is_rejected_before_the_model_loads(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00garbage")
+    sep = bn.Separator("htdemucs", device="cpu", progress=False)  # weights absent: offline
+    with pytest.raises(bn.AudioError, match=r"bad\.wav"):
+        sep.separate(bad)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full((100, 2), np.nan, np.float32), RATE, subtype="FLOAT")
+    with pytest.raises(bn.AudioError, match="NaN"):
+        sep.separate(nan)
+    with pytest.raises(bn.AudioError, match="NaN"):
+        sep.separate(np.full((2, 100), np.inf, np.float32), RATE)
+
+
+def test_mono_is_duplicated_to_stereo(ht_model):
+    mono = noise(1.5, channels=1)
+    stems = bn.Separator(ht_model, device="cpu", cache=False, progress=False).separate(mono, RATE)
+    stereo = bn.Separator(ht_model, device="cpu", cache=False, progress=False).separate(
+        np.repeat(mono, 2, axis=0), RATE
+    )
+    assert stems.channels == 2
+    np.testing.assert_array_equal(stems.data, stereo.data)
+
+
+def test_mono_file_is_duplicated_to_stereo(ht_model, tmp_path):
+    path = tmp_path / "mono.flac"
+    sf.write(path, noise(1.5, channels=1)[0], RATE)
+    assert bn.Separator(ht_model, device="cpu", progress=False).separate(path).channels == 2
+
+
+def test_too_many_channels(ht_model, tmp_path):
+    path = tmp_path / "six.wav"
+    sf.write(path, noise(0.5, channels=6).T, RATE)
+    with pytest.raises(bn.AudioError, match="6 channels"):
+        bn.Separator(ht_model, device="cpu", progress=False).separate(path)
+
+
+def test_resampled_to_the_model_rate(ht_model, tmp_path):
+    path = tmp_path / "48k.wav"
+    sf.write(path, noise(2.0, rate=48000).T, 48000)
+    stems = bn.Separator(ht_model, device="cpu", progress=False).separate(path)
+    assert stems.sample_rate == RATE
+    assert abs(stems.frames - 2 * RATE) <= 2
+
+
+def test_callers_array_is_not_modified(ht_model):
+    x = noise(1.2)
+    before = x.copy()
+    bn.Separator(ht_model, device="cpu", cache=False, progress=False).separate(x, RATE)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_audio_object_and_tuple_inputs_agree(ht_model):
+    x = noise(1.2)
+    sep = bn.Separator(ht_model, device="cpu", cache=False, progress=False)
+    a = sep.separate(bn.Audio(x, RATE))
+    b = sep.separate((x, RATE))
+    np.testing.assert_array_equal(a.data, b.data)
+    with pytest.raises(bn.ParameterError, match="sample_rate"):
+        sep.separate(x)
+
+
+def test_auto_offline_picks_classical_and_says_so(capsys):
+    sep = bn.Separator("auto", device="cpu", cache=False, progress=False)
+    stems = sep.separate(noise(1.0), RATE)
+    out = capsys.readouterr().out
+    assert "htdemucs weights are not on this machine" in out
+    assert "offline mode is on" in out and "classical separator" in out
+    assert stems.info["model"] == "classical"
+    np.testing.assert_allclose(stems.mix(), noise(1.0), atol=1e-5)
+
+
+def test_classical_on_the_demo_sums_to_the_mix():
+    mix, _ = bn.demo.load()
+    stems = bn.Separator("classical", device="cpu", progress=False).separate(bn.demo.path())
+    assert stems.names == ("drums", "bass", "other", "vocals")
+    np.testing.assert_allclose(stems.mix(), mix.samples, atol=1e-5)
+
+
+def test_missing_repo_folder(tmp_path):
+    with pytest.raises(bn.ModelUnavailableError, match="not a folder"):
+        bn.Separator("x", repo=tmp_path / "nope")
+
+
+def test_progress_bar_counts_seconds(ht_model, capsys):
+    bn.Separator(ht_model, device="cpu", cache=False, progress=True).separate(noise(2.0), RATE)
+    err = capsys.readouterr().err
+    assert "2.0/2.0 s audio" in err
