@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup system-deps demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +14,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# museval (the BSS Eval reference the metric tests compare against) needs an ffmpeg binary.
+system-deps:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; \
+		else echo "make test needs ffmpeg: install it (apt-get install ffmpeg, brew install ffmpeg)"; \
+			exit 1; fi; }
+
 # Separate the bundled demo song (htdemucs if its weights are available, else the classical
 # separator, printed) and write stems + summary under build/demo.
 demo: setup
 	$(BIN)/bandscope demo -o build/demo
 
 # Lint, then every test and docstring example, offline, with a private cache under build/.
-test: setup
+test: setup system-deps
 	$(BIN)/ruff check .
 	BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache \
 		$(BIN)/python -m pytest --doctest-modules bandscope_nb tests

@@ -5,7 +5,7 @@
 >>> stems = sep.separate(bn.demo.path())  # doctest: +SKIP
 """
 
-from . import classical, demo
+from . import classical, demo, masks, metrics
 from .audio import Audio, load_audio, save_audio
 from .cache import ResultCache
 from .devices import resolve_device
@@ -18,6 +18,7 @@ from .errors import (
     ModelUnavailableError,
     ParameterError,
 )
+from .masks import oracle_masks
 from .models import load_model
 from .separator import Separator
 from .stems import Stems
@@ -40,6 +41,9 @@ __all__ = [
     "demo",
     "load_audio",
     "load_model",
+    "masks",
+    "metrics",
+    "oracle_masks",
     "resolve_device",
     "save_audio",
 ]
