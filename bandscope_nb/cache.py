@@ -38,6 +38,7 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 20 * 1024**3
 _PAGE = 4096
 _SAMPLED_PAGES = 64
+_STALE_SECONDS = 24 * 3600
 
 
 def cache_key(**parts) -> str:
@@ -160,9 +161,20 @@ class ResultCache:
 
     @contextmanager
     def staging(self):
-        """A fresh folder to write an entry into; removed unless :meth:`commit` took it."""
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+        """A fresh folder to write an entry into; removed unless :meth:`commit` took it.
+
+        Folders left in ``tmp/`` by a killed process are never read; those older than a day are
+        removed here.
+        """
+        tmp = self.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for stale in tmp.iterdir():
+            try:
+                if time.time() - stale.stat().st_mtime > _STALE_SECONDS:
+                    shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                continue
+        folder = Path(tempfile.mkdtemp(dir=tmp))
         try:
             yield folder
         finally:

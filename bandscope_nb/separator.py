@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import Audio, as_audio, check_samples, open_checked, resample
+from .audio import Audio, as_audio, check_samples, load_audio, open_checked, resample
 from .cache import ResultCache, cache_key
 from .devices import default_batch_size, resolve_device
 from .errors import AudioError, ModelUnavailableError, ParameterError
@@ -265,8 +265,15 @@ class Separator:
                     "without caching.",
                     stacklevel=2,
                 )
-        with tempfile.TemporaryDirectory(prefix="bandscope-") as tmp:
-            data = self._run(inp, model, Path(tmp))
+        try:
+            with tempfile.TemporaryDirectory(prefix="bandscope-") as tmp:
+                data = self._run(inp, model, Path(tmp))
+        except OSError as exc:  # no disk space at all: hold the result in memory instead
+            warnings.warn(
+                f"Could not write temporary files ({exc}); separating {inp.name} in memory.",
+                stacklevel=2,
+            )
+            data = self._run(inp, model, None)
         return Stems(data, model.sources, model.samplerate, info={**info, "cached": False})
 
     def _cached(self, inp: _Input, model: LoadedModel, key: str, info: dict) -> Stems:
@@ -299,11 +306,13 @@ class Separator:
                     )
         return Stems(entry.data, model.sources, model.samplerate, info={**info, "cached": True})
 
-    def _source(self, inp: _Input, model: LoadedModel, workdir: Path) -> Source:
-        if inp.path is not None:
+    def _source(self, inp: _Input, model: LoadedModel, workdir: Path | None) -> Source:
+        if inp.path is not None and workdir is None:
+            source: Source = ArraySource(load_audio(inp.path, sample_rate=model.samplerate).samples)
+        elif inp.path is not None:
             raw = workdir / "input.f32"
             channels, _ = prepare_file(inp.path, raw, target_rate=model.samplerate)
-            source: Source = RawSource(raw, channels)
+            source = RawSource(raw, channels)
         else:
             source = ArraySource(resample(inp.samples, inp.sample_rate, model.samplerate))
         if source.frames == 0:
@@ -312,13 +321,14 @@ class Separator:
             source = _Upmix(source, model.audio_channels)
         return source
 
-    def _run(self, inp: _Input, model: LoadedModel, workdir: Path) -> np.ndarray:
-        """Separate into ``workdir/stems.f32``; return it as a read-only memory map."""
+    def _run(self, inp: _Input, model: LoadedModel, workdir: Path | None) -> np.ndarray:
+        """Separate into ``workdir/stems.f32`` and return it as a read-only memory map; with
+        ``workdir=None`` (no disk space) everything stays in memory."""
         from .engine import plan_passes, separate_stream
 
         source = self._source(inp, model, workdir)
         shape = (len(model.sources), model.audio_channels, source.frames)
-        writer = StemWriter(workdir / "stems.f32", *shape)
+        writer = StemWriter(workdir / "stems.f32" if workdir else None, *shape)
         total = (
             source.frames
             / model.samplerate
@@ -351,4 +361,4 @@ class Separator:
             writer.close()
             if bar is not None:
                 bar.close()
-        return open_stems(workdir / "stems.f32", shape)
+        return writer.data if workdir is None else open_stems(workdir / "stems.f32", shape)

@@ -101,19 +101,26 @@ def prepare_file(
 
 
 class StemWriter:
-    """Accumulates finished regions of a ``(sources, channels, frames)`` float32 raw file.
+    """Accumulates finished regions of a ``(sources, channels, frames)`` float32 result.
 
     ``add(start, block)`` adds ``block`` (``(sources, channels, n)``) into frames
-    ``[start, start + n)``. The file is zero-filled at creation (sparse), so the first pass over a
-    region writes without reading; later passes (shifts, bags of models) read, add and write.
+    ``[start, start + n)``. On disk (``path`` given) the raw file is zero-filled at creation
+    (sparse), so the first pass over a region writes without reading; later passes (shifts, bags
+    of models) read, add and write. With ``path=None`` the result is held in :attr:`data` in
+    memory, the fallback when no disk space is left.
     """
 
-    def __init__(self, path: Path, sources: int, channels: int, frames: int):
-        self.path = Path(path)
+    def __init__(self, path: Path | None, sources: int, channels: int, frames: int):
         self.shape = (sources, channels, frames)
+        self.data: np.ndarray | None = None
+        self._file = None
+        if path is None:
+            self.data = np.zeros(self.shape, dtype=np.float32)
+            return
+        self.path = Path(path)
         with open(self.path, "wb") as f:
             f.truncate(sources * channels * frames * _F32.itemsize)
-        self._file = open(self.path, "r+b")
+        self._file = open(self.path, "r+b")  # closed in close()
         self._written_to = 0  # frames below this have been written at least once
 
     def _offset(self, source: int, channel: int, frame: int) -> int:
@@ -123,6 +130,9 @@ class StemWriter:
     def add(self, start: int, block: np.ndarray) -> None:
         """Add ``block`` [shape=(sources, channels, n)] at frame ``start``."""
         n = block.shape[-1]
+        if self.data is not None:
+            self.data[..., start : start + n] += block
+            return
         fresh = start >= self._written_to
         for s in range(self.shape[0]):
             for c in range(self.shape[1]):
@@ -137,7 +147,8 @@ class StemWriter:
     def close(self) -> None:
         """Flush and close the file (no fsync: a killed process loses nothing written; cache
         entries are checked on read)."""
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def open_stems(path: Path, shape: tuple[int, int, int]) -> np.ndarray:

@@ -180,3 +180,85 @@ def test_console_script_in_a_subprocess(model, inputs, tmp_path):
     )
     assert proc.returncode == 1, proc.stderr
     assert (tmp_path / "o" / "one" / "vocals.flac").is_file()
+
+
+def test_bad_input_corpus_through_the_cli(model, tmp_path, capsys):
+    from conftest import bad_input_corpus
+
+    corpus = bad_input_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    code = run(
+        "separate",
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "-o",
+        out,
+        "--",
+        *[path for path, _ in corpus.values()],
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    names = output_names([str(p) for p, _ in corpus.values()])
+    for (name, (_, expected)), folder in zip(corpus.items(), names, strict=True):
+        if expected is None:
+            assert (out / folder / "vocals.flac").is_file(), name
+        else:
+            assert not (out / folder).exists(), name
+            assert name in err, name
+    assert err.count("FAILED") == sum(1 for _, e in corpus.values() if e is not None)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_killed_mid_separation_leaves_nothing_taken_as_complete(how, model, tmp_path):
+    """A real `bandscope separate` process killed while separating: no cache entry, no stem
+    file under its final name; the next run recomputes and succeeds."""
+    import signal
+    import time
+
+    from bandscope_nb.cache import ResultCache
+
+    song = tmp_path / "long.wav"
+    sf.write(song, noise(40.0).T, RATE)
+    cache_dir, out = tmp_path / "cache", tmp_path / "out"
+    env = {**os.environ, "BANDSCOPE_OFFLINE": "1", "BANDSCOPE_CACHE_DIR": str(cache_dir)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "bandscope_nb",
+        "separate",
+        str(song),
+        "-o",
+        str(out),
+        "--model",
+        model,
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    staged = []
+    while not staged and time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for p in (cache_dir / "tmp").glob("*/stems.f32") if p.stat().st_size]
+        time.sleep(0.05)
+    assert staged and proc.poll() is None, "the separation did not start or finished too early"
+    time.sleep(0.5)  # well inside the separation: some regions are already written
+    proc.send_signal(getattr(signal, how))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (-9, 130), (proc.returncode, err.decode()[-500:])
+    if how == "SIGINT":
+        assert b"interrupted" in err
+    cache = ResultCache(cache_dir)
+    assert cache.info()["entries"] == 0
+    assert not list(out.rglob("*.flac")) if out.exists() else True
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-1000:]
+    assert sorted(p.name for p in (out / "long").glob("*.flac")) == [
+        "bass.flac",
+        "drums.flac",
+        "other.flac",
+        "vocals.flac",
+    ]
+    assert cache.info()["entries"] == 1 and cache.verify() == {}

@@ -155,3 +155,101 @@ def test_progress_bar_counts_seconds(ht_model, capsys):
     bn.Separator(ht_model, device="cpu", cache=False, progress=True).separate(noise(2.0), RATE)
     err = capsys.readouterr().err
     assert "2.0/2.0 s audio" in err
+
+
+def test_bad_input_corpus_through_the_api(ht_model, tmp_path):
+    from conftest import bad_input_corpus
+
+    sep = bn.Separator(ht_model, device="cpu", progress=False)
+    for name, (path, expected) in bad_input_corpus(tmp_path / "corpus").items():
+        if expected is None:
+            stems = sep.separate(path)
+            assert stems.names == ("drums", "bass", "other", "vocals"), name
+            assert np.isfinite(stems.data).all(), name
+            assert stems.frames == sf.info(path).frames, name
+        else:
+            with pytest.raises(bn.AudioError, match=expected) as info:
+                sep.separate(path)
+            assert name in str(info.value), name
+
+
+def mount_full_tmpfs(path):
+    import subprocess
+
+    path.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.decode().strip()}")
+    return path
+
+
+def test_full_cache_disk_still_returns_stems_and_warns(ht_model, wav, tmp_path):
+    import subprocess
+
+    full = mount_full_tmpfs(tmp_path / "full")
+    try:
+        with pytest.warns(UserWarning, match="Could not use the result cache") as record:
+            stems = bn.Separator(ht_model, device="cpu", cache=full, progress=False).separate(wav)
+        assert any("No space left" in str(w.message) for w in record)
+        expected = bn.Separator(ht_model, device="cpu", cache=False, progress=False).separate(wav)
+        np.testing.assert_array_equal(stems.data, expected.data)
+        assert not stems.info["cached"]
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+
+
+def test_read_only_cache_dir_still_returns_stems_and_warns(ht_model, wav, tmp_path):
+    import os
+    import subprocess
+
+    root = tmp_path / "ro"
+    root.mkdir()
+    if os.getuid() == 0:
+        if subprocess.run(["chattr", "+i", str(root)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not supported here")
+        undo = ["chattr", "-i", str(root)]
+    else:
+        root.chmod(0o500)
+        undo = ["chmod", "700", str(root)]
+    try:
+        with pytest.warns(UserWarning, match="Could not use the result cache"):
+            stems = bn.Separator(ht_model, device="cpu", cache=root, progress=False).separate(wav)
+        assert stems.frames == 3 * RATE and not stems.info["cached"]
+    finally:
+        subprocess.run(undo, check=False)
+
+
+NO_DISK_CHILD = r"""
+import resource, signal, sys, warnings
+import numpy as np
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+import bandscope_nb as bn
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))  # no file may grow past 16 KiB
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    stems = bn.Separator(sys.argv[1], device="cpu", cache=sys.argv[3], progress=False
+                         ).separate(sys.argv[2])
+print("WARN:", " | ".join(str(w.message) for w in caught))
+np.save(sys.stdout.buffer, np.asarray(stems.data))
+"""
+
+
+def test_no_disk_space_at_all_separates_in_memory(wav, tmp_path):
+    import io
+    import subprocess
+    import sys
+
+    model = save_safetensors(tiny_htdemucs(), tmp_path / "m.safetensors")
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_DISK_CHILD, str(model), str(wav), str(tmp_path / "cache")],
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    head, _, payload = proc.stdout.partition(b"\n")
+    assert b"Could not use the result cache" in head and b"in memory" in head
+    data = np.load(io.BytesIO(payload))
+    expected = bn.Separator(model, device="cpu", cache=False, progress=False).separate(wav)
+    np.testing.assert_array_equal(data, expected.data)
