@@ -7,6 +7,7 @@
 
 from . import classical, demo, masks, metrics
 from .audio import Audio, load_audio, save_audio
+from .batch import BatchResult, separate_many
 from .cache import ResultCache
 from .devices import resolve_device
 from .errors import (
@@ -29,6 +30,7 @@ __all__ = [
     "Audio",
     "AudioError",
     "BandscopeError",
+    "BatchResult",
     "CacheError",
     "DeviceError",
     "ModelIntegrityError",
@@ -46,4 +48,5 @@ __all__ = [
     "oracle_masks",
     "resolve_device",
     "save_audio",
+    "separate_many",
 ]

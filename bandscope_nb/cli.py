@@ -8,79 +8,71 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from .errors import BandscopeError, DeviceError, ParameterError
 
-__all__ = ["main", "output_names"]
+__all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _safe_name(name: str) -> str:
-    """A file-name-safe version of ``name``: no separators, no leading dots or dashes."""
-    name = re.sub(r"[\x00-\x1f/\\:*?\"<>|]", "_", name).strip().lstrip(".-")
-    return name or "track"
+def _client(args):
+    """A Dask client for ``--scheduler`` / ``--workers``, or None to run here."""
+    if not (args.scheduler or args.workers):
+        return None
+    from dask.distributed import Client, LocalCluster
 
-
-def output_names(inputs: list[str]) -> list[str]:
-    """One folder name per input, derived from its file name, safe and unique.
-
-    Inputs with equal file names in different folders get ``-2``, ``-3``... suffixes.
-
-    Examples
-    --------
-    >>> output_names(["a/song.wav", "b/song.wav", "../x/.hidden.flac"])
-    ['song', 'song-2', 'hidden']
-    """
-    seen: dict[str, int] = {}
-    names = []
-    for item in inputs:
-        base = _safe_name(Path(item).stem)
-        count = seen.get(base.lower(), 0) + 1
-        seen[base.lower()] = count
-        names.append(base if count == 1 else f"{base}-{count}")
-    return names
-
-
-def _separator(args):
-    from .separator import Separator
-
-    return Separator(
-        args.model,
-        device=args.device,
-        repo=args.repo,
-        segment=args.segment,
-        overlap=args.overlap,
-        shifts=args.shifts,
-        cache=not args.no_cache,
+    if args.scheduler:
+        return Client(args.scheduler)
+    cluster = LocalCluster(
+        n_workers=args.workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
     )
+    return Client(cluster)
 
 
 def _cmd_separate(args) -> int:
-    out_dir = Path(args.out).resolve()
-    sep = _separator(args)
-    sources = sep.model.sources  # load once, before any file: a missing model fails fast
-    failed = 0
-    names = output_names(args.inputs)
-    for index, (item, name) in enumerate(zip(args.inputs, names, strict=True), 1):
-        target = (out_dir / name).resolve()
-        print(f"[{index}/{len(args.inputs)}] {item} -> {target}", flush=True)
-        try:
-            if target.parent != out_dir:  # never write outside OUTDIR
-                raise ParameterError(f"{item}: output {target} would leave {out_dir}.")
-            existing = [target / f"{s}.{args.format}" for s in sources]
-            if not args.force and any(p.exists() for p in existing):
-                raise ParameterError(f"{item}: outputs exist in {target}; pass --force.")
-            sep.separate(item).save(target, format=args.format, overwrite=args.force)
-        except BandscopeError as exc:
-            failed += 1
-            print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
-    ok = len(args.inputs) - failed
-    print(f"{ok} of {len(args.inputs)} file(s) separated into {out_dir}.")
-    return EXIT_FAILED if failed else EXIT_OK
+    from .batch import separate_many
+    from .separator import Separator
+
+    options = {
+        "device": args.device,
+        "repo": args.repo,
+        "segment": args.segment,
+        "overlap": args.overlap,
+        "shifts": args.shifts,
+        "cache": not args.no_cache,
+    }
+    client = _client(args)
+    try:
+        if client is None:  # load the model once, before any file: a missing model fails fast
+            _ = Separator(args.model, **options).model
+        result = separate_many(
+            args.inputs,
+            out_dir=args.out,
+            client=client,
+            model=args.model,
+            format=args.format,
+            force=args.force,
+            progress=True,
+            **options,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    for r in result.failed:
+        print(f"  FAILED: {r['input']}: {r['error']}", file=sys.stderr, flush=True)
+    for r in result.records:
+        if r["status"] == "skipped":
+            print(f"  skipped {r['input']}: outputs exist (pass --force to redo)")
+    done = len(result.records) - len(result.failed)
+    print(f"{done} of {len(result.records)} file(s) separated into {Path(args.out).resolve()}.")
+    return EXIT_FAILED if result.failed else EXIT_OK
 
 
 def _cmd_demo(args) -> int:
@@ -151,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     sep.add_argument("--format", choices=["wav", "flac"], default="flac")
     sep.add_argument("--force", action="store_true", help="overwrite existing outputs")
     sep.add_argument("--no-cache", action="store_true", help="do not use the result cache")
+    dask = sep.add_mutually_exclusive_group()
+    dask.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://host:8786")
+    dask.add_argument("--workers", type=int, metavar="N", help="start a local Dask cluster")
     sep.set_defaults(func=_cmd_separate)
 
     demo = sub.add_parser("demo", help="separate the bundled demo song; write stems and summary")

@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 from conftest import RATE, noise, tiny_htdemucs
 
-from bandscope_nb.cli import main, output_names
+from bandscope_nb.batch import output_names
+from bandscope_nb.cli import main
 from bandscope_nb.modelfiles import save_safetensors
 
 
@@ -79,15 +80,16 @@ def test_a_failing_file_is_reported_and_the_others_complete(model, inputs, tmp_p
     assert "FAILED" in err and "broken.wav" in err
 
 
-def test_existing_outputs_need_force(model, inputs, tmp_path, capsys):
+def test_existing_outputs_are_kept_unless_force(model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     args = ("separate", inputs / "one.wav", "-o", out, "--model", model, "--device", "cpu")
     assert run(*args) == 0
     before = (out / "one" / "bass.flac").stat().st_mtime_ns
-    assert run(*args) == 1
-    assert "--force" in capsys.readouterr().err
+    assert run(*args) == 0
+    assert "outputs exist (pass --force to redo)" in capsys.readouterr().out
     assert (out / "one" / "bass.flac").stat().st_mtime_ns == before
     assert run(*args, "--force") == 0
+    assert (out / "one" / "bass.flac").stat().st_mtime_ns != before
 
 
 @pytest.mark.parametrize(
@@ -262,3 +264,24 @@ def test_killed_mid_separation_leaves_nothing_taken_as_complete(how, model, tmp_
         "vocals.flac",
     ]
     assert cache.info()["entries"] == 1 and cache.verify() == {}
+
+
+def test_separate_on_a_local_dask_cluster(model, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run(
+        "separate",
+        inputs / "one.wav",
+        inputs / "two.flac",
+        inputs / "broken.wav",
+        "-o",
+        out,
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+    )
+    assert code == 1
+    assert (out / "one" / "vocals.flac").is_file() and (out / "two" / "vocals.flac").is_file()
+    assert "broken.wav" in capsys.readouterr().err

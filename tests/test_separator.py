@@ -252,4 +252,5 @@ def test_no_disk_space_at_all_separates_in_memory(wav, tmp_path):
     assert b"Could not use the result cache" in head and b"in memory" in head
     data = np.load(io.BytesIO(payload))
     expected = bn.Separator(model, device="cpu", cache=False, progress=False).separate(wav)
-    np.testing.assert_array_equal(data, expected.data)
+    # Another process may run torch with another thread count: last-bit differences only.
+    np.testing.assert_allclose(data, expected.data, rtol=0, atol=1e-6)

@@ -1,0 +1,241 @@
+"""Separating many files: locally, or one task per file on a Dask cluster; resumable.
+
+The same function runs in the current process (``client=None``, no Dask needed) or submits one
+task per file to a ``dask.distributed.Client`` (a ``LocalCluster`` on a laptop, dask-jobqueue or
+Kubernetes on a cluster). Each worker process loads the model once (models are cached per
+process). Files whose stems are already in ``out_dir`` are skipped, and results already in the
+shared cache are not recomputed, so a rerun after a crash does only the missing work. A failing
+file is recorded with its error and never stops the others.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BandscopeError, ParameterError
+
+__all__ = ["BatchResult", "expand_inputs", "output_names", "separate_many"]
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+def output_names(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """One folder name per input, derived from its file name, safe and unique.
+
+    Separators, control characters and leading dots or dashes are removed; equal names from
+    different folders get ``-2``, ``-3``... suffixes (case-insensitively).
+
+    Examples
+    --------
+    >>> output_names(["a/song.wav", "b/song.wav", "../x/.hidden.flac"])
+    ['song', 'song-2', 'hidden']
+    """
+    seen: dict[str, int] = {}
+    names = []
+    for item in inputs:
+        base = re.sub(r"[\x00-\x1f/\\:*?\"<>|]", "_", Path(item).stem).strip().lstrip(".-")
+        base = base or "track"
+        count = seen.get(base.lower(), 0) + 1
+        seen[base.lower()] = count
+        names.append(base if count == 1 else f"{base}-{count}")
+    return names
+
+
+def expand_inputs(inputs) -> list[Path]:
+    """Files named by ``inputs``: paths, folders (searched recursively) or glob patterns.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> [p.name for p in expand_inputs(bn.demo.path().parent)][:2]
+    ['bass.flac', 'drums.flac']
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            files += found or [path]  # a folder without audio is reported, not dropped
+        elif not path.exists() and isinstance(item, str) and glob.has_magic(item):
+            files += sorted(Path(p) for p in glob.glob(item, recursive=True))
+        else:
+            files.append(path)  # a missing file is reported as that file's failure
+    return files
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What happened to each file: ``records`` of dicts with ``input``, ``status`` (``"done"``,
+    ``"cached"``, ``"skipped"`` or ``"failed"``), ``seconds``, ``outputs`` and ``error``."""
+
+    records: list[dict]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r["status"] == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    def __repr__(self) -> str:
+        lines = [f"BatchResult({len(self.records)} files: {self.counts()})"]
+        for r in self.records:
+            detail = r["error"] if r["error"] else f"{r['seconds']:.1f} s"
+            lines.append(f"  {r['status']:>7}  {r['input']}  {detail}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(
+            f"<tr><td>{escape(r['input'])}</td><td>{r['status']}</td>"
+            f"<td>{r['seconds']:.1f}</td><td>{escape(r['error'] or '')}</td></tr>"
+            for r in self.records
+        )
+        return (
+            f"<table><caption>{escape(str(self.counts()))}</caption><thead><tr><th>input</th>"
+            f"<th>status</th><th>seconds</th><th>error</th></tr></thead><tbody>{rows}"
+            "</tbody></table>"
+        )
+
+
+_SEPARATORS: dict[tuple, Any] = {}  # per process: one Separator (and model) per configuration
+
+
+def _separator(model, options: dict):
+    """This process' Separator for ``model`` and ``options`` (a module object is not kept: each
+    Dask task receives its own copy)."""
+    from .separator import Separator
+
+    if not isinstance(model, (str, os.PathLike)):
+        return Separator(model, **options)
+    key = (str(model), repr(sorted(options.items())))
+    if key not in _SEPARATORS:
+        _SEPARATORS[key] = Separator(model, **options)
+    return _SEPARATORS[key]
+
+
+def separate_one(
+    path: str,
+    name: str,
+    out_dir: str | None,
+    model,
+    options: dict,
+    *,
+    format: str = "flac",
+    force: bool = False,
+) -> dict:
+    """Separate one file into ``out_dir/name/``; return its record (never raises for bad input).
+
+    This is the task each Dask worker runs.
+    """
+    record = {
+        "input": str(path),
+        "name": name,
+        "status": "failed",
+        "seconds": 0.0,
+        "outputs": [],
+        "error": None,
+    }
+    start = time.perf_counter()
+    try:
+        sep = _separator(model, {**options, "progress": False})
+        target = Path(out_dir) / name if out_dir else None
+        if target is not None and not force:
+            existing = [target / f"{s}.{format}" for s in sep.model.sources]
+            if all(p.is_file() for p in existing):
+                record.update(status="skipped", outputs=[str(p) for p in existing])
+                return record
+        stems = sep.separate(path)
+        if target is not None:
+            written = stems.save(target, format=format, overwrite=True)
+            record["outputs"] = [str(p) for p in written.values()]
+        record["status"] = "cached" if stems.info["cached"] else "done"
+    except BandscopeError as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def separate_many(
+    inputs,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    client=None,
+    model: Any = "htdemucs",
+    format: str = "flac",
+    force: bool = False,
+    progress: bool = True,
+    **separator_options,
+) -> BatchResult:
+    """Separate every file in ``inputs``, locally or on a Dask cluster.
+
+    Parameters
+    ----------
+    inputs : path, folder, glob pattern, or a list of them
+    out_dir : str or os.PathLike or None
+        Stems go to ``out_dir/<name>/<stem>.<format>`` with unique, safe names; ``None`` keeps
+        results only in the cache.
+    client : dask.distributed.Client or None
+        ``None`` runs here, in this process; a client submits one task per file.
+    model : str, os.PathLike or torch.nn.Module
+        As for :class:`~bandscope_nb.separator.Separator`.
+    format : {"flac", "wav"}
+    force : bool
+        Redo files whose stems are already in ``out_dir``.
+    progress : bool
+        Dask's progress bar (a widget in Jupyter) or a line per file here.
+    **separator_options
+        ``device``, ``segment``, ``overlap``, ``shifts``, ``cache``, ...
+
+    Returns
+    -------
+    BatchResult
+
+    Examples
+    --------
+    >>> import tempfile, bandscope_nb as bn
+    >>> result = bn.separate_many([bn.demo.path("bass")], model="classical", device="cpu",
+    ...                           out_dir=tempfile.mkdtemp(), cache=False, progress=False)
+    >>> result.counts()
+    {'done': 1}
+    """
+    from .separator import Separator
+
+    # Check every option here, before any task runs (the device is the workers' to check).
+    Separator(model, **{**separator_options, **({"device": "cpu"} if client else {})})
+    files = expand_inputs(inputs)
+    if not files:
+        raise ParameterError(f"No audio files found in {inputs!r}.")
+    names = output_names(files)
+    out = str(Path(out_dir).resolve()) if out_dir is not None else None
+    args = [(str(f), n, out, model, separator_options) for f, n in zip(files, names, strict=True)]
+    if client is None:
+        records = []
+        for index, a in enumerate(args, 1):
+            records.append(separate_one(*a, format=format, force=force))
+            if progress:
+                r = records[-1]
+                print(f"[{index}/{len(args)}] {r['status']:>7} {r['input']}", flush=True)
+        return BatchResult(records)
+    futures = [
+        client.submit(separate_one, *a, format=format, force=force, pure=False) for a in args
+    ]
+    if progress:
+        from dask.distributed import progress as dask_progress
+
+        dask_progress(futures)
+    return BatchResult(client.gather(futures))

@@ -1,0 +1,165 @@
+"""separate_many: locally and on a real Dask LocalCluster; resumable, failures isolated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import RATE, noise, tiny_htdemucs
+
+import bandscope_nb as bn
+from bandscope_nb import batch
+from bandscope_nb.modelfiles import save_safetensors
+
+
+@pytest.fixture
+def model(tmp_path):
+    return str(save_safetensors(tiny_htdemucs(), tmp_path / "m.safetensors"))
+
+
+@pytest.fixture
+def collection(tmp_path):
+    """Six short songs in two folders (two share a name) plus one corrupt file."""
+    folder = tmp_path / "songs"
+    for i in range(6):
+        sub = folder / ("a" if i < 3 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        name = "same.wav" if i in (0, 3) else f"song{i}.wav"
+        sf.write(sub / name, noise(1.0, seed=i).T, RATE, subtype="FLOAT")
+    (folder / "b" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    return folder
+
+
+def check_outputs(result, model, out):
+    sep = bn.Separator(model, device="cpu", cache=False, progress=False)
+    for r in result.records:
+        if r["status"] == "failed":
+            continue
+        expected = sep.separate(r["input"])
+        for stem in expected.names:
+            data, _ = sf.read(out / r["name"] / f"{stem}.wav", dtype="float32", always_2d=True)
+            # Dask workers run torch on one thread: summation order, not results, may differ.
+            np.testing.assert_allclose(data.T, expected[stem], rtol=0, atol=1e-6)
+
+
+def test_local_batch_results_failures_and_resume(model, collection, tmp_path):
+    out = tmp_path / "out"
+    result = bn.separate_many(
+        collection, out_dir=out, model=model, device="cpu", format="wav", progress=False
+    )
+    assert result.counts() == {"done": 6, "failed": 1}
+    (failed,) = result.failed
+    assert failed["input"].endswith("corrupt.wav") and "AudioError" in failed["error"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "same",
+        "same-2",
+        "song1",
+        "song2",
+        "song4",
+        "song5",
+    ]
+    check_outputs(result, model, out)
+    again = bn.separate_many(
+        collection, out_dir=out, model=model, device="cpu", format="wav", progress=False
+    )
+    assert again.counts() == {"skipped": 6, "failed": 1}
+    cached = bn.separate_many(collection, model=model, device="cpu", progress=False)
+    assert cached.counts() == {"cached": 6, "failed": 1}
+    assert "skipped" in repr(again) and "<table>" in again._repr_html_()
+
+
+def test_glob_and_list_inputs(model, collection):
+    files = batch.expand_inputs(str(collection / "a" / "*.wav"))
+    assert [p.name for p in files] == ["same.wav", "song1.wav", "song2.wav"]
+    assert batch.expand_inputs([collection / "a" / "song1.wav"]) == [collection / "a" / "song1.wav"]
+    with pytest.raises(bn.ParameterError, match="No audio files"):
+        bn.separate_many(str(collection / "*.nothing"), model=model, device="cpu")
+
+
+def test_bad_options_fail_before_any_work(model, collection):
+    with pytest.raises(bn.ParameterError, match="overlap"):
+        bn.separate_many(collection, model=model, overlap=2.0)
+
+
+@pytest.fixture
+def client():
+    distributed = pytest.importorskip("dask.distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_dask_cluster_matches_local_and_reruns_recompute_nothing(
+    model, collection, tmp_path, client
+):
+    out = tmp_path / "out"
+    result = bn.separate_many(
+        collection,
+        out_dir=out,
+        client=client,
+        model=model,
+        device="cpu",
+        format="wav",
+        progress=False,
+    )
+    assert result.counts() == {"done": 6, "failed": 1}
+    check_outputs(result, model, out)
+    # one Separator (and so one model load) per worker process that ran tasks
+    per_worker = client.run(lambda: len(__import__("bandscope_nb.batch").batch._SEPARATORS))
+    assert set(per_worker.values()) <= {0, 1} and sum(per_worker.values()) >= 1
+    again = bn.separate_many(
+        collection,
+        out_dir=out,
+        client=client,
+        model=model,
+        device="cpu",
+        format="wav",
+        progress=False,
+    )
+    assert again.counts() == {"skipped": 6, "failed": 1}
+    cached = bn.separate_many(collection, client=client, model=model, device="cpu", progress=False)
+    assert cached.counts() == {"cached": 6, "failed": 1}
+
+
+def test_killed_worker_tasks_are_retried(model, tmp_path, client):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for i in range(6):
+        sf.write(folder / f"s{i}.wav", noise(15.0, seed=i).T, RATE)
+    futures = client.map(
+        batch.separate_one,
+        [str(p) for p in sorted(folder.iterdir())],
+        [f"s{i}" for i in range(6)],
+        [str(tmp_path / "out")] * 6,
+        [model] * 6,
+        [{"device": "cpu"}] * 6,
+        pure=False,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        processing = client.processing()
+        if any(processing.values()):
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    victim = next(addr for addr, tasks in client.processing().items() if tasks)
+    pid = client.run(os.getpid, workers=[victim])[victim]
+    os.kill(pid, signal.SIGKILL)
+    records = client.gather(futures)
+    assert [r["status"] for r in records] == ["done"] * 6
+    assert pid not in client.run(os.getpid).values()  # the worker really died and was replaced
+    for i in range(6):
+        assert sorted(p.name for p in (tmp_path / "out" / f"s{i}").iterdir()) == [
+            "bass.flac",
+            "drums.flac",
+            "other.flac",
+            "vocals.flac",
+        ]
