@@ -22,24 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from .audio import as_audio
+from .spectral import istft, stft
 from .stems import Stems
 
 __all__ = ["FOUR_STEMS", "hpss", "nmf", "repet_sim", "separate_four"]
 
 FOUR_STEMS = ("drums", "bass", "other", "vocals")
-
-
-def _stft(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    import librosa
-
-    return librosa.stft(y, n_fft=n_fft, hop_length=hop_length)
-
-
-def _istft(spec: np.ndarray, n_fft: int, hop_length: int, length: int) -> np.ndarray:
-    import librosa
-
-    y = librosa.istft(spec, n_fft=n_fft, hop_length=hop_length, length=length)
-    return y.astype(np.float32)
 
 
 def _hpss_masks(spec: np.ndarray, kernel_size: int, margin: float):
@@ -123,9 +111,9 @@ def hpss(
     (('harmonic', 'percussive'), True)
     """
     audio = as_audio(audio, sample_rate)
-    spec = _stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft, hop_length)
     _, mask_p = _hpss_masks(spec, kernel_size, margin)
-    percussive = _istft(spec * mask_p, n_fft, hop_length, audio.frames)
+    percussive = istft(spec * mask_p, n_fft, hop_length, audio.frames)
     return Stems.from_dict(
         {"harmonic": audio.samples - percussive, "percussive": percussive}, audio.sample_rate
     )
@@ -162,9 +150,9 @@ def repet_sim(
     ('foreground', 'background')
     """
     audio = as_audio(audio, sample_rate)
-    spec = _stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft, hop_length)
     mask = _foreground_mask(np.abs(spec).mean(axis=0), audio.sample_rate, hop_length, width)
-    foreground = _istft(spec * mask, n_fft, hop_length, audio.frames)
+    foreground = istft(spec * mask, n_fft, hop_length, audio.frames)
     return Stems.from_dict(
         {"foreground": foreground, "background": audio.samples - foreground}, audio.sample_rate
     )
@@ -201,7 +189,7 @@ def nmf(
     from sklearn.decomposition import NMF
 
     audio = as_audio(audio, sample_rate)
-    spec = _stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft, hop_length)
     mag = np.abs(spec).mean(axis=0)
     model = NMF(n_components=n_components, init="nndsvda", random_state=seed, max_iter=400)
     templates = model.fit_transform(mag)
@@ -213,7 +201,7 @@ def nmf(
     total = np.sum(parts, axis=0) + 1e-10
     out = {}
     for k, part in enumerate(parts[:-1]):
-        out[f"component_{k}"] = _istft(spec * (part / total), n_fft, hop_length, audio.frames)
+        out[f"component_{k}"] = istft(spec * (part / total), n_fft, hop_length, audio.frames)
     out[f"component_{n_components - 1}"] = audio.samples - np.sum(list(out.values()), axis=0)
     return Stems.from_dict(out, audio.sample_rate), templates, activations
 
@@ -246,16 +234,16 @@ def separate_four(
     import librosa
 
     audio = as_audio(audio, sample_rate)
-    spec = _stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft, hop_length)
     mask_h, mask_p = _hpss_masks(spec, kernel_size, 1.0)
     low = (librosa.fft_frequencies(sr=audio.sample_rate, n_fft=n_fft) < bass_cutoff)[:, None]
     harmonic_high = spec * mask_h * ~low
     mask_v = _foreground_mask(
         np.abs(harmonic_high).mean(axis=0), audio.sample_rate, hop_length, width
     )
-    drums = _istft(spec * mask_p, n_fft, hop_length, audio.frames)
-    bass = _istft(spec * mask_h * low, n_fft, hop_length, audio.frames)
-    vocals = _istft(harmonic_high * mask_v, n_fft, hop_length, audio.frames)
+    drums = istft(spec * mask_p, n_fft, hop_length, audio.frames)
+    bass = istft(spec * mask_h * low, n_fft, hop_length, audio.frames)
+    vocals = istft(harmonic_high * mask_v, n_fft, hop_length, audio.frames)
     other = audio.samples - drums - bass - vocals
     stems = {"drums": drums, "bass": bass, "other": other, "vocals": vocals}
     return Stems.from_dict({n: stems[n] for n in FOUR_STEMS}, audio.sample_rate)

@@ -19,21 +19,21 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _client(args):
-    """A Dask client for ``--scheduler`` / ``--workers``, or None to run here."""
+    """A Dask client for ``--scheduler`` / ``--workers`` (its local cluster closes with it), or
+    None to run here."""
     if not (args.scheduler or args.workers):
         return None
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     if args.scheduler:
         return Client(args.scheduler)
-    cluster = LocalCluster(
+    return Client(
         n_workers=args.workers,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
     )
-    return Client(cluster)
 
 
 def _cmd_separate(args) -> int:

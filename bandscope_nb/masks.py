@@ -21,6 +21,7 @@ import numpy as np
 
 from .audio import as_audio
 from .errors import ParameterError
+from .spectral import istft, stft
 from .stems import Stems
 
 __all__ = ["OracleResult", "oracle_masks"]
@@ -38,18 +39,6 @@ class OracleResult(NamedTuple):
 
     masks: dict[str, np.ndarray]
     estimates: Stems
-
-
-def _stft(y, n_fft, hop):
-    import librosa
-
-    return librosa.stft(y, n_fft=n_fft, hop_length=hop)
-
-
-def _istft(spec, n_fft, hop, length):
-    import librosa
-
-    return librosa.istft(spec, n_fft=n_fft, hop_length=hop, length=length).astype(np.float32)
 
 
 def _wiener_gains(specs: np.ndarray) -> np.ndarray:
@@ -121,8 +110,8 @@ def oracle_masks(
             f"References {references.data.shape[1:]} at {references.sample_rate} Hz do not match "
             f"the mix {mix.samples.shape} at {mix.sample_rate} Hz."
         )
-    x = _stft(mix.samples, n_fft, hop_length)
-    specs = _stft(np.asarray(references.data), n_fft, hop_length)  # (S, C, F, T)
+    x = stft(mix.samples, n_fft, hop_length)
+    specs = stft(np.asarray(references.data), n_fft, hop_length)  # (S, C, F, T)
     if kind == "wiener":
         gains = _wiener_gains(specs)  # (S, F, T, C, C)
         est_specs = np.einsum("sftcd,dft->scft", gains, x)
@@ -137,6 +126,6 @@ def oracle_masks(
             m = p / (p.sum(axis=0, keepdims=True) + _EPS)
         est_specs = m * x[None]
         masks = dict(zip(references.names, m, strict=True))
-    estimates = np.stack([_istft(s, n_fft, hop_length, mix.frames) for s in est_specs])
+    estimates = np.stack([istft(s, n_fft, hop_length, mix.frames) for s in est_specs])
     info = {"model": f"oracle {kind}" + (f" (power {power:g})" if kind == "irm" else "")}
     return OracleResult(masks, Stems(estimates, references.names, mix.sample_rate, info=info))

@@ -14,13 +14,29 @@ from typing import Any
 
 import numpy as np
 
-from .audio import Audio, as_audio, check_samples, load_audio, open_checked, resample
+from .audio import (
+    Audio,
+    as_audio,
+    check_samples,
+    iter_blocks,
+    load_audio,
+    open_checked,
+    resample,
+)
 from .cache import ResultCache, cache_key
 from .devices import default_batch_size, resolve_device
 from .errors import AudioError, ModelUnavailableError, ParameterError
 from .models import LoadedModel, load_model, offline_reason
 from .stems import Stems
-from .streams import ArraySource, RawSource, Source, StemWriter, open_stems, prepare_file
+from .streams import (
+    ArraySource,
+    RawSource,
+    Source,
+    StemWriter,
+    file_digest,
+    open_stems,
+    prepare_file,
+)
 
 __all__ = ["Separator"]
 
@@ -59,15 +75,9 @@ def _file_input(path: Path) -> _Input:
         digest = _DIGESTS.get(memo)
     if digest is None:
         if info.subtype in _FLOAT_SUBTYPES:  # only float files can hold NaN/Inf: scan them now
-            from .audio import iter_blocks
-
             for _ in iter_blocks(path):
                 pass
-        h = hashlib.blake2b(digest_size=20)
-        with open(path, "rb") as f:
-            while data := f.read(1 << 22):
-                h.update(data)
-        digest = "file:" + h.hexdigest()
+        digest = "file:" + file_digest(path)
         with _DIGEST_LOCK:
             _DIGESTS[memo] = digest
     return _Input(str(path), digest, info.channels, info.samplerate, path=path)
@@ -278,18 +288,18 @@ class Separator:
 
     def _cached(self, inp: _Input, model: LoadedModel, key: str, info: dict) -> Stems:
         cache = self.cache
-        entry = cache.get(key)
+        entry, computed = cache.get(key), False
         if entry is None:
             with cache.lock(key):
                 entry = cache.get(key)  # another process may have finished it meanwhile
                 if entry is None:
+                    computed = True
                     with cache.staging() as folder:
                         data = self._run(inp, model, folder)
+                        meta = {"names": model.sources, "shape": data.shape, **info}
                         try:
-                            entry = cache.commit(
-                                key, folder, {"names": model.sources, "shape": data.shape, **info}
-                            )
-                        except OSError as exc:
+                            entry = cache.commit(key, folder, meta)
+                        except OSError as exc:  # the memory map outlives the staging folder
                             warnings.warn(
                                 f"Could not store the result in the cache ({exc}); "
                                 "returning it uncached.",
@@ -301,10 +311,9 @@ class Separator:
                                 model.samplerate,
                                 info={**info, "cached": False},
                             )
-                    return Stems(
-                        entry.data, model.sources, model.samplerate, info={**info, "cached": False}
-                    )
-        return Stems(entry.data, model.sources, model.samplerate, info={**info, "cached": True})
+        return Stems(
+            entry.data, model.sources, model.samplerate, info={**info, "cached": not computed}
+        )
 
     def _source(self, inp: _Input, model: LoadedModel, workdir: Path | None) -> Source:
         if inp.path is not None and workdir is None:

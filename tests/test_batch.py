@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -101,7 +102,8 @@ def test_dask_cluster_matches_local_and_reruns_recompute_nothing(
     model, collection, tmp_path, client
 ):
     out = tmp_path / "out"
-    result = bn.separate_many(
+    to_out = functools.partial(
+        bn.separate_many,
         collection,
         out_dir=out,
         client=client,
@@ -110,20 +112,13 @@ def test_dask_cluster_matches_local_and_reruns_recompute_nothing(
         format="wav",
         progress=False,
     )
+    result = to_out()
     assert result.counts() == {"done": 6, "failed": 1}
     check_outputs(result, model, out)
     # one Separator (and so one model load) per worker process that ran tasks
     per_worker = client.run(lambda: len(__import__("bandscope_nb.batch").batch._SEPARATORS))
     assert set(per_worker.values()) <= {0, 1} and sum(per_worker.values()) >= 1
-    again = bn.separate_many(
-        collection,
-        out_dir=out,
-        client=client,
-        model=model,
-        device="cpu",
-        format="wav",
-        progress=False,
-    )
+    again = to_out()
     assert again.counts() == {"skipped": 6, "failed": 1}
     cached = bn.separate_many(collection, client=client, model=model, device="cpu", progress=False)
     assert cached.counts() == {"cached": 6, "failed": 1}
