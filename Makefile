@@ -28,11 +28,13 @@ system-deps:
 demo: setup
 	$(BIN)/bandscope demo -o build/demo
 
-# Lint, then every test and docstring example, offline, with a private cache under build/.
+# Lint, then every test, docstring example and notebook (nbval), offline, with a private cache
+# under build/.
 test: setup system-deps
 	$(BIN)/ruff check .
-	BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache \
-		$(BIN)/python -m pytest --doctest-modules bandscope_nb tests
+	BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache MPLBACKEND=Agg \
+		$(BIN)/python -m pytest --doctest-modules --nbval-lax --nbval-current-env \
+		bandscope_nb tests notebooks
 
 bench: setup
 	$(BIN)/python benchmarks/bench_engine.py --write docs/benchmarks.md

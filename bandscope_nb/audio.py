@@ -56,6 +56,23 @@ class Audio:
         """Duration in seconds."""
         return self.frames / self.sample_rate
 
+    def _repr_html_(self) -> str:
+        """Spectrogram (PNG) and a player for the first 30 s: what static exports show."""
+        from .embed import audio_element, figure_png
+        from .stems import Stems
+
+        as_stems = Stems(self.samples[None], ["audio"], self.sample_rate)
+        from .display import stems_figure
+
+        head = f"<p><code>{repr(self).replace('<', '&lt;')}</code></p>"
+        return (
+            head
+            + figure_png(stems_figure(as_stems))
+            + audio_element(
+                self.samples, self.sample_rate, label="first 30 s" if self.duration > 30 else ""
+            )
+        )
+
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
         return (

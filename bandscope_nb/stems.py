@@ -102,6 +102,12 @@ class Stems(Mapping):
             f"sample_rate={self.sample_rate}, duration={self.duration:.2f}s{model})"
         )
 
+    def _repr_html_(self) -> str:
+        """Spectrogram grid and players (first 30 s): what static exports show."""
+        from .embed import stems_html
+
+        return stems_html(self)
+
     def mix(self) -> np.ndarray:
         """Sum of all stems, float32 ``(channels, frames)``."""
         return self.remix({})

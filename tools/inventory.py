@@ -37,6 +37,7 @@ _NAMES = {
     "Apache Software License": "Apache-2.0",
     "ISC License (ISCL)": "ISC",
     "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
+    "Python Software Foundation License": "PSF-2.0",
 }
 _SPDX_TOKEN = re.compile(r"[A-Za-z0-9.+-]+")
 

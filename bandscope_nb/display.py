@@ -1,0 +1,206 @@
+"""Plotting: spectrograms and waveforms at screen resolution, drawn on a given matplotlib ``ax``.
+
+A full-resolution STFT of a 5-minute track has ~26,000 frames; a screen shows ~1,000 columns.
+:func:`spectrogram_image` therefore picks its hop so that the visible window yields about
+``width_px`` frames, which keeps a first paint of a long track well under a second. Every
+drawing function takes ``ax`` and returns the artist it made, so widgets can update it in place
+(``artist.set_data``, ``fig.canvas.draw_idle()``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ParameterError
+
+__all__ = ["KINDS", "specshow", "spectrogram_image", "stems_figure", "waveform"]
+
+KINDS = ("stft", "mel", "cqt")
+
+
+def _window(samples: np.ndarray, sample_rate: int, start: float, duration: float | None):
+    samples = np.asarray(samples, dtype=np.float32)
+    mono = samples.mean(axis=0) if samples.ndim == 2 else samples
+    lo = max(0, int(start * sample_rate))
+    hi = (
+        mono.shape[-1]
+        if duration is None
+        else min(mono.shape[-1], lo + int(duration * sample_rate))
+    )
+    if hi <= lo:
+        raise ParameterError(f"Empty window: start={start} s, duration={duration} s.")
+    return mono[lo:hi], lo / sample_rate, hi / sample_rate
+
+
+def spectrogram_image(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    kind: str = "stft",
+    start: float = 0.0,
+    duration: float | None = None,
+    width_px: int = 1000,
+    n_fft: int = 2048,
+    n_mels: int = 128,
+    top_db: float = 80.0,
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Channel-averaged spectrogram in dB of a time window, about ``width_px`` frames wide.
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(channels, frames) or (frames,)]
+    sample_rate : int
+    kind : {"stft", "mel", "cqt"}
+    start, duration : float
+        The visible window in seconds (``duration=None``: to the end).
+    width_px : int
+        Frames wanted across the window (the hop follows from it).
+    top_db : float
+        Unused here (the caller's colour range); values are not normalised per window, so
+        windows compare and scrolling keeps its colours.
+
+    Returns
+    -------
+    image : np.ndarray [shape=(bins, frames)]
+        Power in dB relative to 1.0 (floor -100 dB), low frequencies first.
+    extent : (t0, t1, f0, f1)
+        Seconds and Hz (mel / cqt: bin indices) for ``imshow``.
+
+    Examples
+    --------
+    >>> y = np.random.default_rng(0).standard_normal((2, 5 * 22050)).astype(np.float32)
+    >>> image, extent = spectrogram_image(y, 22050, width_px=200)
+    >>> image.shape[0], 190 <= image.shape[1] <= 210, extent[:2]
+    (1025, True, (0.0, 5.0))
+    """
+    import librosa
+
+    if kind not in KINDS:
+        raise ParameterError(f"Invalid kind: {kind!r}; choose one of {KINDS}.")
+    y, t0, t1 = _window(samples, sample_rate, start, duration)
+    hop = max(1, y.shape[-1] // max(1, width_px))
+    if kind == "stft":
+        power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2
+        extent = (t0, t1, 0.0, sample_rate / 2)
+    elif kind == "mel":
+        power = librosa.feature.melspectrogram(
+            y=y, sr=sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels
+        )
+        extent = (t0, t1, 0.0, float(n_mels))
+    else:
+        hop = max(64, hop // 64 * 64)  # librosa's CQT needs a hop divisible by 2**(octaves-1)
+        power = np.abs(librosa.cqt(y, sr=sample_rate, hop_length=hop, n_bins=84)) ** 2
+        extent = (t0, t1, 0.0, 84.0)
+    image = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
+    return image.astype(np.float32), extent
+
+
+def specshow(
+    ax,
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    kind: str = "stft",
+    start: float = 0.0,
+    duration: float | None = None,
+    width_px: int = 1000,
+    top_db: float = 80.0,
+    cmap: str = "magma",
+    log_freq: bool = True,
+    vmax: float | None = None,
+):
+    """Draw :func:`spectrogram_image` on ``ax``; return the ``AxesImage``.
+
+    The colour range is ``[vmax - top_db, vmax]``; ``vmax=None`` takes the window's maximum.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> img = specshow(ax, np.random.default_rng(0).standard_normal(22050), 22050)
+    >>> img.get_array().shape[0]
+    1025
+    """
+    image, extent = spectrogram_image(
+        samples,
+        sample_rate,
+        kind=kind,
+        start=start,
+        duration=duration,
+        width_px=width_px,
+        top_db=top_db,
+    )
+    vmax = float(image.max()) if vmax is None else vmax
+    artist = ax.imshow(
+        image,
+        origin="lower",
+        aspect="auto",
+        extent=extent,
+        cmap=cmap,
+        interpolation="nearest",
+        vmin=vmax - top_db,
+        vmax=vmax,
+    )
+    if kind == "stft" and log_freq:
+        ax.set_yscale("symlog", linthresh=100.0, linscale=0.5)
+        ax.set_ylim(20.0, extent[3])
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel({"stft": "Hz", "mel": "mel bin", "cqt": "CQT bin"}[kind])
+    return artist
+
+
+def waveform(ax, samples: np.ndarray, sample_rate: int, *, width_px: int = 1000, color="C0"):
+    """Min/max envelope of the channel-averaged signal, one column per pixel; returns the
+    ``PolyCollection``.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> type(waveform(ax, np.zeros((2, 1000)), 1000)).__name__
+    'FillBetweenPolyCollection'
+    """
+    y, t0, t1 = _window(samples, sample_rate, 0.0, None)
+    columns = max(1, min(width_px, y.shape[-1]))
+    edges = np.linspace(0, y.shape[-1], columns + 1).astype(int)
+    lo = np.minimum.reduceat(y, edges[:-1])
+    hi = np.maximum.reduceat(y, edges[:-1])
+    t = np.linspace(t0, t1, columns)
+    ax.set_xlim(t0, t1)
+    ax.set_xlabel("time (s)")
+    return ax.fill_between(t, lo, hi, color=color, linewidth=0)
+
+
+def stems_figure(
+    stems,
+    *,
+    mix: np.ndarray | None = None,
+    duration: float | None = 30.0,
+    kind: str = "stft",
+    width_px: int = 800,
+):
+    """A grid with one spectrogram per stem (and the mix first, if given), shared time axis.
+
+    Returns the ``Figure`` (made without pyplot, so nothing is shown twice in notebooks).
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> fig = stems_figure(bn.Stems(np.zeros((2, 1, 22050)), ["a", "b"], 22050))
+    >>> len(fig.axes)
+    2
+    """
+    from matplotlib.figure import Figure
+
+    rows = ([("mix", mix)] if mix is not None else []) + [(n, stems[n]) for n in stems.names]
+    fig = Figure(figsize=(width_px / 100, 1.6 * len(rows)), dpi=100, layout="constrained")
+    axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, samples) in zip(axes, rows, strict=True):
+        specshow(ax, samples, stems.sample_rate, kind=kind, duration=duration, width_px=width_px)
+        ax.set_title(name, loc="left", fontsize=9)
+        ax.label_outer()
+    return fig

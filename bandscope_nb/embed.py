@@ -1,0 +1,110 @@
+"""HTML for notebooks and static exports: compressed ``<audio>`` players and PNG figures.
+
+Audio is embedded compressed (Ogg Vorbis through soundfile, or MP3) and only for a window
+(default the first 30 s), so a notebook showing a 5-minute track's stems stays small. These are
+what :class:`~bandscope_nb.stems.Stems` and :class:`~bandscope_nb.audio.Audio` show in nbconvert
+HTML or on GitHub, where no kernel runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+
+import numpy as np
+
+from .errors import ParameterError
+
+__all__ = ["audio_element", "encode_audio", "figure_png", "stems_html"]
+
+_FORMATS = {"ogg": ("OGG", "VORBIS", "audio/ogg"), "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg")}
+
+
+def encode_audio(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    start: float = 0.0,
+    duration: float | None = 30.0,
+    format: str = "ogg",
+) -> bytes:
+    """Compress a window of ``(channels, frames)`` audio; samples are clipped to [-1, 1].
+
+    Examples
+    --------
+    >>> data = encode_audio(np.zeros((2, 44100), np.float32), 44100)
+    >>> data[:4]
+    b'OggS'
+    """
+    import soundfile as sf
+
+    if format not in _FORMATS:
+        raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(_FORMATS)}.")
+    samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
+    lo = int(start * sample_rate)
+    hi = samples.shape[-1] if duration is None else lo + int(duration * sample_rate)
+    window = np.clip(samples[:, lo:hi], -1.0, 1.0)
+    container, subtype, _ = _FORMATS[format]
+    buf = io.BytesIO()
+    sf.write(buf, window.T, sample_rate, format=container, subtype=subtype)
+    return buf.getvalue()
+
+
+def audio_element(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    label: str = "",
+    start: float = 0.0,
+    duration: float | None = 30.0,
+    format: str = "ogg",
+) -> str:
+    """An HTML5 ``<audio controls>`` element with the window embedded as a data URI.
+
+    Examples
+    --------
+    >>> audio_element(np.zeros((1, 8000)), 8000, label="x")[:31]
+    '<figure class="bandscope-audio"'
+    """
+    data = base64.b64encode(
+        encode_audio(samples, sample_rate, start=start, duration=duration, format=format)
+    ).decode()
+    mime = _FORMATS[format][2]
+    caption = f"<figcaption>{escape(label)}</figcaption>" if label else ""
+    return (
+        f'<figure class="bandscope-audio" style="margin:2px 0">{caption}'
+        f'<audio controls preload="none" src="data:{mime};base64,{data}"></audio></figure>'
+    )
+
+
+def figure_png(fig) -> str:
+    """A matplotlib figure as an ``<img>`` with an embedded PNG."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
+
+
+def stems_html(stems, *, mix: np.ndarray | None = None, duration: float | None = 30.0) -> str:
+    """Spectrogram grid (PNG) and one player per stem (and the mix) for the first ``duration`` s.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> html = stems_html(bn.Stems(np.zeros((2, 1, 8000)), ["a", "b"], 8000))
+    >>> html.count("<audio"), "<img" in html
+    (2, True)
+    """
+    from .display import stems_figure
+
+    rows = ([("mix", mix)] if mix is not None else []) + [(n, stems[n]) for n in stems.names]
+    shown = "" if duration is None or stems.duration <= duration else f" (first {duration:g} s)"
+    players = "".join(
+        audio_element(s, stems.sample_rate, label=f"{name}{shown}", duration=duration)
+        for name, s in rows
+    )
+    head = escape(repr(stems))
+    return (
+        f"<div class='bandscope-stems'><p><code>{head}</code></p>"
+        f"{figure_png(stems_figure(stems, mix=mix, duration=duration))}{players}</div>"
+    )
