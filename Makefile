@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TESTENV := BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache MPLBACKEND=Agg
 
 .PHONY: setup system-deps demo test lint bench clean
 
@@ -32,9 +33,8 @@ demo: setup
 # under build/.
 test: setup system-deps
 	$(BIN)/ruff check .
-	BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache MPLBACKEND=Agg \
-		$(BIN)/python -m pytest --doctest-modules --nbval-lax --nbval-current-env \
-		bandscope_nb tests notebooks
+	$(TESTENV) $(BIN)/python -m pytest --doctest-modules bandscope_nb tests
+	$(TESTENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks
 
 bench: setup
 	$(BIN)/python benchmarks/bench_engine.py --write docs/benchmarks.md

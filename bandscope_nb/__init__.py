@@ -26,6 +26,16 @@ from .stems import Stems
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``bn.widgets`` is imported on first use (it needs ipywidgets and matplotlib)."""
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module(".widgets", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Audio",
     "AudioError",
@@ -49,4 +59,5 @@ __all__ = [
     "resolve_device",
     "save_audio",
     "separate_many",
+    "widgets",
 ]

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import RATE, noise, tiny_htdemucs
+from helpers import RATE, noise, tiny_htdemucs
 
 import bandscope_nb as bn
 from bandscope_nb import batch

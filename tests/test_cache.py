@@ -7,7 +7,7 @@ import multiprocessing
 
 import numpy as np
 import pytest
-from conftest import tiny_htdemucs
+from helpers import tiny_htdemucs
 
 from bandscope_nb.cache import ResultCache, cache_key
 from bandscope_nb.errors import CacheError

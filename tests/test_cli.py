@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import soundfile as sf
-from conftest import RATE, noise, tiny_htdemucs
+from helpers import RATE, noise, tiny_htdemucs
 
 from bandscope_nb.batch import output_names
 from bandscope_nb.cli import main
@@ -185,7 +185,7 @@ def test_console_script_in_a_subprocess(model, inputs, tmp_path):
 
 
 def test_bad_input_corpus_through_the_cli(model, tmp_path, capsys):
-    from conftest import bad_input_corpus
+    from helpers import bad_input_corpus
 
     corpus = bad_input_corpus(tmp_path / "corpus")
     out = tmp_path / "out"

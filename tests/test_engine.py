@@ -8,8 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from conftest import RATE, noise, snr_db, tiny_hdemucs, tiny_htdemucs
 from demucs.apply import BagOfModels, apply_model
+from helpers import RATE, noise, snr_db, tiny_hdemucs, tiny_htdemucs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

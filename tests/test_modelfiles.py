@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import tiny_hdemucs, tiny_htdemucs
+from helpers import tiny_hdemucs, tiny_htdemucs
 from safetensors.torch import save_file
 
 from bandscope_nb.errors import ModelIntegrityError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_hdemucs, tiny_htdemucs
+from helpers import tiny_hdemucs, tiny_htdemucs
 
 from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError, ParameterError
 from bandscope_nb.modelfiles import save_safetensors, save_th

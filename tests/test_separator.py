@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import RATE, noise, snr_db, tiny_htdemucs
 from demucs.apply import apply_model
+from helpers import RATE, noise, snr_db, tiny_htdemucs
 
 import bandscope_nb as bn
 from bandscope_nb.modelfiles import save_safetensors
@@ -158,7 +158,7 @@ def test_progress_bar_counts_seconds(ht_model, capsys):
 
 
 def test_bad_input_corpus_through_the_api(ht_model, tmp_path):
-    from conftest import bad_input_corpus
+    from helpers import bad_input_corpus
 
     sep = bn.Separator(ht_model, device="cpu", progress=False)
     for name, (path, expected) in bad_input_corpus(tmp_path / "corpus").items():

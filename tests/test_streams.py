@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import RATE, noise
+from helpers import RATE, noise
 
 import bandscope_nb as bn
 from bandscope_nb.streams import ArraySource, RawSource, StemWriter, open_stems, prepare_file

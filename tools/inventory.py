@@ -38,6 +38,8 @@ _NAMES = {
     "ISC License (ISCL)": "ISC",
     "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
     "Python Software Foundation License": "PSF-2.0",
+    "Apache 2.0": "Apache-2.0",
+    "ISC license": "ISC",
 }
 _SPDX_TOKEN = re.compile(r"[A-Za-z0-9.+-]+")
 
@@ -50,7 +52,7 @@ def _license(dist: metadata.Distribution, overrides: dict) -> str:
     if md.get("License-Expression"):
         return md["License-Expression"].strip()
     text = (md.get("License") or "").strip()
-    if text and "\n" not in text and len(text) < 80:
+    if text and text.upper() != "UNKNOWN" and "\n" not in text and len(text) < 80:
         return _NAMES.get(text, text)
     for classifier in md.get_all("Classifier") or []:
         if classifier.startswith("License ::"):

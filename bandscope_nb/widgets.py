@@ -1,0 +1,264 @@
+"""Notebook widgets: look at and listen to signals and stems (ipywidgets 8).
+
+The widgets do no DSP of their own: images come from :mod:`bandscope_nb.display` (at screen
+resolution, cached per view), sound from :mod:`bandscope_nb.embed`. Each is a ``VBox`` that
+builds its controls, wires them with ``observe(..., names="value")`` and updates its artists in
+place. The figure shows as a PNG ``Image`` widget, which works in every front end and in
+exported notebooks.
+"""
+
+from __future__ import annotations
+
+import io
+
+import ipywidgets as W
+import numpy as np
+
+from .display import KINDS, specshow, spectrogram_image
+from .embed import audio_element
+from .errors import ParameterError
+from .stems import Stems
+
+__all__ = ["SpectrogramView", "StemExplorer"]
+
+MAX_PLAYER_SECONDS = 30.0
+
+
+def _signals(data, sample_rate) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """``[(name, (channels, frames))]`` and the rate, from Audio, Stems, dict or an array."""
+    from .audio import Audio
+
+    if isinstance(data, Stems):
+        return [(n, data[n]) for n in data.names], data.sample_rate
+    if isinstance(data, Audio):
+        return [("audio", data.samples)], data.sample_rate
+    if sample_rate is None:
+        raise ParameterError("Arrays need their sample_rate; pass SpectrogramView(x, rate).")
+    if isinstance(data, dict):
+        return [(str(k), np.atleast_2d(v)) for k, v in data.items()], int(sample_rate)
+    return [("signal", np.atleast_2d(np.asarray(data, dtype=np.float32)))], int(sample_rate)
+
+
+class SpectrogramView(W.VBox):
+    """One or several aligned spectrograms with kind, dB range, axis, zoom and colour controls.
+
+    Parameters
+    ----------
+    data : Audio, Stems, dict of name to array, or np.ndarray [shape=(channels, frames)]
+    sample_rate : int or None
+        Needed for arrays and dicts.
+    width_px : int
+        Figure width; transforms are computed at this resolution for the visible window.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> mix, truth = bn.demo.load()
+    >>> view = SpectrogramView(truth)
+    >>> view.kind.value = "mel"
+    >>> view.images[0].get_array().shape[0]
+    128
+    """
+
+    def __init__(self, data, sample_rate: int | None = None, *, width_px: int = 900):
+        from matplotlib.figure import Figure
+
+        self.signals, self.sample_rate = _signals(data, sample_rate)
+        self.duration = max(s.shape[-1] for _, s in self.signals) / self.sample_rate
+        self.width_px = width_px
+        self._cache: dict[tuple, tuple[np.ndarray, tuple]] = {}
+        self.kind = W.ToggleButtons(options=list(KINDS), value="stft", description="transform")
+        self.db_range = W.FloatSlider(
+            value=80.0, min=20.0, max=120.0, step=5.0, description="dB range"
+        )
+        self.log_freq = W.Checkbox(value=True, description="log frequency")
+        self.window = W.FloatSlider(
+            value=min(self.duration, 30.0),
+            min=0.5,
+            max=max(self.duration, 0.5),
+            step=0.5,
+            description="zoom (s)",
+        )
+        self.start = W.FloatSlider(
+            value=0.0,
+            min=0.0,
+            max=max(0.0, self.duration - 0.5),
+            step=0.25,
+            description="start (s)",
+        )
+        self.cmap = W.Dropdown(
+            options=["magma", "viridis", "gray_r", "inferno"], value="magma", description="colours"
+        )
+        self.figure = Figure(
+            figsize=(width_px / 100, 1.5 * len(self.signals) + 0.4), dpi=100, layout="constrained"
+        )
+        axes = self.figure.subplots(len(self.signals), 1, sharex=True, squeeze=False)[:, 0]
+        self.axes = list(axes)
+        self.images = [
+            specshow(ax, s, self.sample_rate, duration=self.window.value, width_px=width_px)
+            for ax, (_, s) in zip(self.axes, self.signals, strict=True)
+        ]
+        for ax, (name, _) in zip(self.axes, self.signals, strict=True):
+            ax.set_title(name, loc="left", fontsize=9)
+            ax.label_outer()
+        self.image = W.Image(format="png")
+        for control in (
+            self.kind,
+            self.db_range,
+            self.log_freq,
+            self.window,
+            self.start,
+            self.cmap,
+        ):
+            control.observe(self._redraw, names="value")
+        controls = W.HBox(
+            [
+                W.VBox([self.kind, self.log_freq, self.cmap]),
+                W.VBox([self.start, self.window, self.db_range]),
+            ]
+        )
+        super().__init__([controls, self.image])
+        self._redraw()
+
+    def _transform(self, index: int) -> tuple[np.ndarray, tuple]:
+        start = min(self.start.value, max(0.0, self.duration - 0.5))
+        key = (index, self.kind.value, round(start, 3), round(self.window.value, 3))
+        if key not in self._cache:
+            self._cache[key] = spectrogram_image(
+                self.signals[index][1],
+                self.sample_rate,
+                kind=self.kind.value,
+                start=start,
+                duration=self.window.value,
+                width_px=self.width_px,
+            )
+        return self._cache[key]
+
+    def _redraw(self, change=None) -> None:
+        for index, (ax, artist) in enumerate(zip(self.axes, self.images, strict=True)):
+            image, extent = self._transform(index)
+            top = float(image.max())
+            artist.set_data(image)
+            artist.set_extent(extent)
+            artist.set_clim(top - self.db_range.value, top)
+            artist.set_cmap(self.cmap.value)
+            ax.set_xlim(extent[0], extent[1])
+            if self.kind.value == "stft" and self.log_freq.value:
+                ax.set_yscale("symlog", linthresh=100.0, linscale=0.5)
+                ax.set_ylim(20.0, extent[3])
+            else:
+                ax.set_yscale("linear")
+                ax.set_ylim(extent[2], extent[3])
+            ax.set_ylabel({"stft": "Hz", "mel": "mel bin", "cqt": "CQT bin"}[self.kind.value])
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png")
+        self.image.value = buf.getvalue()
+
+
+class StemExplorer(W.VBox):
+    """Spectrograms of the mix and stems, a player per stem, and a mixer feeding one remix player.
+
+    Each stem has a gain (dB), mute and solo; the remix is rendered into a single ``<audio>``
+    element (separate players drift out of sync), for the selected window of at most 30 s.
+
+    Parameters
+    ----------
+    stems : Stems
+    mix : np.ndarray [shape=(channels, frames)] or None
+        Shown and played first when given.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> mix, truth = bn.demo.load()
+    >>> explorer = StemExplorer(truth, mix=mix.samples)
+    >>> explorer.mute["vocals"].value = True
+    >>> explorer.gains()["vocals"], explorer.gains()["drums"]
+    (0.0, 1.0)
+    """
+
+    def __init__(self, stems: Stems, mix: np.ndarray | None = None, *, width_px: int = 900):
+        self.stems = stems
+        rate = stems.sample_rate
+        signals = ({"mix": mix} if mix is not None else {}) | {n: stems[n] for n in stems.names}
+        self.view = SpectrogramView(signals, rate, width_px=width_px)
+        span = min(MAX_PLAYER_SECONDS, stems.duration)
+        self.play_start = W.FloatSlider(
+            value=0.0,
+            min=0.0,
+            max=max(0.0, stems.duration - span),
+            step=0.5,
+            description="play from (s)",
+            continuous_update=False,
+        )
+        self.play_length = W.FloatSlider(
+            value=span,
+            min=min(1.0, span),
+            max=span,
+            step=0.5,
+            description="length (s)",
+            continuous_update=False,
+        )
+        self.gain = {
+            n: W.FloatSlider(
+                value=0.0, min=-60.0, max=12.0, step=1.0, description=n, continuous_update=False
+            )
+            for n in stems.names
+        }
+        self.mute = {n: W.ToggleButton(value=False, description="mute") for n in stems.names}
+        self.solo = {n: W.ToggleButton(value=False, description="solo") for n in stems.names}
+        self.players = {
+            n: W.HTML() for n in (["mix"] if mix is not None else []) + list(stems.names)
+        }
+        self.remix_player = W.HTML()
+        self._mix = mix
+        rows = [
+            W.HBox([self.gain[n], self.mute[n], self.solo[n], self.players[n]]) for n in stems.names
+        ]
+        if mix is not None:
+            rows.insert(0, W.HBox([W.Label("mix"), self.players["mix"]]))
+        for widget in (*self.gain.values(), *self.mute.values(), *self.solo.values()):
+            widget.observe(self._update_remix, names="value")
+        for widget in (self.play_start, self.play_length):
+            widget.observe(self._update_players, names="value")
+        super().__init__(
+            [
+                self.view,
+                W.HBox([self.play_start, self.play_length]),
+                *rows,
+                W.HBox([W.Label("remix"), self.remix_player]),
+            ]
+        )
+        self._update_players()
+
+    def gains(self) -> dict[str, float]:
+        """Linear gain per stem from the mixer: solo wins over mute, mute over gain."""
+        soloed = {n for n, w in self.solo.items() if w.value}
+        return {
+            n: 0.0
+            if (soloed and n not in soloed) or (not soloed and self.mute[n].value)
+            else float(10 ** (self.gain[n].value / 20))
+            for n in self.stems.names
+        }
+
+    def _window(self) -> tuple[int, int]:
+        rate = self.stems.sample_rate
+        lo = int(self.play_start.value * rate)
+        return lo, min(self.stems.frames, lo + int(self.play_length.value * rate))
+
+    def _element(self, samples: np.ndarray) -> str:
+        lo, hi = self._window()
+        return audio_element(samples[:, lo:hi], self.stems.sample_rate, duration=None)
+
+    def _update_players(self, change=None) -> None:
+        for name, player in self.players.items():
+            player.value = self._element(self._mix if name == "mix" else self.stems[name])
+        self._update_remix()
+
+    def _update_remix(self, change=None) -> None:
+        lo, hi = self._window()
+        gains = self.gains()
+        window = sum(g * self.stems[n][:, lo:hi] for n, g in gains.items() if g)
+        if isinstance(window, int):  # every stem muted
+            window = np.zeros((self.stems.channels, hi - lo), np.float32)
+        self.remix_player.value = audio_element(window, self.stems.sample_rate, duration=None)
