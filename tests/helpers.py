@@ -128,3 +128,12 @@ def bad_input_corpus(folder: Path) -> dict[str, tuple[Path, str | None]]:
 
         add("unreadable.wav", "permission denied", write=unreadable)
     return corpus
+
+
+def five_minute_stems():
+    """Four 5-minute stereo noise stems at 22.05 kHz (for size checks of embedded players)."""
+    import bandscope_nb as bn
+
+    rng = np.random.default_rng(0)
+    data = 0.1 * rng.standard_normal((4, 2, 300 * 22050), dtype=np.float32)
+    return bn.Stems(data, ["drums", "bass", "other", "vocals"], 22050)

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import five_minute_stems
 
 import bandscope_nb as bn
 from bandscope_nb.embed import audio_element, encode_audio, stems_html
@@ -39,12 +40,7 @@ def test_audio_element_is_a_playable_data_uri():
 
 
 def test_five_minute_stems_stay_small():
-    rng = np.random.default_rng(0)
-    stems = bn.Stems(
-        0.1 * rng.standard_normal((4, 2, 300 * 22050), dtype=np.float32),
-        ["drums", "bass", "other", "vocals"],
-        22050,
-    )
+    stems = five_minute_stems()
     html = stems_html(stems, mix=stems.mix())
     assert html.count("<audio") == 5 and "first 30 s" in html
     assert len(html) < 5_000_000

@@ -68,3 +68,15 @@ def test_invalid_arguments(pair):
         oracle_masks(mix, truth, power=0, sample_rate=SR)
     with pytest.raises(bn.ParameterError, match="do not match"):
         oracle_masks(mix[:, :-1], truth, sample_rate=SR)
+
+
+def test_masks_sum_to_one_even_where_every_stem_is_silent():
+    rng = np.random.default_rng(1)
+    a = np.zeros((1, 4 * SR), np.float32)
+    a[:, :SR] = rng.standard_normal((1, SR))
+    b = np.zeros_like(a)
+    b[:, SR : 2 * SR] = rng.standard_normal((1, SR))  # the last two seconds are silent
+    truth = bn.Stems.from_dict({"a": a, "b": b}, SR)
+    for kind in ("ibm", "irm"):
+        masks = oracle_masks(a + b, truth, kind=kind, sample_rate=SR).masks
+        np.testing.assert_allclose(masks["a"] + masks["b"], 1.0, atol=1e-6)

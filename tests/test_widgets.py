@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import five_minute_stems
 
 import bandscope_nb as bn
 from bandscope_nb.widgets import SpectrogramView, StemExplorer
@@ -92,12 +93,7 @@ def test_players_follow_the_play_window(demo):
 
 
 def test_five_minute_explorer_stays_small():
-    rng = np.random.default_rng(0)
-    stems = bn.Stems(
-        0.1 * rng.standard_normal((4, 2, 300 * 22050), dtype=np.float32),
-        ["drums", "bass", "other", "vocals"],
-        22050,
-    )
+    stems = five_minute_stems()
     explorer = StemExplorer(stems, mix=stems.mix())
     payload = sum(len(p.value) for p in explorer.players.values())
     payload += len(explorer.remix_player.value) + len(explorer.view.image.value)
