@@ -58,16 +58,9 @@ class Audio:
 
     def _repr_html_(self) -> str:
         """Spectrogram (PNG) and a player for the first 30 s: what static exports show."""
-        from .display import stems_figure
-        from .embed import audio_element, figure_png
-        from .stems import Stems
+        from .embed import audio_html
 
-        figure = stems_figure(Stems(self.samples[None], ["audio"], self.sample_rate))
-        label = "first 30 s" if self.duration > 30 else ""
-        head = f"<p><code>{repr(self).replace('<', '&lt;')}</code></p>"
-        return (
-            head + figure_png(figure) + audio_element(self.samples, self.sample_rate, label=label)
-        )
+        return audio_html(self)
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""

@@ -13,7 +13,15 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["KINDS", "specshow", "spectrogram_image", "stems_figure", "waveform"]
+__all__ = [
+    "KINDS",
+    "signal_rows",
+    "specshow",
+    "spectrogram_image",
+    "stems_figure",
+    "style_axis",
+    "waveform",
+]
 
 KINDS = ("stft", "mel", "cqt")
 
@@ -143,12 +151,34 @@ def specshow(
         vmin=vmax - top_db,
         vmax=vmax,
     )
+    ax.set_xlabel("time (s)")
+    style_axis(ax, kind, extent, log_freq=log_freq)
+    return artist
+
+
+def style_axis(ax, kind: str, extent, *, log_freq: bool = True) -> None:
+    """Time limits, frequency scale (log for the STFT when asked, else linear) and label."""
+    ax.set_xlim(extent[0], extent[1])
     if kind == "stft" and log_freq:
         ax.set_yscale("symlog", linthresh=100.0, linscale=0.5)
         ax.set_ylim(20.0, extent[3])
-    ax.set_xlabel("time (s)")
+    else:
+        ax.set_yscale("linear")
+        ax.set_ylim(extent[2], extent[3])
     ax.set_ylabel({"stft": "Hz", "mel": "mel bin", "cqt": "CQT bin"}[kind])
-    return artist
+
+
+def signal_rows(stems, mix: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
+    """``[(name, samples)]``: the mix first (when given), then each stem, in order.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> stems = bn.Stems(np.zeros((2, 1, 4)), ["a", "b"], 8000)
+    >>> [name for name, _ in signal_rows(stems, np.zeros((1, 4)))]
+    ['mix', 'a', 'b']
+    """
+    return ([("mix", mix)] if mix is not None else []) + [(n, stems[n]) for n in stems.names]
 
 
 def waveform(ax, samples: np.ndarray, sample_rate: int, *, width_px: int = 1000, color="C0"):
@@ -196,7 +226,7 @@ def stems_figure(
     """
     from matplotlib.figure import Figure
 
-    rows = ([("mix", mix)] if mix is not None else []) + [(n, stems[n]) for n in stems.names]
+    rows = signal_rows(stems, mix)
     fig = Figure(figsize=(width_px / 100, 1.6 * len(rows)), dpi=100, layout="constrained")
     axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (name, samples) in zip(axes, rows, strict=True):

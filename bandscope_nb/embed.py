@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["audio_element", "encode_audio", "figure_png", "stems_html"]
+__all__ = ["audio_element", "audio_html", "encode_audio", "figure_png", "stems_html"]
 
 _FORMATS = {"ogg": ("OGG", "VORBIS", "audio/ogg"), "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg")}
 
@@ -85,6 +85,13 @@ def figure_png(fig) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
 
 
+def _window_label(name: str, duration_s: float, shown: float | None) -> str:
+    """``name``, plus "first N s" when only part of the signal is embedded."""
+    if shown is None or duration_s <= shown:
+        return name
+    return f"{name} (first {shown:g} s)" if name else f"first {shown:g} s"
+
+
 def stems_html(stems, *, mix: np.ndarray | None = None, duration: float | None = 30.0) -> str:
     """Spectrogram grid (PNG) and one player per stem (and the mix) for the first ``duration`` s.
 
@@ -95,16 +102,36 @@ def stems_html(stems, *, mix: np.ndarray | None = None, duration: float | None =
     >>> html.count("<audio"), "<img" in html
     (2, True)
     """
-    from .display import stems_figure
+    from .display import signal_rows, stems_figure
 
-    rows = ([("mix", mix)] if mix is not None else []) + [(n, stems[n]) for n in stems.names]
-    shown = "" if duration is None or stems.duration <= duration else f" (first {duration:g} s)"
     players = "".join(
-        audio_element(s, stems.sample_rate, label=f"{name}{shown}", duration=duration)
-        for name, s in rows
+        audio_element(
+            s,
+            stems.sample_rate,
+            label=_window_label(name, stems.duration, duration),
+            duration=duration,
+        )
+        for name, s in signal_rows(stems, mix)
     )
-    head = escape(repr(stems))
     return (
-        f"<div class='bandscope-stems'><p><code>{head}</code></p>"
+        f"<div class='bandscope-stems'><p><code>{escape(repr(stems))}</code></p>"
         f"{figure_png(stems_figure(stems, mix=mix, duration=duration))}{players}</div>"
     )
+
+
+def audio_html(audio, *, duration: float | None = 30.0) -> str:
+    """Spectrogram (PNG) and a player for the first ``duration`` s of an :class:`Audio`.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> audio_html(bn.Audio(np.zeros((1, 8000), np.float32), 8000)).count("<audio")
+    1
+    """
+    from .display import stems_figure
+    from .stems import Stems
+
+    figure = stems_figure(Stems(audio.samples[None], ["audio"], audio.sample_rate))
+    label = _window_label("", audio.duration, duration)
+    player = audio_element(audio.samples, audio.sample_rate, label=label, duration=duration)
+    return f"<p><code>{escape(repr(audio))}</code></p>{figure_png(figure)}{player}"

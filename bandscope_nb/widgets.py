@@ -14,7 +14,7 @@ import io
 import ipywidgets as W
 import numpy as np
 
-from .display import KINDS, specshow, spectrogram_image
+from .display import KINDS, signal_rows, specshow, spectrogram_image, style_axis
 from .embed import audio_element
 from .errors import ParameterError
 from .stems import Stems
@@ -142,14 +142,7 @@ class SpectrogramView(W.VBox):
             artist.set_extent(extent)
             artist.set_clim(top - self.db_range.value, top)
             artist.set_cmap(self.cmap.value)
-            ax.set_xlim(extent[0], extent[1])
-            if self.kind.value == "stft" and self.log_freq.value:
-                ax.set_yscale("symlog", linthresh=100.0, linscale=0.5)
-                ax.set_ylim(20.0, extent[3])
-            else:
-                ax.set_yscale("linear")
-                ax.set_ylim(extent[2], extent[3])
-            ax.set_ylabel({"stft": "Hz", "mel": "mel bin", "cqt": "CQT bin"}[self.kind.value])
+            style_axis(ax, self.kind.value, extent, log_freq=self.log_freq.value)
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png")
         self.image.value = buf.getvalue()
@@ -180,8 +173,7 @@ class StemExplorer(W.VBox):
     def __init__(self, stems: Stems, mix: np.ndarray | None = None, *, width_px: int = 900):
         self.stems = stems
         rate = stems.sample_rate
-        signals = ({"mix": mix} if mix is not None else {}) | {n: stems[n] for n in stems.names}
-        self.view = SpectrogramView(signals, rate, width_px=width_px)
+        self.view = SpectrogramView(dict(signal_rows(stems, mix)), rate, width_px=width_px)
         span = min(MAX_PLAYER_SECONDS, stems.duration)
         self.play_start = W.FloatSlider(
             value=0.0,
