@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TESTENV := BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache MPLBACKEND=Agg
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo report test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,19 +15,32 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# museval (the BSS Eval reference the metric tests compare against) needs an ffmpeg binary.
+# museval (the BSS Eval reference the metric tests compare against) needs an ffmpeg binary; the
+# JupyterLab browser test needs Debian's chromium at /usr/bin/chromium.
 system-deps:
-	@command -v ffmpeg >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -z "$$missing" ] || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-				apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; \
-		else echo "make test needs ffmpeg: install it (apt-get install ffmpeg, brew install ffmpeg)"; \
-			exit 1; fi; }
+				apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "make test needs:$$missing (apt-get install$$missing)"; exit 1; fi; }
 
 # Separate the bundled demo song (htdemucs if its weights are available, else the classical
 # separator, printed) and write stems + summary under build/demo.
 demo: setup
 	$(BIN)/bandscope demo -o build/demo
+
+# Run notebooks/03_report.ipynb for INPUT (default: the demo song, with its true stems) and write
+# it as HTML under build/report/. Optional: MODEL, DEVICE, REFERENCES (folder of true stems).
+INPUT ?=
+MODEL ?= auto
+DEVICE ?= auto
+report: setup
+	$(BIN)/bandscope report $(INPUT) --model "$(MODEL)" --device "$(DEVICE)" \
+		-o build/report/$(if $(INPUT),$(basename $(notdir $(INPUT))),demo).html \
+		$(if $(REFERENCES),--references "$(REFERENCES)")
 
 # Lint, then every test, docstring example and notebook (nbval), offline, with a private cache
 # under build/.

@@ -5,7 +5,7 @@
 >>> stems = sep.separate(bn.demo.path())  # doctest: +SKIP
 """
 
-from . import classical, demo, masks, metrics
+from . import classical, demo, masks, metrics, report
 from .audio import Audio, load_audio, save_audio
 from .batch import BatchResult, separate_many
 from .cache import ResultCache
@@ -18,6 +18,7 @@ from .errors import (
     ModelIntegrityError,
     ModelUnavailableError,
     ParameterError,
+    ReportError,
 )
 from .masks import oracle_masks
 from .models import load_model
@@ -46,6 +47,7 @@ __all__ = [
     "ModelIntegrityError",
     "ModelUnavailableError",
     "ParameterError",
+    "ReportError",
     "ResultCache",
     "Separator",
     "Stems",
@@ -56,6 +58,7 @@ __all__ = [
     "masks",
     "metrics",
     "oracle_masks",
+    "report",
     "resolve_device",
     "save_audio",
     "separate_many",

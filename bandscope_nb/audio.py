@@ -7,7 +7,6 @@ sample rate. This module is the only place that converts from and to files.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, ParameterError
+from .files import atomic_path
 
 __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Audio", "as_audio", "load_audio", "save_audio"]
 
@@ -55,6 +55,13 @@ class Audio:
     def duration(self) -> float:
         """Duration in seconds."""
         return self.frames / self.sample_rate
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict | None:
+        """In a live kernel, the explorer widget (:func:`bandscope_nb.widgets.explore`);
+        IPython adds :meth:`_repr_html_` beside it for static exports. None elsewhere."""
+        from .widgets import live_bundle
+
+        return live_bundle(self)
 
     def _repr_html_(self) -> str:
         """Spectrogram (PNG) and a player for the first 30 s: what static exports show."""
@@ -294,13 +301,6 @@ def save_audio(
             )
             samples = np.clip(samples, -1.0, 1.0)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, samples.T, sample_rate, format=format.upper(), subtype=SAVE_SUBTYPES[format])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

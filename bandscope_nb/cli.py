@@ -98,6 +98,22 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args) -> int:
+    from .report import run_report
+
+    path = run_report(
+        args.input,
+        output=args.out,
+        model=args.model,
+        device=args.device,
+        segment=args.segment,
+        overlap=args.overlap,
+        references=args.references,
+    )
+    print(f"Report written to {path.resolve()} (executed notebook: {path.with_suffix('.ipynb')}).")
+    return EXIT_OK
+
+
 def _cmd_models(args) -> int:
     from .models import load_model, pretrained_names
 
@@ -152,6 +168,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--out", default="build/demo")
     model_options(demo, "auto")
     demo.set_defaults(func=_cmd_demo)
+
+    report = sub.add_parser("report", help="run the report notebook for a file, to HTML")
+    report.add_argument("input", nargs="?", metavar="IN", help="audio file (default: demo song)")
+    report.add_argument("-o", "--out", default="build/report/report.html", metavar="HTML")
+    model_options(report, "auto")
+    report.add_argument("--segment", type=float)
+    report.add_argument("--overlap", type=float, default=0.25)
+    report.add_argument(
+        "--references", metavar="DIR", help='folder of true stems (drums.wav, ...) or "demo"'
+    )
+    report.set_defaults(func=_cmd_report)
 
     models = sub.add_parser("models", help="list or fetch pretrained models")
     msub = models.add_subparsers(dest="action", required=True)

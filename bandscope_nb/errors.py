@@ -15,6 +15,7 @@ __all__ = [
     "ModelIntegrityError",
     "ModelUnavailableError",
     "ParameterError",
+    "ReportError",
 ]
 
 
@@ -44,3 +45,7 @@ class DeviceError(BandscopeError, RuntimeError):
 
 class CacheError(BandscopeError, OSError):
     """The result cache cannot be used (unwritable directory, bad size limit)."""
+
+
+class ReportError(BandscopeError, RuntimeError):
+    """A report notebook could not be executed or written."""

@@ -24,7 +24,7 @@ from .errors import ParameterError
 from .spectral import istft, stft
 from .stems import Stems
 
-__all__ = ["OracleResult", "oracle_masks"]
+__all__ = ["OracleResult", "check_references", "oracle_masks", "stem_mask"]
 
 KINDS = ("ibm", "irm", "wiener")
 _EPS = 1e-10
@@ -59,6 +59,81 @@ def _wiener_gains(specs: np.ndarray) -> np.ndarray:
     load = 1e-6 * np.trace(total, axis1=-2, axis2=-1).real / channels + _EPS
     total = total + load[..., None, None] * np.eye(channels)
     return model @ np.linalg.inv(total)[None]
+
+
+def _ratio_masks(mags: np.ndarray, power: float) -> np.ndarray:
+    """``|S_j|^p / sum_k |S_k|^p`` for every stem of ``(sources, ..., F, T)`` magnitudes; bins
+    where every stem is silent are shared evenly, so the masks always sum to 1."""
+    p = mags**power
+    total = p.sum(axis=0, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1), 1 / len(p))
+
+
+def stem_mask(
+    magnitudes: np.ndarray,
+    index: int,
+    *,
+    kind: str = "irm",
+    power: float = 1.0,
+    threshold_db: float = 0.0,
+) -> np.ndarray:
+    """One stem's oracle mask from the true stems' STFT magnitudes, with its teaching parameter.
+
+    - ``"irm"``: ``|S_j|^p / sum_k |S_k|^p``; ``power=2`` is the single-channel Wiener-style
+      soft mask;
+    - ``"ibm"``: 1 where the stem is louder than all the others together by more than
+      ``threshold_db`` (the "local criterion" of Wang, "On ideal binary mask as the
+      computational goal of auditory scene analysis", 2005), else 0.
+
+    Parameters
+    ----------
+    magnitudes : np.ndarray [shape=(sources, ..., freqs, frames)]
+    index : int
+        Which stem.
+
+    Returns
+    -------
+    np.ndarray [shape=magnitudes.shape[1:]]
+        Values in [0, 1].
+
+    Examples
+    --------
+    >>> mags = np.array([[[3.0, 1.0]], [[1.0, 1.0]]])  # 2 stems, 1 bin, 2 frames
+    >>> stem_mask(mags, 0, kind="irm").tolist()
+    [[0.75, 0.5]]
+    >>> stem_mask(mags, 0, kind="ibm", threshold_db=6.0).tolist()
+    [[1.0, 0.0]]
+    """
+    if kind not in ("ibm", "irm"):
+        raise ParameterError(f"Invalid kind: {kind!r}; a stem mask is 'ibm' or 'irm'.")
+    if not power > 0:
+        raise ParameterError(f"Invalid power: {power!r}; it must be > 0.")
+    if not 0 <= index < len(magnitudes):
+        raise ParameterError(f"Invalid stem index {index}; there are {len(magnitudes)} stems.")
+    if kind == "irm":
+        return _ratio_masks(magnitudes, power)[index]
+    target = magnitudes[index].astype(np.float64) ** 2
+    rest = (magnitudes.astype(np.float64) ** 2).sum(axis=0) - target
+    return (target > 10 ** (threshold_db / 10) * rest).astype(np.float32)
+
+
+def check_references(mix, references: Stems, sample_rate=None):
+    """The mix as :class:`~bandscope_nb.audio.Audio`, checked against the true stems' shape and
+    rate (:class:`ParameterError` when they differ).
+
+    Examples
+    --------
+    >>> truth = Stems(np.zeros((2, 1, 8)), ["a", "b"], 8000)
+    >>> check_references(np.zeros((1, 8)), truth, 8000).frames
+    8
+    """
+    mix = as_audio(mix, sample_rate)
+    if references.data.shape[1:] != mix.samples.shape or references.sample_rate != mix.sample_rate:
+        raise ParameterError(
+            f"References {references.data.shape[1:]} at {references.sample_rate} Hz do not match "
+            f"the mix {mix.samples.shape} at {mix.sample_rate} Hz."
+        )
+    return mix
 
 
 def oracle_masks(
@@ -104,12 +179,7 @@ def oracle_masks(
         raise ParameterError(f"Invalid kind: {kind!r}; choose one of {KINDS}.")
     if not power > 0:
         raise ParameterError(f"Invalid power: {power!r}; it must be > 0.")
-    mix = as_audio(mix, sample_rate)
-    if references.data.shape[1:] != mix.samples.shape or references.sample_rate != mix.sample_rate:
-        raise ParameterError(
-            f"References {references.data.shape[1:]} at {references.sample_rate} Hz do not match "
-            f"the mix {mix.samples.shape} at {mix.sample_rate} Hz."
-        )
+    mix = check_references(mix, references, sample_rate)
     x = stft(mix.samples, n_fft, hop_length)
     specs = stft(np.asarray(references.data), n_fft, hop_length)  # (S, C, F, T)
     if kind == "wiener":

@@ -16,12 +16,12 @@ import io
 import json
 import os
 import re
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelIntegrityError
+from .files import atomic_write
 
 __all__ = ["load_safetensors", "load_th", "save_safetensors", "save_th", "sha256_file"]
 
@@ -244,17 +244,6 @@ def _package(model) -> tuple[str, Any, Any, dict]:
     return klass, init[0], init[1], state
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_safetensors(model, path: str | os.PathLike) -> Path:
     """Save a demucs model as ``.safetensors`` with its class and init arguments as metadata.
 
@@ -279,7 +268,7 @@ def save_safetensors(model, path: str | os.PathLike) -> Path:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, save(state, metadata=metadata))
+    atomic_write(path, save(state, metadata=metadata))
     return path
 
 
@@ -307,5 +296,5 @@ def save_th(model, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.with_name(f"{path.stem}-{hashlib.sha256(data).hexdigest()[:8]}{path.suffix}")
-    _atomic_write(target, data)
+    atomic_write(target, data)
     return target

@@ -102,6 +102,13 @@ class Stems(Mapping):
             f"sample_rate={self.sample_rate}, duration={self.duration:.2f}s{model})"
         )
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict | None:
+        """In a live kernel, the explorer widget (:func:`bandscope_nb.widgets.explore`);
+        IPython adds :meth:`_repr_html_` beside it for static exports. None elsewhere."""
+        from .widgets import live_bundle
+
+        return live_bundle(self)
+
     def _repr_html_(self) -> str:
         """Spectrogram grid and players (first 30 s): what static exports show."""
         from .embed import stems_html

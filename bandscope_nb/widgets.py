@@ -1,14 +1,19 @@
 """Notebook widgets: look at and listen to signals and stems (ipywidgets 8).
 
 The widgets do no DSP of their own: images come from :mod:`bandscope_nb.display` (at screen
-resolution, cached per view), sound from :mod:`bandscope_nb.embed`. Each is a ``VBox`` that
-builds its controls, wires them with ``observe(..., names="value")`` and updates its artists in
-place. The figure shows as a PNG ``Image`` widget, which works in every front end and in
-exported notebooks.
+resolution, cached per view), masks from :mod:`bandscope_nb.masks`, sound from
+:mod:`bandscope_nb.embed`. Each is a ``VBox`` that builds its controls, wires them with
+``observe(..., names="value")`` and updates its artists in place. In a live kernel with ipympl
+installed the figure is ipympl's interactive canvas; otherwise (or with ``canvas="image"``) a PNG
+``Image`` widget, which works in every front end and in exported notebooks.
+
+:func:`explore` picks the widget for an object; ``Stems`` and ``Audio`` use it for their rich
+display in a live kernel (:func:`live_bundle`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 import ipywidgets as W
@@ -19,9 +24,60 @@ from .embed import audio_element
 from .errors import ParameterError
 from .stems import Stems
 
-__all__ = ["SpectrogramView", "StemExplorer"]
+__all__ = ["MaskExplorer", "SpectrogramView", "StemExplorer", "explore", "live_bundle"]
 
 MAX_PLAYER_SECONDS = 30.0
+CANVASES = ("auto", "ipympl", "image")
+
+
+def in_live_kernel() -> bool:
+    """True inside a running IPython kernel (a notebook), False in scripts and plain IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class FigureWidget:
+    """A matplotlib ``Figure`` as a widget: ipympl's canvas, or a PNG ``Image`` widget.
+
+    ``canvas="auto"`` takes ipympl in a live kernel when it is installed, else the image.
+    Call :meth:`refresh` after changing artists.
+    """
+
+    def __init__(self, figure, canvas: str = "auto"):
+        if canvas not in CANVASES:
+            raise ParameterError(f"Invalid canvas: {canvas!r}; choose one of {CANVASES}.")
+        if canvas == "auto":
+            usable = in_live_kernel() and importlib.util.find_spec("ipympl") is not None
+            canvas = "ipympl" if usable else "image"
+        self.figure, self.kind = figure, canvas
+        if canvas == "ipympl":
+            try:
+                from ipympl.backend_nbagg import Canvas, FigureManager
+            except ImportError as exc:
+                raise ParameterError(
+                    "canvas='ipympl' needs ipympl: pip install 'bandscope-nb[notebook]' "
+                    "(or pip install ipympl), or pass canvas='image'."
+                ) from exc
+            self.widget = Canvas(figure)
+            self.widget.manager = FigureManager(self.widget, 0)
+            self.widget.header_visible = False
+            self.widget.resizable = False
+            self.widget.toolbar_position = "right"
+        else:
+            self.widget = W.Image(format="png")
+
+    def refresh(self) -> None:
+        """Show the figure's current state."""
+        if self.kind == "ipympl":
+            self.figure.canvas.draw_idle()
+            return
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png")
+        self.widget.value = buf.getvalue()
 
 
 def _signals(data, sample_rate) -> tuple[list[tuple[str, np.ndarray]], int]:
@@ -49,18 +105,29 @@ class SpectrogramView(W.VBox):
         Needed for arrays and dicts.
     width_px : int
         Figure width; transforms are computed at this resolution for the visible window.
+    canvas : {"auto", "ipympl", "image"}
+        How the figure shows (see :class:`FigureWidget`); ``view.figure_widget.kind`` says which.
 
     Examples
     --------
     >>> import bandscope_nb as bn
     >>> mix, truth = bn.demo.load()
     >>> view = SpectrogramView(truth)
+    >>> view.figure_widget.kind  # outside a notebook kernel
+    'image'
     >>> view.kind.value = "mel"
     >>> view.images[0].get_array().shape[0]
     128
     """
 
-    def __init__(self, data, sample_rate: int | None = None, *, width_px: int = 900):
+    def __init__(
+        self,
+        data,
+        sample_rate: int | None = None,
+        *,
+        width_px: int = 900,
+        canvas: str = "auto",
+    ):
         from matplotlib.figure import Figure
 
         self.signals, self.sample_rate = _signals(data, sample_rate)
@@ -101,7 +168,7 @@ class SpectrogramView(W.VBox):
         for ax, (name, _) in zip(self.axes, self.signals, strict=True):
             ax.set_title(name, loc="left", fontsize=9)
             ax.label_outer()
-        self.image = W.Image(format="png")
+        self.figure_widget = FigureWidget(self.figure, canvas)
         for control in (
             self.kind,
             self.db_range,
@@ -117,7 +184,7 @@ class SpectrogramView(W.VBox):
                 W.VBox([self.start, self.window, self.db_range]),
             ]
         )
-        super().__init__([controls, self.image])
+        super().__init__([controls, self.figure_widget.widget])
         self._redraw()
 
     def _transform(self, index: int) -> tuple[np.ndarray, tuple]:
@@ -143,9 +210,7 @@ class SpectrogramView(W.VBox):
             artist.set_clim(top - self.db_range.value, top)
             artist.set_cmap(self.cmap.value)
             style_axis(ax, self.kind.value, extent, log_freq=self.log_freq.value)
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
-        self.image.value = buf.getvalue()
+        self.figure_widget.refresh()
 
 
 class StemExplorer(W.VBox):
@@ -159,6 +224,8 @@ class StemExplorer(W.VBox):
     stems : Stems
     mix : np.ndarray [shape=(channels, frames)] or None
         Shown and played first when given.
+    width_px, canvas
+        As for :class:`SpectrogramView`.
 
     Examples
     --------
@@ -170,10 +237,19 @@ class StemExplorer(W.VBox):
     (0.0, 1.0)
     """
 
-    def __init__(self, stems: Stems, mix: np.ndarray | None = None, *, width_px: int = 900):
+    def __init__(
+        self,
+        stems: Stems,
+        mix: np.ndarray | None = None,
+        *,
+        width_px: int = 900,
+        canvas: str = "auto",
+    ):
         self.stems = stems
         rate = stems.sample_rate
-        self.view = SpectrogramView(dict(signal_rows(stems, mix)), rate, width_px=width_px)
+        self.view = SpectrogramView(
+            dict(signal_rows(stems, mix)), rate, width_px=width_px, canvas=canvas
+        )
         span = min(MAX_PLAYER_SECONDS, stems.duration)
         self.play_start = W.FloatSlider(
             value=0.0,
@@ -181,6 +257,7 @@ class StemExplorer(W.VBox):
             max=max(0.0, stems.duration - span),
             step=0.5,
             description="play from (s)",
+            style={"description_width": "initial"},
             continuous_update=False,
         )
         self.play_length = W.FloatSlider(
@@ -189,6 +266,7 @@ class StemExplorer(W.VBox):
             max=span,
             step=0.5,
             description="length (s)",
+            style={"description_width": "initial"},
             continuous_update=False,
         )
         self.gain = {
@@ -254,3 +332,214 @@ class StemExplorer(W.VBox):
         if isinstance(window, int):  # every stem muted
             window = np.zeros((self.stems.channels, hi - lo), np.float32)
         self.remix_player.value = audio_element(window, self.stems.sample_rate, duration=None)
+
+
+class MaskExplorer(W.VBox):
+    """A stem's oracle mask over the mixture spectrogram, its parameter, and the masked result.
+
+    Three aligned panels (the mixture, the mask, the masked mixture) for a window of at most
+    30 s, and players for the masked result, the true stem and the mix. The mask comes from
+    :func:`bandscope_nb.masks.stem_mask`: ``"irm"`` with an exponent slider (2 is the
+    Wiener-style soft mask), ``"ibm"`` with a threshold slider in dB. Moving either recomputes
+    the mask, the masked estimate (per channel, inverse STFT) and its SDR against the true stem.
+
+    Parameters
+    ----------
+    mix : Audio, (np.ndarray, int) or path
+    references : Stems
+        The true stems, matching the mix's shape and rate.
+    stem : str or None
+        First stem shown (default: the last, usually vocals).
+    kind : {"irm", "ibm"}
+    start, duration : float
+        The window in seconds; ``duration`` at most 30.
+    n_fft, hop_length : int
+        STFT used for the masks (as in :func:`bandscope_nb.oracle_masks`).
+    width_px, canvas
+        As for :class:`SpectrogramView`.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> mix, truth = bn.demo.load()
+    >>> explorer = MaskExplorer(mix, truth, stem="bass", duration=5.0)
+    >>> explorer.exponent.value = 2.0
+    >>> explorer.estimate.shape, bool(explorer.score > 5)
+    ((2, 220500), True)
+    """
+
+    def __init__(
+        self,
+        mix,
+        references: Stems,
+        *,
+        stem: str | None = None,
+        kind: str = "irm",
+        start: float = 0.0,
+        duration: float = 10.0,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        width_px: int = 900,
+        canvas: str = "auto",
+    ):
+        from matplotlib.figure import Figure
+
+        from .masks import check_references
+        from .spectral import stft
+
+        mix = check_references(mix, references)
+        stem = references.names[-1] if stem is None else stem
+        if stem not in references.names:
+            raise ParameterError(f"Unknown stem {stem!r}; stems are {references.names}.")
+        if kind not in ("irm", "ibm"):
+            raise ParameterError(f"Invalid kind: {kind!r}; choose 'irm' or 'ibm'.")
+        if not 0 < duration <= MAX_PLAYER_SECONDS or not 0 <= start < mix.duration:
+            raise ParameterError(
+                f"Invalid window start={start} s, duration={duration} s: the start must lie in "
+                f"the {mix.duration:.2f} s signal and 0 < duration <= {MAX_PLAYER_SECONDS:g} s."
+            )
+        rate = mix.sample_rate
+        lo = int(start * rate)
+        hi = min(mix.frames, lo + int(duration * rate))
+        self.sample_rate, self.n_fft, self.hop_length = rate, n_fft, hop_length
+        self.names = references.names
+        self.mix = mix.samples[:, lo:hi]
+        self.truth = np.asarray(references.data[:, :, lo:hi])
+        self.spec = stft(self.mix, n_fft, hop_length)  # (C, F, T)
+        self.magnitudes = np.abs(stft(self.truth, n_fft, hop_length))  # (S, C, F, T)
+        self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem")
+        self.kind = W.ToggleButtons(options=["irm", "ibm"], value=kind, description="mask")
+        self.exponent = W.FloatSlider(
+            value=1.0,
+            min=0.25,
+            max=4.0,
+            step=0.25,
+            description="exponent",
+            style={"description_width": "initial"},
+            continuous_update=False,
+        )
+        self.threshold = W.FloatSlider(
+            value=0.0,
+            min=-20.0,
+            max=20.0,
+            step=1.0,
+            description="threshold (dB)",
+            style={"description_width": "initial"},
+            continuous_update=False,
+        )
+        self.status = W.Label()
+        self.players = {n: W.HTML() for n in ("masked", "true stem", "mix")}
+        step = max(1, self.spec.shape[-1] // width_px)  # display columns only
+        self._columns = slice(None, None, step)
+        extent = (lo / rate, hi / rate, 0.0, rate / 2)
+        self.figure = Figure(figsize=(width_px / 100, 5.0), dpi=100, layout="constrained")
+        axes = self.figure.subplots(3, 1, sharex=True)
+        mix_db = self._db(self.spec)
+        top = float(mix_db.max())
+        show = {"origin": "lower", "aspect": "auto", "extent": extent, "interpolation": "nearest"}
+        axes[0].imshow(mix_db, cmap="magma", vmin=top - 80, vmax=top, **show)
+        self.mask_image = axes[1].imshow(
+            np.zeros_like(mix_db), cmap="viridis", vmin=0.0, vmax=1.0, **show
+        )
+        self.masked_image = axes[2].imshow(mix_db, cmap="magma", vmin=top - 80, vmax=top, **show)
+        self.axes = list(axes)
+        for ax, title in zip(axes, ("mixture", "mask", "masked mixture"), strict=True):
+            ax.set_title(title, loc="left", fontsize=9)
+            style_axis(ax, "stft", extent)
+            ax.label_outer()
+        axes[2].set_xlabel("time (s)")
+        self.figure_widget = FigureWidget(self.figure, canvas)
+        for control in (self.stem, self.kind, self.exponent, self.threshold):
+            control.observe(self._update, names="value")
+        player_row = W.HBox([W.VBox([W.Label(n), p]) for n, p in self.players.items()])
+        super().__init__(
+            [
+                W.HBox([self.stem, self.kind]),
+                W.HBox([self.exponent, self.threshold]),
+                self.figure_widget.widget,
+                self.status,
+                player_row,
+            ]
+        )
+        self.players["mix"].value = audio_element(self.mix, rate, duration=None)
+        self._update()
+
+    def _db(self, spec: np.ndarray) -> np.ndarray:
+        power = np.mean(np.abs(spec[..., self._columns]) ** 2, axis=0)
+        return 10 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
+
+    def _update(self, change=None) -> None:
+        from .masks import stem_mask
+        from .metrics import sdr
+        from .spectral import istft
+
+        index = self.names.index(self.stem.value)
+        irm = self.kind.value == "irm"
+        self.exponent.disabled, self.threshold.disabled = not irm, irm
+        self.mask = stem_mask(
+            self.magnitudes,
+            index,
+            kind=self.kind.value,
+            power=self.exponent.value,
+            threshold_db=self.threshold.value,
+        )
+        masked = self.mask * self.spec
+        self.estimate = istft(masked, self.n_fft, self.hop_length, self.mix.shape[-1])
+        truth = self.truth[index]
+        self.score = sdr(truth, self.estimate)
+        self.mask_image.set_data(self.mask.mean(axis=0)[..., self._columns])
+        self.masked_image.set_data(self._db(masked))
+        parameter = (
+            f"exponent {self.exponent.value:g}" if irm else f"threshold {self.threshold.value:g} dB"
+        )
+        self.axes[1].set_title(
+            f"{self.kind.value.upper()} mask of {self.stem.value} ({parameter})",
+            loc="left",
+            fontsize=9,
+        )
+        self.status.value = (
+            f"{self.stem.value}: SDR {self.score:.1f} dB against the true stem; "
+            f"mask keeps {100 * float(self.mask.mean()):.0f}% of the bins' weight"
+        )
+        self.players["masked"].value = audio_element(self.estimate, self.sample_rate, duration=None)
+        self.players["true stem"].value = audio_element(truth, self.sample_rate, duration=None)
+        self.figure_widget.refresh()
+
+
+def explore(obj, *, mix: np.ndarray | None = None, canvas: str = "auto") -> W.Widget:
+    """The widget for looking at and listening to ``obj``.
+
+    A :class:`StemExplorer` for ``Stems``; for an ``Audio`` (or ``(array, rate)``), a
+    :class:`SpectrogramView` with a player of its first 30 s.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> mix, truth = bn.demo.load()
+    >>> type(explore(truth)).__name__, type(explore(mix)).__name__
+    ('StemExplorer', 'VBox')
+    """
+    from .audio import as_audio
+
+    if isinstance(obj, Stems):
+        return StemExplorer(obj, mix=mix, canvas=canvas)
+    audio = as_audio(obj)
+    player = W.HTML(audio_element(audio.samples, audio.sample_rate))
+    return W.VBox([SpectrogramView(audio, canvas=canvas), player])
+
+
+def live_bundle(obj) -> dict | None:
+    """The widget view of ``obj`` for IPython's ``_repr_mimebundle_``; None outside a live kernel.
+
+    IPython adds the object's ``_repr_html_`` (static spectrograms and players) beside the
+    widget view, and exports without widget state (nbconvert, GitHub) show that instead.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> live_bundle(bn.demo.load()[1]) is None  # not in a notebook kernel
+    True
+    """
+    if not in_live_kernel():
+        return None
+    return explore(obj)._repr_mimebundle_()

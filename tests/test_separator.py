@@ -254,3 +254,47 @@ def test_no_disk_space_at_all_separates_in_memory(wav, tmp_path):
     expected = bn.Separator(model, device="cpu", cache=False, progress=False).separate(wav)
     # Another process may run torch with another thread count: last-bit differences only.
     np.testing.assert_allclose(data, expected.data, rtol=0, atol=1e-6)
+
+
+def _progress_comm(kc, msg_id: str) -> float:
+    """Read the kernel's output until its tqdm progress widget reports progress; return it."""
+    progress_id = None
+    while True:
+        msg = kc.get_iopub_msg(timeout=120)
+        content = msg["content"]
+        if msg["parent_header"].get("msg_id") != msg_id or "comm_id" not in content:
+            continue
+        state = content.get("data", {}).get("state", {})
+        if state.get("_model_name") == "FloatProgressModel":
+            progress_id = content["comm_id"]
+        if content["comm_id"] == progress_id and state.get("value", 0) > 0:
+            return state["value"]
+
+
+def test_in_a_kernel_progress_is_a_widget_and_interrupt_stops_cleanly(tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        msg_id = kc.execute(
+            "import numpy as np, bandscope_nb as bn\n"
+            "sep = bn.Separator(model='classical')\n"
+            "x = np.random.default_rng(0).standard_normal((2, 44100 * 600)).astype(np.float32)\n"
+            "stems = sep.separate((0.1 * x, 44100))\n"
+        )
+        done = _progress_comm(kc, msg_id)  # a tqdm.auto widget, counting seconds of audio
+        assert 0 < done < 600
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=60)["content"]
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+        outputs = []
+        kc.execute_interactive(
+            "print(sep.cache.info()['entries'], 'stems' in dir())\n"
+            "print(sep.separate((0.1 * x[:, :44100], 44100)).data.shape)",
+            timeout=120,
+            output_hook=lambda m: outputs.append(m["content"].get("text", "")),
+        )
+        # nothing half-done was kept, and the kernel goes on working
+        assert "".join(outputs) == "0 False\n(4, 2, 44100)\n"
+    finally:
+        km.shutdown_kernel(now=True)

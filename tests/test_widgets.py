@@ -12,12 +12,24 @@ import soundfile as sf
 from helpers import five_minute_stems
 
 import bandscope_nb as bn
-from bandscope_nb.widgets import SpectrogramView, StemExplorer
+from bandscope_nb.masks import oracle_masks
+from bandscope_nb.widgets import MaskExplorer, SpectrogramView, StemExplorer, explore, live_bundle
 
 
 @pytest.fixture(scope="module")
 def demo():
     return bn.demo.load()
+
+
+def run_in_kernel(*sources: str):
+    """Execute code cells in a real IPython kernel (nbclient); return the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    return nb
 
 
 def decode(html: str) -> np.ndarray:
@@ -28,7 +40,7 @@ def decode(html: str) -> np.ndarray:
 def test_spectrogram_controls_update_the_artists_in_place(demo):
     _, truth = demo
     view = SpectrogramView(truth)
-    first_png, artist = view.image.value, view.images[0]
+    first_png, artist = view.figure_widget.widget.value, view.images[0]
     assert first_png[:8] == b"\x89PNG\r\n\x1a\n" and len(view.images) == 4
     view.kind.value = "mel"
     assert view.images[0] is artist and artist.get_array().shape[0] == 128
@@ -41,7 +53,7 @@ def test_spectrogram_controls_update_the_artists_in_place(demo):
     view.db_range.value = 40.0
     low, high = artist.get_clim()
     assert high - low == pytest.approx(40.0)
-    assert view.image.value != first_png
+    assert view.figure_widget.widget.value != first_png
     cached = len(view._cache)
     view.kind.value = "mel"
     view.kind.value = "stft"  # back to a view already computed: served from the cache
@@ -96,5 +108,91 @@ def test_five_minute_explorer_stays_small():
     stems = five_minute_stems()
     explorer = StemExplorer(stems, mix=stems.mix())
     payload = sum(len(p.value) for p in explorer.players.values())
-    payload += len(explorer.remix_player.value) + len(explorer.view.image.value)
+    payload += len(explorer.remix_player.value) + len(explorer.view.figure_widget.widget.value)
     assert payload < 5_000_000
+
+
+def test_ipympl_canvas_is_the_figure_canvas_and_follows_the_controls(demo):
+    _, truth = demo
+    view = SpectrogramView(truth, canvas="ipympl")
+    canvas = view.figure_widget.widget
+    assert type(canvas).__name__ == "Canvas" and view.figure.canvas is canvas
+    drawn = []
+    canvas.mpl_connect("draw_event", drawn.append)
+    view.kind.value = "mel"
+    assert view.images[0].get_array().shape[0] == 128
+    canvas.draw()  # what the front end asks for after draw_idle
+    assert drawn and canvas.get_renderer().buffer_rgba() is not None
+    with pytest.raises(bn.ParameterError, match="canvas"):
+        SpectrogramView(truth, canvas="svg")
+
+
+def test_in_a_kernel_stems_show_the_explorer_and_exports_get_static_html():
+    nb = run_in_kernel(
+        "import bandscope_nb as bn\nmix, truth = bn.demo.load()\ntruth",
+        "mix",
+        "print(bn.widgets.SpectrogramView(truth).figure_widget.kind)",
+    )
+    for cell in nb.cells[:2]:
+        (output,) = cell.outputs
+        data = output["data"]
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert data["text/html"].count("<audio") == (4 if cell is nb.cells[0] else 1)
+    models = [
+        m["model_name"]
+        for m in nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"].values()
+    ]
+    assert models.count("MPLCanvasModel") == 3 and "FloatSliderModel" in models
+    assert nb.cells[2].outputs[0]["text"] == "ipympl\n"
+
+
+def test_outside_a_kernel_the_static_html_is_all(demo):
+    mix, truth = demo
+    assert live_bundle(truth) is None and truth._repr_mimebundle_() is None
+    assert isinstance(explore(truth, mix=mix.samples), StemExplorer)
+    assert "StemExplorer" not in truth._repr_html_()
+
+
+def test_mask_explorer_irm_matches_the_oracle_and_its_player(demo):
+    mix, truth = demo
+    short_mix = bn.Audio(mix.samples[:, : 3 * 44100], 44100)
+    short = bn.Stems(truth.data[:, :, : 3 * 44100], truth.names, 44100)
+    explorer = MaskExplorer(short_mix, short, stem="bass", duration=3.0, canvas="image")
+    for power in (1.0, 2.0):
+        explorer.exponent.value = power
+        oracle = oracle_masks(short_mix, short, kind="irm", power=power)
+        np.testing.assert_allclose(explorer.mask, oracle.masks["bass"], atol=1e-6)
+        np.testing.assert_allclose(explorer.estimate, oracle.estimates["bass"], atol=1e-5)
+        assert explorer.score == pytest.approx(bn.metrics.sdr(short["bass"], explorer.estimate))
+    played = decode(explorer.players["masked"].value)
+    assert played.shape == explorer.estimate.shape
+    assert np.corrcoef(played.ravel(), explorer.estimate.ravel())[0, 1] > 0.99
+    assert "bass: SDR" in explorer.status.value and explorer.threshold.disabled
+
+
+def test_mask_explorer_binary_threshold_and_stem_choice(demo):
+    mix, truth = demo
+    explorer = MaskExplorer(mix, truth, stem="vocals", kind="ibm", start=5.0, duration=4.0)
+    assert explorer.exponent.disabled and set(np.unique(explorer.mask)) <= {0.0, 1.0}
+    kept = explorer.mask.mean()
+    image_before = explorer.figure_widget.widget.value
+    explorer.threshold.value = 10.0
+    assert explorer.mask.mean() < kept
+    assert explorer.figure_widget.widget.value != image_before
+    explorer.stem.value = "drums"
+    assert "IBM mask of drums (threshold 10 dB)" in explorer.axes[1].get_title(loc="left")
+    true_drums = decode(explorer.players["true stem"].value)
+    expected = truth["drums"][:, 5 * 44100 : 9 * 44100]
+    assert np.corrcoef(true_drums.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_mask_explorer_rejects_bad_parameters_before_work(demo):
+    mix, truth = demo
+    with pytest.raises(bn.ParameterError, match="Unknown stem 'voice'"):
+        MaskExplorer(mix, truth, stem="voice")
+    with pytest.raises(bn.ParameterError, match="duration"):
+        MaskExplorer(mix, truth, duration=60.0)
+    with pytest.raises(bn.ParameterError, match="do not match"):
+        MaskExplorer(bn.Audio(mix.samples[:, :1000], 44100), truth)
+    with pytest.raises(bn.ParameterError, match="kind"):
+        MaskExplorer(mix, truth, kind="wiener")

@@ -1,0 +1,304 @@
+"""Reproducible separation reports: what the report notebook shows, and running it to HTML.
+
+``notebooks/03_report.ipynb`` is a parameterised notebook (a cell tagged ``parameters``, as
+papermill expects). It calls the functions here for its tables and figures; :func:`run_report`
+(``bandscope report``, ``make report``) checks the parameters, injects them after that cell,
+executes the notebook in a fresh kernel and writes the executed notebook and its HTML export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError, ReportError
+from .files import atomic_write
+from .stems import Stems
+
+__all__ = [
+    "level_figure",
+    "levels",
+    "load_references",
+    "provenance",
+    "run_report",
+]
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_report.ipynb"
+_PACKAGES = ("bandscope-nb", "torch", "demucs", "numpy", "librosa", "soundfile", "soxr")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(stems: Stems, input: str | os.PathLike | None = None) -> dict[str, str]:
+    """Where a separation came from: software versions, machine, model and its weights, the
+    input file's sha256, every parameter and the cache key.
+
+    Parameters
+    ----------
+    stems : Stems
+        A result of :meth:`bandscope_nb.Separator.separate` (its ``info`` is read).
+    input : path or None
+        The separated file, hashed in full.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stems = Stems(np.zeros((1, 1, 8)), ["a"], 8000, info={"model": "classical"})
+    >>> record = provenance(stems)
+    >>> record["model"], "torch" in record
+    ('classical', True)
+    """
+    record: dict[str, str] = {}
+    for name in _PACKAGES:
+        try:
+            record[name] = version(name)
+        except PackageNotFoundError:
+            record[name] = "not installed"
+    record["python"] = sys.version.split()[0]
+    record["platform"] = platform.platform()
+    info = stems.info
+    for key in ("model", "origin", "identity", "device", "segment", "overlap", "shifts", "seed"):
+        if key in info:
+            record[key] = str(info[key])
+    origin = str(info.get("origin", ""))
+    if origin.startswith("file ") and Path(origin[5:]).is_file():
+        record["weights sha256"] = _sha256(Path(origin[5:]))
+    if input is not None:
+        record["input"] = str(input)
+        record["input sha256"] = _sha256(Path(input))
+    record["sample rate"] = f"{stems.sample_rate} Hz"
+    record["duration"] = f"{stems.duration:.2f} s"
+    if "cache_key" in info:
+        record["cache key"] = str(info["cache_key"])
+        record["from cache"] = str(info.get("cached", False))
+    return record
+
+
+def levels(stems: Stems, *, window: float = 0.5) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """RMS level of each stem over time, in dBFS (all channels together, floor -120 dB).
+
+    Parameters
+    ----------
+    stems : Stems
+    window : float
+        Length of each (non-overlapping) window in seconds.
+
+    Returns
+    -------
+    times : np.ndarray
+        Window starts in seconds.
+    levels : dict of str to np.ndarray
+        dBFS per window for each stem.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stems = Stems(np.full((1, 2, 8000), 0.5, np.float32), ["a"], 8000)
+    >>> times, db = levels(stems, window=0.25)
+    >>> times.tolist(), np.round(db["a"], 2).tolist()
+    ([0.0, 0.25, 0.5, 0.75], [-6.02, -6.02, -6.02, -6.02])
+    """
+    if not window > 0:
+        raise ParameterError(f"Invalid window: {window!r}; give seconds > 0.")
+    size = max(1, int(window * stems.sample_rate))
+    count = max(1, stems.frames // size)
+    times = np.arange(count) * size / stems.sample_rate
+    out = {}
+    for name in stems.names:
+        x = np.asarray(stems[name][:, : count * size], dtype=np.float64)
+        power = np.mean(x.reshape(x.shape[0], count, -1) ** 2, axis=(0, 2))
+        out[name] = 10 * np.log10(np.maximum(power, 1e-12))
+    return times, out
+
+
+def level_figure(stems: Stems, *, window: float = 0.5, width_px: int = 800):
+    """Line plot of :func:`levels`, one line per stem; returns the ``Figure`` (no pyplot).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = level_figure(Stems(np.zeros((2, 1, 8000)), ["a", "b"], 8000))
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['a', 'b']
+    """
+    from matplotlib.figure import Figure
+
+    times, db = levels(stems, window=window)
+    fig = Figure(figsize=(width_px / 100, 2.6), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for name, values in db.items():
+        ax.step(times, values, where="post", label=name)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("RMS level (dBFS)")
+    ax.set_ylim(max(-80.0, min(float(v.min()) for v in db.values()) - 3), 3.0)
+    ax.legend(loc="upper right", fontsize=8, ncols=len(db))
+    return fig
+
+
+def load_references(references: str | os.PathLike, like: Stems) -> Stems:
+    """True stems to evaluate ``like`` against: ``"demo"`` for the demo song's, or a folder
+    with one audio file per stem, named after it (``drums.flac``, ``vocals.wav``, ...).
+
+    Files are resampled to ``like``'s rate; every stem must be there, with its length.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> mix, truth = bn.demo.load()
+    >>> load_references("demo", truth).names
+    ('drums', 'bass', 'other', 'vocals')
+    """
+    from .audio import load_audio
+
+    if str(references) == "demo":
+        from . import demo
+
+        truth = demo.load()[1]
+    else:
+        folder = Path(references).expanduser()
+        if not folder.is_dir():
+            raise ParameterError(f"References folder {folder} does not exist.")
+        found = {}
+        for name in like.names:
+            matches = sorted(p for p in folder.glob(f"{name}.*") if p.is_file())
+            if not matches:
+                raise ParameterError(
+                    f"No reference for stem {name!r} in {folder}; add {name}.wav or {name}.flac."
+                )
+            found[name] = load_audio(matches[0], sample_rate=like.sample_rate).samples
+        truth = Stems.from_dict(found, like.sample_rate)
+    missing = set(like.names) - set(truth.names)
+    if missing or truth.sample_rate != like.sample_rate or truth.frames != like.frames:
+        raise ParameterError(
+            f"References ({truth.names}, {truth.frames} frames at {truth.sample_rate} Hz) do not "
+            f"match the stems ({like.names}, {like.frames} frames at {like.sample_rate} Hz)."
+        )
+    return Stems.from_dict({n: truth[n] for n in like.names}, like.sample_rate)
+
+
+def _inject(nb, parameters: dict) -> None:
+    """Insert the parameters as a cell after the one tagged ``parameters`` (papermill's rule)."""
+    import nbformat
+
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    if not tagged:
+        raise ReportError("The report notebook has no cell tagged 'parameters'.")
+    source = "# Injected parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(tagged[0] + 1, cell)
+
+
+def run_report(
+    input: str | os.PathLike | None = None,
+    *,
+    output: str | os.PathLike = "build/report/report.html",
+    model: str = "auto",
+    device: str = "auto",
+    segment: float | None = None,
+    overlap: float = 0.25,
+    references: str | os.PathLike | None = None,
+    notebook: str | os.PathLike | None = None,
+    timeout: int = 1800,
+) -> Path:
+    """Execute the report notebook for one input and write it as HTML (and ``.ipynb``).
+
+    Everything is checked before the kernel starts: the input file, the device, segment and
+    overlap, the references folder. Both files are written to temporary names and renamed, so
+    a failed run leaves no report behind.
+
+    Parameters
+    ----------
+    input : path or None
+        The audio file; None: the demo song (and its true stems as references).
+    output : path
+        The HTML file; the executed notebook is written beside it (``.ipynb``).
+    model, device, segment, overlap
+        As for :class:`bandscope_nb.Separator`.
+    references : path, "demo" or None
+        True stems for the metrics table (see :func:`load_references`).
+    notebook : path or None
+        The report notebook (default: the repository's ``notebooks/03_report.ipynb``).
+    timeout : int
+        Seconds allowed for each cell.
+
+    Returns
+    -------
+    Path
+        The HTML report.
+
+    Raises
+    ------
+    AudioError, DeviceError, ParameterError, ReportError
+
+    Examples
+    --------
+    >>> run_report("missing.wav")
+    Traceback (most recent call last):
+    ...
+    bandscope_nb.errors.AudioError: missing.wav: no such file; check the path.
+    """
+    from .audio import open_checked
+    from .separator import Separator
+
+    if input is not None:
+        input = str(open_checked(input)[0].resolve())
+    Separator(model, device=device, segment=segment, overlap=overlap, cache=False)  # checks only
+    if references is not None and str(references) != "demo":
+        if not Path(references).expanduser().is_dir():
+            raise ParameterError(f"References folder {references} does not exist.")
+        references = str(Path(references).expanduser().resolve())
+    notebook = Path(notebook) if notebook is not None else NOTEBOOK
+    if not notebook.is_file():
+        raise ParameterError(
+            f"Report notebook {notebook} not found; pass notebook= the path of 03_report.ipynb "
+            "(in the bandscope-nb repository's notebooks/ folder)."
+        )
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
+        from nbconvert import HTMLExporter
+    except ImportError as exc:
+        raise ReportError(
+            f"Reports need nbclient and nbconvert ({exc}); pip install 'bandscope-nb[notebook]'."
+        ) from exc
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(notebook, as_version=4)
+    parameters = {
+        "INPUT": input,
+        "MODEL": model,
+        "DEVICE": device,
+        "SEGMENT": segment,
+        "OVERLAP": overlap,
+        "REFERENCES": None if references is None else str(references),
+    }
+    _inject(nb, parameters)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=False,
+        resources={"metadata": {"path": str(output.parent.resolve())}},
+    )
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        raise ReportError(f"The report for {input or 'the demo song'} failed:\n{exc}") from exc
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    atomic_write(output.with_suffix(".ipynb"), nbformat.writes(nb).encode())
+    atomic_write(output, html.encode())
+    return output

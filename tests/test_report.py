@@ -1,0 +1,137 @@
+"""Reports: provenance, levels, references, and the report notebook run end to end to HTML."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import nbformat
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from helpers import RATE, SOURCES, noise, tiny_htdemucs
+
+import bandscope_nb as bn
+from bandscope_nb.cli import main
+from bandscope_nb.modelfiles import save_safetensors
+from bandscope_nb.report import (
+    level_figure,
+    levels,
+    load_references,
+    provenance,
+    run_report,
+)
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def song(tmp_path):
+    """A 3 s mix of four noise 'stems' at different levels, and a folder with the stems."""
+    truth = {name: noise(3, seed=k) * 0.05 * (k + 1) for k, name in enumerate(SOURCES)}
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for name, samples in truth.items():
+        sf.write(refs / f"{name}.wav", samples.T, RATE, subtype="FLOAT")
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, sum(truth.values()).T, RATE, subtype="FLOAT")
+    return mix, refs, bn.Stems.from_dict(truth, RATE)
+
+
+def test_levels_are_windowed_rms_in_dbfs():
+    x = noise(2, seed=1) * 0.3
+    stems = bn.Stems.from_dict({"a": x, "b": np.zeros_like(x)}, RATE)
+    times, db = levels(stems, window=0.5)
+    assert times.tolist() == [0.0, 0.5, 1.0, 1.5]
+    size = RATE // 2
+    expected = [10 * np.log10(np.mean(x[:, i * size : (i + 1) * size] ** 2)) for i in range(4)]
+    np.testing.assert_allclose(db["a"], expected, rtol=1e-6)
+    assert np.all(db["b"] == -120.0)
+    fig = level_figure(stems)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["a", "b"]
+    with pytest.raises(bn.ParameterError, match="window"):
+        levels(stems, window=0)
+
+
+def test_provenance_names_versions_weights_input_and_cache_key(tmp_path, song):
+    mix, _, _ = song
+    weights = save_safetensors(tiny_htdemucs(), tmp_path / "tiny.safetensors")
+    stems = bn.Separator(weights, device="cpu", progress=False).separate(mix)
+    record = provenance(stems, mix)
+    assert record["torch"] == torch.__version__ and record["bandscope-nb"] == bn.__version__
+    assert record["weights sha256"] == sha256(weights)
+    assert record["input sha256"] == sha256(mix)
+    assert record["identity"] == stems.info["identity"]
+    assert record["cache key"] == stems.info["cache_key"] and record["from cache"] == "False"
+    assert record["device"] == "cpu" and record["overlap"] == "0.25"
+
+
+def test_references_from_a_folder_or_the_demo(song, tmp_path):
+    _, refs, truth = song
+    loaded = load_references(refs, truth)
+    assert loaded.names == truth.names
+    np.testing.assert_array_equal(loaded.data, truth.data)
+    (refs / "vocals.wav").unlink()
+    with pytest.raises(bn.ParameterError, match="No reference for stem 'vocals'"):
+        load_references(refs, truth)
+    with pytest.raises(bn.ParameterError, match="do not match"):
+        load_references("demo", truth)  # 20 s of demo stems against 3 s of stems
+    with pytest.raises(bn.ParameterError, match="does not exist"):
+        load_references(tmp_path / "nowhere", truth)
+
+
+def test_report_command_runs_the_notebook_to_html(song, tmp_path, capsys):
+    mix, refs, truth = song
+    out = tmp_path / "out" / "song.html"
+    code = main(
+        ["report", str(mix), "-o", str(out), "--model", "classical", "--references", str(refs)]
+    )
+    assert code == 0 and str(out) in capsys.readouterr().out
+    nb = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert f"INPUT = {str(mix.resolve())!r}" in injected[0].source
+    assert "MODEL = 'classical'" in injected[0].source
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    # the metrics the report printed are those of the same separation computed here
+    stems = bn.Separator("classical", progress=False).separate(mix)
+    table = bn.metrics.evaluate(stems, truth)
+    expected = {n: round(v["SDR"], 1) for n, v in table.medians.items()}
+    printed = [o.text for o in outputs if o.output_type == "stream" and "'drums':" in o.text]
+    assert printed == [str(expected) + "\n"]
+    html = out.read_text()
+    assert "Median over frames" in html and html.count("<audio") == 5
+    assert sha256(mix) in html  # provenance: the input's sha256
+
+
+def test_report_checks_everything_before_starting_a_kernel(song, tmp_path):
+    mix, _, _ = song
+    out = tmp_path / "r" / "x.html"
+    with pytest.raises(bn.AudioError, match="no such file"):
+        run_report(tmp_path / "missing.wav", output=out)
+    with pytest.raises(bn.DeviceError):
+        run_report(mix, output=out, device="cuda:7")
+    with pytest.raises(bn.ParameterError, match="overlap"):
+        run_report(mix, output=out, overlap=1.5)
+    with pytest.raises(bn.ParameterError, match="References folder"):
+        run_report(mix, output=out, references=tmp_path / "none")
+    with pytest.raises(bn.ParameterError, match="Report notebook"):
+        run_report(mix, output=out, notebook=tmp_path / "none.ipynb")
+    assert main(["report", str(mix), "-o", str(out), "--device", "cuda:7"]) == 2
+    assert not out.parent.exists() or not list(out.parent.iterdir())
+
+
+def test_a_failing_report_raises_and_leaves_no_report(song, tmp_path):
+    mix, _, _ = song
+    out = tmp_path / "r" / "x.html"
+    with pytest.raises(bn.ReportError, match="failed") as info:
+        run_report(mix, output=out, model=str(tmp_path / "no-such-model.th"))
+    assert "no-such-model.th" in str(info.value)
+    assert list(out.parent.iterdir()) == []
+    notebook = tmp_path / "plain.ipynb"
+    notebook.write_text(json.dumps(nbformat.v4.new_notebook()))
+    with pytest.raises(bn.ReportError, match="tagged 'parameters'"):
+        run_report(mix, output=out, notebook=notebook)
