@@ -24,7 +24,7 @@ system-deps:
 	[ -z "$$missing" ] || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-				apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+				apt-get install -y -qq $$missing >/dev/null; \
 		else echo "make test needs:$$missing (apt-get install$$missing)"; exit 1; fi; }
 
 # Separate the bundled demo song (htdemucs if its weights are available, else the classical

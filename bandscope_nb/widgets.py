@@ -31,7 +31,13 @@ CANVASES = ("auto", "ipympl", "image")
 
 
 def in_live_kernel() -> bool:
-    """True inside a running IPython kernel (a notebook), False in scripts and plain IPython."""
+    """True inside a running IPython kernel (a notebook), False in scripts and plain IPython.
+
+    Examples
+    --------
+    >>> in_live_kernel()  # a doctest runs outside any kernel
+    False
+    """
     try:
         from IPython import get_ipython
     except ImportError:
@@ -45,6 +51,14 @@ class FigureWidget:
 
     ``canvas="auto"`` takes ipympl in a live kernel when it is installed, else the image.
     Call :meth:`refresh` after changing artists.
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> shown = FigureWidget(Figure(figsize=(2, 1)), canvas="image")
+    >>> shown.refresh()
+    >>> shown.kind, bytes(shown.widget.value[1:4])
+    ('image', b'PNG')
     """
 
     def __init__(self, figure, canvas: str = "auto"):

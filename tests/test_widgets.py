@@ -144,6 +144,12 @@ def test_in_a_kernel_stems_show_the_explorer_and_exports_get_static_html():
     ]
     assert models.count("MPLCanvasModel") == 3 and "FloatSliderModel" in models
     assert nb.cells[2].outputs[0]["text"] == "ipympl\n"
+    # an export without widget state (JupyterLab's default) falls back to the static HTML
+    from nbconvert import HTMLExporter
+
+    del nb.metadata["widgets"]
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    assert html.count("<audio") == 5 and html.count("data:image/png;base64") >= 2
 
 
 def test_outside_a_kernel_the_static_html_is_all(demo):
