@@ -335,8 +335,13 @@ class StemExplorer(W.VBox):
         return audio_element(samples[:, lo:hi], self.stems.sample_rate, duration=None)
 
     def _update_players(self, change=None) -> None:
-        for name, player in self.players.items():
-            player.value = self._element(self._mix if name == "mix" else self.stems[name])
+        from concurrent.futures import ThreadPoolExecutor
+
+        signals = [self._mix if name == "mix" else self.stems[name] for name in self.players]
+        with ThreadPoolExecutor() as pool:  # libsndfile's encoder releases the GIL
+            elements = list(pool.map(self._element, signals))
+        for player, element in zip(self.players.values(), elements, strict=True):
+            player.value = element
         self._update_remix()
 
     def _update_remix(self, change=None) -> None:
