@@ -168,8 +168,9 @@ def report(tp: dict, rss: list[dict], hit: dict) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "Written by `benchmarks/bench_engine.py` (run with `make bench`); both engines measured in",
-        "the same run on the same model. No timing here is asserted by a test.",
+        "Written by `make bench`: `benchmarks/bench_engine.py` (both engines measured in the same",
+        "run on the same model), then `bench_batch.py` and `bench_display.py`, each comparing",
+        "within one run. No timing here is asserted by a test.",
         "",
         f"- date: {time.strftime('%Y-%m-%d')}; machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, {platform.python_implementation()} "
