@@ -255,6 +255,8 @@ def run_report(
     if input is not None:
         input = str(open_checked(input)[0].resolve())
     Separator(model, device=device, segment=segment, overlap=overlap, cache=False)  # checks only
+    if isinstance(model, (str, os.PathLike)) and Path(model).expanduser().exists():
+        model = str(Path(model).expanduser().resolve())  # the kernel runs in the output folder
     if references is not None and str(references) != "demo":
         if not Path(references).expanduser().is_dir():
             raise ParameterError(f"References folder {references} does not exist.")

@@ -135,3 +135,14 @@ def test_a_failing_report_raises_and_leaves_no_report(song, tmp_path):
     notebook.write_text(json.dumps(nbformat.v4.new_notebook()))
     with pytest.raises(bn.ReportError, match="tagged 'parameters'"):
         run_report(mix, output=out, notebook=notebook)
+
+
+def test_report_with_a_weights_file_given_by_a_relative_path(song, tmp_path, monkeypatch):
+    mix, _, _ = song
+    weights = save_safetensors(tiny_htdemucs(), tmp_path / "tiny.safetensors")
+    monkeypatch.chdir(tmp_path)
+    out = run_report("mix.wav", output="reports/tiny.html", model="tiny.safetensors")
+    html = out.read_text()
+    assert out.resolve() == (tmp_path / "reports" / "tiny.html").resolve()
+    assert sha256(weights) in html and sha256(mix) in html  # weights and input, by content
+    assert "No references given: no metrics" in html
