@@ -109,6 +109,7 @@ def _cmd_report(args) -> int:
         segment=args.segment,
         overlap=args.overlap,
         references=args.references,
+        notebook=args.notebook,
     )
     print(f"Report written to {path.resolve()} (executed notebook: {path.with_suffix('.ipynb')}).")
     return EXIT_OK
@@ -178,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--references", metavar="DIR", help='folder of true stems (drums.wav, ...) or "demo"'
     )
+    report.add_argument("--notebook", help="report notebook (default: notebooks/03_report.ipynb)")
     report.set_defaults(func=_cmd_report)
 
     models = sub.add_parser("models", help="list or fetch pretrained models")

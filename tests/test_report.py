@@ -121,6 +121,7 @@ def test_report_checks_everything_before_starting_a_kernel(song, tmp_path):
     with pytest.raises(bn.ParameterError, match="Report notebook"):
         run_report(mix, output=out, notebook=tmp_path / "none.ipynb")
     assert main(["report", str(mix), "-o", str(out), "--device", "cuda:7"]) == 2
+    assert main(["report", str(mix), "-o", str(out), "--notebook", str(tmp_path / "no.ipynb")]) == 2
     assert not out.parent.exists() or not list(out.parent.iterdir())
 
 
