@@ -8,7 +8,6 @@ executes the notebook in a fresh kernel and writes the executed notebook and its
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import sys
@@ -19,6 +18,7 @@ import numpy as np
 
 from .errors import ParameterError, ReportError
 from .files import atomic_write
+from .modelfiles import sha256_file
 from .stems import Stems
 
 __all__ = [
@@ -31,14 +31,6 @@ __all__ = [
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_report.ipynb"
 _PACKAGES = ("bandscope-nb", "torch", "demucs", "numpy", "librosa", "soundfile", "soxr")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def provenance(stems: Stems, input: str | os.PathLike | None = None) -> dict[str, str]:
@@ -74,10 +66,10 @@ def provenance(stems: Stems, input: str | os.PathLike | None = None) -> dict[str
             record[key] = str(info[key])
     origin = str(info.get("origin", ""))
     if origin.startswith("file ") and Path(origin[5:]).is_file():
-        record["weights sha256"] = _sha256(Path(origin[5:]))
+        record["weights sha256"] = sha256_file(Path(origin[5:]))
     if input is not None:
         record["input"] = str(input)
-        record["input sha256"] = _sha256(Path(input))
+        record["input sha256"] = sha256_file(Path(input))
     record["sample rate"] = f"{stems.sample_rate} Hz"
     record["duration"] = f"{stems.duration:.2f} s"
     if "cache_key" in info:
@@ -147,6 +139,13 @@ def level_figure(stems: Stems, *, window: float = 0.5, width_px: int = 800):
     return fig
 
 
+def _reference_folder(references: str | os.PathLike) -> Path:
+    folder = Path(references).expanduser()
+    if not folder.is_dir():
+        raise ParameterError(f"References folder {folder} does not exist.")
+    return folder.resolve()
+
+
 def load_references(references: str | os.PathLike, like: Stems) -> Stems:
     """True stems to evaluate ``like`` against: ``"demo"`` for the demo song's, or a folder
     with one audio file per stem, named after it (``drums.flac``, ``vocals.wav``, ...).
@@ -167,9 +166,7 @@ def load_references(references: str | os.PathLike, like: Stems) -> Stems:
 
         truth = demo.load()[1]
     else:
-        folder = Path(references).expanduser()
-        if not folder.is_dir():
-            raise ParameterError(f"References folder {folder} does not exist.")
+        folder = _reference_folder(references)
         found = {}
         for name in like.names:
             matches = sorted(p for p in folder.glob(f"{name}.*") if p.is_file())
@@ -258,9 +255,7 @@ def run_report(
     if isinstance(model, (str, os.PathLike)) and Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())  # the kernel runs in the output folder
     if references is not None and str(references) != "demo":
-        if not Path(references).expanduser().is_dir():
-            raise ParameterError(f"References folder {references} does not exist.")
-        references = str(Path(references).expanduser().resolve())
+        references = str(_reference_folder(references))
     notebook = Path(notebook) if notebook is not None else NOTEBOOK
     if not notebook.is_file():
         raise ParameterError(

@@ -2,7 +2,7 @@
 
 Twelve 30-second noise files, the tiny 77k-parameter HTDemucs of bench_engine.py (htdemucs'
 depth), cache off, each configuration in the same run. Appends its table to the Markdown file
-given with --write (replacing an earlier "## Batch" section).
+given with --write (replacing an earlier "## Batch" section, leaving the others).
 
 Usage: python benchmarks/bench_batch.py [--write docs/benchmarks.md]
 """
@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 FILES, SECONDS, RATE = 12, 30, 44100
+HEADING = "## Batch: files per minute"
 
 
 def run(folder: Path, model: str, workers: int | None) -> float:
@@ -55,6 +56,7 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_engine import tiny_htdemucs
+    from bench_sections import write_section
 
     from bandscope_nb.modelfiles import save_safetensors
 
@@ -78,7 +80,7 @@ def main() -> None:
             rows.append((label, seconds, FILES / seconds * 60))
             print(rows[-1], flush=True)
     lines = [
-        "## Batch: files per minute",
+        HEADING,
         "",
         f"`benchmarks/bench_batch.py`: {FILES} files of {SECONDS} s, tiny HTDemucs, cache "
         "off, `threads_per_worker=1`, same run.",
@@ -89,9 +91,7 @@ def main() -> None:
     lines += [f"| {label} | {s:.1f} | {fpm:.1f} |" for label, s, fpm in rows]
     text = "\n".join(lines) + "\n"
     if args.write:
-        old = args.write.read_text() if args.write.exists() else ""
-        old = old.split("## Batch: files per minute")[0].rstrip() + "\n\n"
-        args.write.write_text(old + text)
+        write_section(args.write, HEADING, text)
     print(text)
 
 

@@ -4,7 +4,7 @@ The bundled demo song tiled to 5 minutes (44.1 kHz stereo). In the same run: con
 ``SpectrogramView`` (the transform of the visible window at screen resolution, then the PNG),
 a ``StemExplorer`` of four 5-minute stems and the mix, and the reference: the full-resolution
 STFT (n_fft 2048, hop 512) drawn with ``librosa.display.specshow`` and rendered to PNG. Writes
-(or replaces) its "## First paint" section at the end of the Markdown file given with --write.
+(or replaces) its "## First paint" section in the Markdown file given with --write.
 
 Usage: python benchmarks/bench_display.py [--write docs/benchmarks.md]
 """
@@ -94,10 +94,12 @@ def main() -> None:
     lines += [f"| {what} | {first:.2f} | {best:.2f} |" for what, first, best in rows]
     text = "\n".join(lines) + "\n"
     if args.write:
-        old = args.write.read_text() if args.write.exists() else ""
-        head, _, rest = old.partition(HEADING)
-        tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
-        args.write.write_text(head.rstrip() + "\n\n" + text + tail)
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_sections import write_section
+
+        write_section(args.write, HEADING, text)
     print(text)
 
 
