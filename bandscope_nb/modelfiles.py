@@ -20,10 +20,17 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelIntegrityError
-from .files import atomic_write
+from .errors import ModelIntegrityError, ModelUnavailableError
+from .files import atomic_path, atomic_write
 
-__all__ = ["load_safetensors", "load_th", "save_safetensors", "save_th", "sha256_file"]
+__all__ = [
+    "download_file",
+    "load_safetensors",
+    "load_th",
+    "save_safetensors",
+    "save_th",
+    "sha256_file",
+]
 
 #: Model classes a weights file may name; anything else is refused before import.
 ALLOWED_CLASSES = frozenset(
@@ -48,6 +55,82 @@ def sha256_file(path: Path) -> str:
         while data := f.read(1 << 22):
             h.update(data)
     return h.hexdigest()
+
+
+def download_file(url: str, path: str | os.PathLike, *, sha256: str, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``path``; the file appears only once complete and its sha256 matches.
+
+    Parameters
+    ----------
+    url : str
+    path : path
+        Where the file goes; it is written to a temporary name beside it and renamed.
+    sha256 : str
+        The expected sha256, or a prefix of it of at least 8 hex digits (as in demucs' file
+        names).
+    timeout : float
+        Seconds to wait for the connection and for each read; a server that stops sending
+        fails the download instead of hanging it.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ModelUnavailableError
+        The server cannot be reached, answers with an error, or stalls.
+    ModelIntegrityError
+        The downloaded bytes do not match ``sha256`` (nothing is kept).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> source = folder / "w.bin"; _ = source.write_bytes(b"weights")
+    >>> digest = sha256_file(source)
+    >>> download_file(source.as_uri(), folder / "copy.bin", sha256=digest[:8]).read_bytes()
+    b'weights'
+    """
+    import http.client
+    import urllib.request
+
+    expected = sha256.lower()
+    if len(expected) < 8 or not re.fullmatch(r"[0-9a-f]+", expected):
+        raise ModelIntegrityError(f"{url}: checksum {sha256!r} must be >= 8 hex digits.")
+    digest = hashlib.sha256()
+    try:
+        with (
+            atomic_path(path) as tmp,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+            open(tmp, "wb") as out,
+        ):
+            received = 0
+            while data := response.read(1 << 20):
+                out.write(data)
+                digest.update(data)
+                received += len(data)
+            size = response.headers.get("Content-Length")
+            if size is not None and received < int(size):
+                raise ModelUnavailableError(
+                    f"{url}: the connection closed after {received} of {size} bytes; nothing "
+                    "was kept. Retry."
+                )
+            if not digest.hexdigest().startswith(expected):
+                raise ModelIntegrityError(
+                    f"{url}: sha256 {digest.hexdigest()[: len(expected)]} does not match the "
+                    f"expected {expected}; nothing was kept. Try again, or fetch the file by "
+                    "another route and check it."
+                )
+    except TimeoutError as exc:
+        raise ModelUnavailableError(
+            f"{url}: no data for {timeout:g} s; nothing was kept. Check the network and retry."
+        ) from exc
+    except (OSError, http.client.HTTPException) as exc:  # HTTP errors, refused, cut short
+        raise ModelUnavailableError(
+            f"{url}: {type(exc).__name__}: {exc}; nothing was kept."
+        ) from exc
+    return Path(path)
 
 
 def th_checksum(path: Path) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelIntegrityError, ModelUnavailableError, ParameterError
-from .modelfiles import load_safetensors, load_th, th_checksum
+from .modelfiles import download_file, load_safetensors, load_th, th_checksum
 
 __all__ = ["LoadedModel", "is_offline", "load_model", "offline_reason", "pretrained_names"]
 
@@ -365,7 +365,7 @@ def _from_hub(name: str) -> LoadedModel:
     )
 
 
-def _from_legacy(name: str) -> LoadedModel:
+def _from_legacy(name: str, timeout: float = 30.0) -> LoadedModel:
     import torch
     from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
 
@@ -380,11 +380,7 @@ def _from_legacy(name: str) -> LoadedModel:
         if not target.is_file():
             if is_offline():
                 raise ModelUnavailableError(f"legacy repo: {target} not on disk")
-            checkpoints.mkdir(parents=True, exist_ok=True)
-            try:
-                torch.hub.download_url_to_file(url, str(target), hash_prefix=th_checksum(target)[1])
-            except Exception as exc:
-                raise ModelUnavailableError(f"legacy repo {url}: {type(exc).__name__}") from exc
+            download_file(url, target, sha256=th_checksum(target)[1] or "", timeout=timeout)
         return load_th(target)
 
     spec = _read_yaml(Path(REMOTE_ROOT) / f"{name}.yaml")

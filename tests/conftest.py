@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from helpers import RATE, noise, tiny_hdemucs, tiny_htdemucs
+from helpers import RATE, noise, serve_file, tiny_hdemucs, tiny_htdemucs
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +47,14 @@ def ht_model():
 @pytest.fixture
 def hd_model():
     return tiny_hdemucs()
+
+
+@pytest.fixture
+def weights_server(tmp_path):
+    """A tiny HTDemucs saved as demucs' ``htdemucs`` weights (``955717e8-<sha>.th``) and served
+    over HTTP on 127.0.0.1; yields (base URL, the file)."""
+    from bandscope_nb.modelfiles import save_th
+
+    path = save_th(tiny_htdemucs(), tmp_path / "served" / "955717e8.th")
+    with serve_file(path) as url:
+        yield url, path

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +142,41 @@ def five_minute_stems():
     rng = np.random.default_rng(0)
     data = 0.1 * rng.standard_normal((4, 2, 300 * 22050), dtype=np.float32)
     return bn.Stems(data, ["drums", "bass", "other", "vocals"], 22050)
+
+
+class _FileHandler(http.server.BaseHTTPRequestHandler):
+    """GET of any ``*.th`` path returns ``body``; ``/stall`` sends half of it and goes quiet for
+    5 s, ``/short`` sends half and hangs up; anything else is 404."""
+
+    body = b""
+
+    def do_GET(self):
+        if not (self.path.endswith(".th") or self.path in ("/stall", "/short")):
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        if self.path in ("/stall", "/short"):
+            self.wfile.write(self.body[: len(self.body) // 2])
+            self.wfile.flush()
+            time.sleep(5 if self.path == "/stall" else 0)
+            return
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serve_file(path: Path) -> Iterator[str]:
+    """Serve ``path``'s bytes over HTTP on 127.0.0.1 (see ``_FileHandler``); yield the base URL."""
+    handler = type("Handler", (_FileHandler,), {"body": Path(path).read_bytes()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import time
 
 import pytest
 import torch
 from helpers import tiny_hdemucs, tiny_htdemucs
 from safetensors.torch import save_file
 
-from bandscope_nb.errors import ModelIntegrityError
+from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError
 from bandscope_nb.modelfiles import (
+    download_file,
     load_safetensors,
     load_th,
     save_safetensors,
@@ -145,3 +147,46 @@ def test_safetensors_checksum(tmp_path):
     assert load_safetensors(path, sha256=sha256_file(path)) is not None
     with pytest.raises(ModelIntegrityError):
         load_safetensors(path, sha256="f" * 64)
+
+
+def test_download_checks_the_sha256_and_loads(weights_server, tmp_path):
+    url, served = weights_server
+    target = tmp_path / "checkpoints" / served.name
+    path = download_file(f"{url}/{served.name}", target, sha256=sha256_file(served)[:8])
+    assert path.read_bytes() == served.read_bytes()
+    assert same_weights(load_th(path), load_th(served))
+
+
+def test_download_with_a_wrong_sha256_keeps_nothing(weights_server, tmp_path):
+    url, _ = weights_server
+    with pytest.raises(ModelIntegrityError, match=r"/w.th: sha256 \w+ does not match"):
+        download_file(f"{url}/w.th", tmp_path / "checkpoints" / "w.th", sha256="00000000")
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_download_from_a_stalled_server_times_out_and_keeps_nothing(weights_server, tmp_path):
+    url, served = weights_server
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailableError, match=r"/stall: no data for 0.5 s"):
+        download_file(
+            f"{url}/stall",
+            tmp_path / "checkpoints" / "w.th",
+            sha256=sha256_file(served),
+            timeout=0.5,
+        )
+    assert time.monotonic() - start < 4  # the server stays quiet for 5 s
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        ("/missing", "HTTPError: HTTP Error 404"),
+        ("/short", r"the connection closed after \d+ of \d+ bytes"),
+    ],
+)
+def test_download_errors_keep_nothing(weights_server, tmp_path, path, match):
+    url, _ = weights_server
+    with pytest.raises(ModelUnavailableError, match=f"{path}: {match}"):
+        download_file(url + path, tmp_path / "checkpoints" / "w.th", sha256="0" * 8)
+    assert list((tmp_path / "checkpoints").iterdir()) == []

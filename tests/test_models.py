@@ -10,6 +10,7 @@ import pytest
 import torch
 from helpers import tiny_hdemucs, tiny_htdemucs
 
+from bandscope_nb import models
 from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError, ParameterError
 from bandscope_nb.modelfiles import save_safetensors, save_th
 from bandscope_nb.models import load_model, offline_reason, pretrained_names
@@ -138,6 +139,41 @@ def test_pretrained_from_the_legacy_checkpoint_dir_offline():
     path.rename(checkpoints / "955717e8-8726e21a.th")  # the published name, not its bytes
     with pytest.raises(ModelIntegrityError, match="does not match"):
         load_model("htdemucs")
+
+
+@pytest.fixture
+def legacy_mirror(weights_server, monkeypatch):
+    """Online, with demucs' legacy URL table pointing at a local server of a tiny htdemucs."""
+    import demucs.pretrained
+
+    url, served = weights_server
+    monkeypatch.delenv("BANDSCOPE_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(models, "_hub_reachable", lambda: True)
+    table = {"955717e8": f"{url}/{served.name}"}
+    monkeypatch.setattr(demucs.pretrained, "_parse_remote_files", lambda _: table)
+    return table, served
+
+
+def test_pretrained_downloaded_from_the_legacy_repo(legacy_mirror):
+    """The legacy route downloads over HTTP, checks the sha256 in the name, then loads."""
+    _, served = legacy_mirror
+    loaded = models._from_legacy("htdemucs")
+    assert loaded.origin == "demucs legacy repo"
+    target = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / served.name
+    assert target.read_bytes() == served.read_bytes()
+    expected = tiny_htdemucs().state_dict()
+    got = loaded.parts[0][0].state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_legacy_download_not_matching_its_name_keeps_nothing(legacy_mirror):
+    table, _ = legacy_mirror
+    table["955717e8"] = table["955717e8"].rsplit("-", 1)[0] + "-8726e21a.th"
+    with pytest.raises(ModelIntegrityError, match=r"955717e8-8726e21a\.th: sha256"):
+        models._from_legacy("htdemucs")
+    checkpoints = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+    assert not any(checkpoints.iterdir())
 
 
 def test_unknown_name():
