@@ -197,6 +197,26 @@ def _inject(nb, parameters: dict) -> None:
     nb.cells.insert(tagged[0] + 1, cell)
 
 
+def _this_interpreter_kernel():
+    """A kernel manager that starts ipykernel in this interpreter, so the report runs with the
+    bandscope-nb it was asked from, whatever kernelspec named ``python3`` Jupyter would find
+    first (nbval's ``--nbval-current-env`` does the same)."""
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec = KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name=f"Python {platform.python_version()} ({sys.prefix})",
+        language="python",
+    )
+
+    class ThisInterpreter(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name):
+            return spec
+
+    return KernelManager(kernel_name="python3", kernel_spec_manager=ThisInterpreter())
+
+
 def run_report(
     input: str | os.PathLike | None = None,
     *,
@@ -286,8 +306,8 @@ def run_report(
     _inject(nb, parameters)
     client = NotebookClient(
         nb,
+        km=_this_interpreter_kernel(),
         timeout=timeout,
-        kernel_name="python3",
         store_widget_state=False,
         resources={"metadata": {"path": str(output.parent.resolve())}},
     )
@@ -295,6 +315,11 @@ def run_report(
         client.execute()
     except CellExecutionError as exc:
         raise ReportError(f"The report for {input or 'the demo song'} failed:\n{exc}") from exc
+    except (OSError, RuntimeError) as exc:  # the kernel did not start, died, or timed out
+        raise ReportError(
+            f"The report kernel ({sys.executable} -m ipykernel_launcher) failed: "
+            f"{type(exc).__name__}: {exc}. Check that ipykernel is installed in this environment."
+        ) from exc
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     atomic_write(output.with_suffix(".ipynb"), nbformat.writes(nb).encode())
     atomic_write(output, html.encode())

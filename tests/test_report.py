@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import nbformat
 import numpy as np
@@ -22,6 +23,19 @@ from bandscope_nb.report import (
     provenance,
     run_report,
 )
+
+
+@pytest.fixture(autouse=True)
+def other_python3_kernelspec(tmp_path, monkeypatch):
+    """A 'python3' kernelspec of another interpreter ahead on JUPYTER_PATH (as a user-level
+    kernelspec of another environment would be): reports must still run in this one."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = ["/nonexistent/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "Other", "language": "python"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(spec.parent.parent))
 
 
 def sha256(path) -> str:
@@ -136,6 +150,15 @@ def test_a_failing_report_raises_and_leaves_no_report(song, tmp_path):
     notebook.write_text(json.dumps(nbformat.v4.new_notebook()))
     with pytest.raises(bn.ReportError, match="tagged 'parameters'"):
         run_report(mix, output=out, notebook=notebook)
+
+
+def test_a_kernel_that_cannot_start_is_a_report_error(song, tmp_path, monkeypatch):
+    mix, _, _ = song
+    out = tmp_path / "r" / "x.html"
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(bn.ReportError, match=r"no-python -m ipykernel_launcher.*FileNotFoundError"):
+        run_report(mix, output=out, model="classical")
+    assert list(out.parent.iterdir()) == []
 
 
 def test_report_with_a_weights_file_given_by_a_relative_path(song, tmp_path, monkeypatch):
