@@ -29,7 +29,17 @@ __all__ = [
     "run_report",
 ]
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_report.ipynb"
+_HERE = Path(__file__).resolve().parent
+#: The report notebook: the repository's ``notebooks/03_report.ipynb`` in a source checkout,
+#: else the copy an installed wheel carries (see setup.py).
+NOTEBOOK = next(
+    (
+        p
+        for p in (_HERE.parent / "notebooks" / "03_report.ipynb", _HERE / "report.ipynb")
+        if p.is_file()
+    ),
+    _HERE / "report.ipynb",
+)
 _PACKAGES = ("bandscope-nb", "torch", "demucs", "numpy", "librosa", "soundfile", "soxr")
 
 
@@ -246,7 +256,7 @@ def run_report(
     references : path, "demo" or None
         True stems for the metrics table (see :func:`load_references`).
     notebook : path or None
-        The report notebook (default: the repository's ``notebooks/03_report.ipynb``).
+        The report notebook (default: :data:`NOTEBOOK`, ``notebooks/03_report.ipynb``).
     timeout : int
         Seconds allowed for each cell.
 

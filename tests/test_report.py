@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -23,6 +28,8 @@ from bandscope_nb.report import (
     provenance,
     run_report,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -170,3 +177,52 @@ def test_report_with_a_weights_file_given_by_a_relative_path(song, tmp_path, mon
     assert out.resolve() == (tmp_path / "reports" / "tiny.html").resolve()
     assert sha256(weights) in html and sha256(mix) in html  # weights and input, by content
     assert "No references given: no metrics" in html
+
+
+def pep517(hook: str, source: Path, out: Path) -> Path:
+    """Run setuptools' PEP 517 ``hook`` (build_sdist / build_wheel) in ``source``; the file."""
+    code = f"from setuptools import build_meta; print(build_meta.{hook}({str(out)!r}))"
+    name = subprocess.run(
+        [sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
+    return out / name
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_carries_the_report_notebook(song, tmp_path):
+    """sdist -> wheel, as a release is built; the unpacked wheel, outside the repository, runs
+    `bandscope report` with its own copy of notebooks/03_report.ipynb."""
+    source, dist, site = tmp_path / "src", tmp_path / "dist", tmp_path / "site"
+    shutil.copytree(
+        ROOT / "bandscope_nb", source / "bandscope_nb", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy2(ROOT / name, source)
+    (source / "notebooks").mkdir()
+    shutil.copy2(ROOT / "notebooks" / "03_report.ipynb", source / "notebooks")
+    dist.mkdir()
+    with tarfile.open(pep517("build_sdist", source, dist)) as tar:
+        tar.extractall(tmp_path / "sdist", filter="data")
+    (unpacked,) = (tmp_path / "sdist").iterdir()
+    shutil.unpack_archive(pep517("build_wheel", unpacked, dist), site, format="zip")
+    packaged = site / "bandscope_nb" / "report.ipynb"
+    assert packaged.read_bytes() == (ROOT / "notebooks" / "03_report.ipynb").read_bytes()
+
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = [sys.executable, "-c", "import bandscope_nb.report as r; print(r.NOTEBOOK)"]
+    found = subprocess.run(where, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.stdout.strip() == str(packaged), found.stderr
+    mix, _, _ = song
+    out = tmp_path / "report" / "song.html"
+    command = ["report", str(mix), "-o", str(out), "--model", "classical"]
+    run = subprocess.run(
+        [sys.executable, "-m", "bandscope_nb", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Median over frames" not in out.read_text()  # no references given
+    assert sha256(mix) in out.read_text()
