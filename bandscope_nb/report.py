@@ -30,16 +30,10 @@ __all__ = [
 ]
 
 _HERE = Path(__file__).resolve().parent
+_CHECKOUT_NOTEBOOK = _HERE.parent / "notebooks" / "03_report.ipynb"
 #: The report notebook: the repository's ``notebooks/03_report.ipynb`` in a source checkout,
 #: else the copy an installed wheel carries (see setup.py).
-NOTEBOOK = next(
-    (
-        p
-        for p in (_HERE.parent / "notebooks" / "03_report.ipynb", _HERE / "report.ipynb")
-        if p.is_file()
-    ),
-    _HERE / "report.ipynb",
-)
+NOTEBOOK = _CHECKOUT_NOTEBOOK if _CHECKOUT_NOTEBOOK.is_file() else _HERE / "report.ipynb"
 _PACKAGES = ("bandscope-nb", "torch", "demucs", "numpy", "librosa", "soundfile", "soxr")
 
 
