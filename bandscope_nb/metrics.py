@@ -97,64 +97,73 @@ class _Projector:
     """Least-squares projections onto delayed copies of the references (``filters`` taps).
 
     ``G`` holds the references' auto- and cross-correlations over lags ``0..filters-1``; a
-    projection solves ``G C = D`` with ``D`` the references/estimate cross-correlations.
+    projection solves ``G C = D`` with ``D`` the references/estimate cross-correlations
+    (:meth:`correlations`). Correlations are computed with real FFTs of a fast length at least
+    ``frames + filters - 1``, so no lag wraps around.
     """
 
     def __init__(self, refs: np.ndarray, filters: int):
-        from scipy.fft import fft, ifft
+        from scipy.fft import irfft, next_fast_len, rfft
         from scipy.linalg import toeplitz
 
         sources, frames, channels = refs.shape
         self.refs, self.filters = refs, filters
-        self.n_fft = int(2 ** np.ceil(np.log2(frames + filters - 1.0)))
-        self.spectra = fft(np.moveaxis(refs, 1, 2), n=self.n_fft, axis=2)  # (S, C, n_fft)
+        self.n_fft = next_fast_len(frames + filters - 1, real=True)
+        self.spectra = rfft(np.moveaxis(refs, 1, 2), n=self.n_fft, axis=2)  # (S, C, n_fft//2+1)
         pairs = list(itertools.product(range(sources), range(channels)))
         gram = np.zeros((sources, channels, filters, sources, channels, filters))
         for (i, c1), (j, c2) in itertools.combinations_with_replacement(pairs, 2):
-            corr = np.real(ifft(self.spectra[j, c2] * np.conj(self.spectra[i, c1])))
+            corr = irfft(self.spectra[j, c2] * np.conj(self.spectra[i, c1]), n=self.n_fft)
             block = toeplitz(np.hstack((corr[0], corr[-1:-filters:-1])), r=corr[:filters])
             gram[j, c2, :, i, c1, :] = block
             gram[i, c1, :, j, c2, :] = block.T
         self.gram = gram
 
-    def filters_for(self, estimates: list[np.ndarray], sources: list[int]) -> list[np.ndarray]:
-        """Distortion filters ``(len(sources), C, taps, C)`` mapping ``sources`` to each estimate.
+    def correlations(self, estimate: np.ndarray) -> np.ndarray:
+        """Cross-correlations of every reference channel, delayed by ``0..taps-1``, with each
+        channel of ``estimate`` ``(frames, C)``: ``(S, C, taps, C)``."""
+        from scipy.fft import irfft, rfft
+
+        taps = self.filters
+        est_spec = np.conj(rfft(estimate.T, n=self.n_fft, axis=1))  # (C, n_fft//2+1)
+        out = []
+        for spectrum in self.spectra:  # one source at a time keeps the peak memory small
+            cross = irfft(spectrum[:, None, :] * est_spec[None], n=self.n_fft, axis=-1)
+            lagged = np.concatenate([cross[..., :1], cross[..., -1:-taps:-1]], axis=-1)
+            out.append(np.moveaxis(lagged, 1, 2))  # (C_ref, taps, C_est)
+        return np.stack(out)
+
+    def filters_for(self, correlations: list[np.ndarray], sources: list[int]) -> list[np.ndarray]:
+        """Distortion filters ``(len(sources), C, taps, C)`` mapping ``sources`` to each estimate,
+        from the estimates' :meth:`correlations`.
 
         One linear solve for all estimates (they share the references' correlations).
         """
-        from scipy.fft import fft, ifft
-
-        channels, taps = estimates[0].shape[1], self.filters
-        rhs = []
-        for estimate in estimates:
-            est_spec = fft(estimate.T, n=self.n_fft, axis=1)  # (C, n_fft)
-            cross = np.real(
-                ifft(self.spectra[sources][:, :, None, :] * np.conj(est_spec)[None, None])
-            )
-            lagged = np.concatenate([cross[..., :1], cross[..., -1:-taps:-1]], axis=-1)
-            rhs.append(np.moveaxis(lagged, 2, 3).reshape(len(sources) * channels * taps, channels))
-        index = np.ix_(sources, range(channels), range(taps), sources, range(channels), range(taps))
+        channels, taps = correlations[0].shape[-1], self.filters
         size = len(sources) * channels * taps
+        rhs = [c[sources].reshape(size, channels) for c in correlations]
+        index = np.ix_(sources, range(channels), range(taps), sources, range(channels), range(taps))
         g = self.gram[index].reshape(size, size)
-        eps = np.finfo(float).eps
-        solved = np.linalg.solve(g + eps * np.eye(size), np.concatenate(rhs, axis=1))
+        g[np.diag_indices(size)] += np.finfo(float).eps
+        solved = np.linalg.solve(g, np.concatenate(rhs, axis=1))
         return [
             solved[:, k * channels : (k + 1) * channels].reshape(
                 len(sources), channels, taps, channels
             )
-            for k in range(len(estimates))
+            for k in range(len(correlations))
         ]
 
     def project(self, sources: list[int], filters: np.ndarray, window: slice) -> np.ndarray:
-        """``sum_j filters_j * ref_j`` over ``window``, ``(frames + taps - 1, C)``."""
-        from scipy.signal import fftconvolve
+        """``sum_j filters_j * ref_j`` over ``window``, ``(frames + taps - 1, C)``: every
+        channel-to-channel convolution at once, in the frequency domain."""
+        from scipy.fft import irfft, next_fast_len, rfft
 
-        refs = self.refs[sources, window]
-        frames, channels = refs.shape[1], refs.shape[2]
-        out = np.zeros((frames + self.filters - 1, channels))
-        for k, cj, c in itertools.product(range(len(sources)), range(channels), range(channels)):
-            out[:, c] += fftconvolve(filters[k, cj, :, c], refs[k, :, cj])
-        return out
+        refs = self.refs[sources, window]  # (K, frames, C_ref)
+        length = refs.shape[1] + self.filters - 1
+        n = next_fast_len(length, real=True)
+        spectra = rfft(refs, n=n, axis=1)  # (K, F, C_ref)
+        responses = rfft(filters, n=n, axis=2)  # (K, C_ref, F, C)
+        return irfft(np.einsum("kfj,kjfc->fc", spectra, responses), n=n, axis=0)[:length]
 
 
 def bss_eval(
@@ -193,8 +202,9 @@ def bss_eval(
     sources = refs.shape[0]
     proj = _Projector(refs, filters)
     all_sources = list(range(sources))
-    full = proj.filters_for(list(ests), all_sources)
-    own = [proj.filters_for([ests[j]], [j])[0] for j in all_sources]
+    correlations = [proj.correlations(e) for e in ests]
+    full = proj.filters_for(correlations, all_sources)
+    own = [proj.filters_for([correlations[j]], [j])[0] for j in all_sources]
     wins = _windows(refs.shape[1], window, hop)
     out = {name: np.full((sources, len(wins)), np.nan) for name in ("SDR", "ISR", "SIR", "SAR")}
     for t, win in enumerate(wins):
