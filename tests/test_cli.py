@@ -35,20 +35,16 @@ def run(*args):
     return main([str(a) for a in args])
 
 
+def separate(model, out, *paths, extra=()) -> list[str]:
+    """`bandscope separate` arguments on the CPU: options, then ``--`` and the input paths."""
+    args = ("separate", "--model", model, "--device", "cpu", "-o", out, *extra, "--", *paths)
+    return [str(a) for a in args]
+
+
 def test_separate_writes_stems_and_exits_0(model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     code = run(
-        "separate",
-        inputs / "one.wav",
-        inputs / "two.flac",
-        "-o",
-        out,
-        "--model",
-        model,
-        "--device",
-        "cpu",
-        "--format",
-        "wav",
+        *separate(model, out, inputs / "one.wav", inputs / "two.flac", extra=("--format", "wav"))
     )
     assert code == 0
     for track in ("one", "two"):
@@ -61,18 +57,7 @@ def test_separate_writes_stems_and_exits_0(model, inputs, tmp_path, capsys):
 
 def test_a_failing_file_is_reported_and_the_others_complete(model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
-    code = run(
-        "separate",
-        inputs / "one.wav",
-        inputs / "broken.wav",
-        inputs / "two.flac",
-        "-o",
-        out,
-        "--model",
-        model,
-        "--device",
-        "cpu",
-    )
+    code = run(*separate(model, out, *(inputs / n for n in ("one.wav", "broken.wav", "two.flac"))))
     assert code == 1
     assert (out / "one" / "drums.flac").is_file() and (out / "two" / "drums.flac").is_file()
     assert not (out / "broken").exists()
@@ -82,13 +67,13 @@ def test_a_failing_file_is_reported_and_the_others_complete(model, inputs, tmp_p
 
 def test_existing_outputs_are_kept_unless_force(model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
-    args = ("separate", inputs / "one.wav", "-o", out, "--model", model, "--device", "cpu")
+    args = separate(model, out, inputs / "one.wav")
     assert run(*args) == 0
     before = (out / "one" / "bass.flac").stat().st_mtime_ns
     assert run(*args) == 0
     assert "outputs exist (pass --force to redo)" in capsys.readouterr().out
     assert (out / "one" / "bass.flac").stat().st_mtime_ns == before
-    assert run(*args, "--force") == 0
+    assert run(*separate(model, out, inputs / "one.wav", extra=["--force"])) == 0
     assert (out / "one" / "bass.flac").stat().st_mtime_ns != before
 
 
@@ -130,7 +115,7 @@ def test_dash_leading_and_unicode_inputs(model, tmp_path):
     src = folder / "-ünïcødé song.wav"
     sf.write(src, noise(0.5).T, RATE)
     out = tmp_path / "out"
-    assert run("separate", "--model", model, "--device", "cpu", "-o", out, "--", src) == 0
+    assert run(*separate(model, out, src)) == 0
     assert (out / "ünïcødé song" / "drums.flac").is_file()
 
 
@@ -140,7 +125,7 @@ def test_models_list(capsys):
 
 
 def test_cache_info_and_clear(model, inputs, tmp_path, capsys):
-    run("separate", inputs / "one.wav", "-o", tmp_path / "o", "--model", model, "--device", "cpu")
+    run(*separate(model, tmp_path / "o", inputs / "one.wav"))
     capsys.readouterr()
     assert run("cache", "info", "--verify") == 0
     info = json.loads(capsys.readouterr().out)
@@ -160,21 +145,9 @@ def test_demo_offline_uses_classical_and_writes_a_summary(tmp_path, capsys):
 
 def test_console_script_in_a_subprocess(model, inputs, tmp_path):
     env = {**os.environ, "BANDSCOPE_OFFLINE": "1"}
+    args = separate(model, tmp_path / "o", inputs / "broken.wav", inputs / "one.wav")
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bandscope_nb",
-            "separate",
-            str(inputs / "broken.wav"),
-            str(inputs / "one.wav"),
-            "-o",
-            str(tmp_path / "o"),
-            "--model",
-            model,
-            "--device",
-            "cpu",
-        ],
+        [sys.executable, "-m", "bandscope_nb", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -189,17 +162,7 @@ def test_bad_input_corpus_through_the_cli(model, tmp_path, capsys):
 
     corpus = bad_input_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
-    code = run(
-        "separate",
-        "--model",
-        model,
-        "--device",
-        "cpu",
-        "-o",
-        out,
-        "--",
-        *[path for path, _ in corpus.values()],
-    )
+    code = run(*separate(model, out, *[path for path, _ in corpus.values()]))
     assert code == 1
     err = capsys.readouterr().err
     names = output_names([str(p) for p, _ in corpus.values()])
@@ -225,19 +188,7 @@ def test_killed_mid_separation_leaves_nothing_taken_as_complete(how, model, tmp_
     sf.write(song, noise(40.0).T, RATE)
     cache_dir, out = tmp_path / "cache", tmp_path / "out"
     env = {**os.environ, "BANDSCOPE_OFFLINE": "1", "BANDSCOPE_CACHE_DIR": str(cache_dir)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "bandscope_nb",
-        "separate",
-        str(song),
-        "-o",
-        str(out),
-        "--model",
-        model,
-        "--device",
-        "cpu",
-    ]
+    cmd = [sys.executable, "-m", "bandscope_nb", *separate(model, out, song)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     staged = []
@@ -268,20 +219,8 @@ def test_killed_mid_separation_leaves_nothing_taken_as_complete(how, model, tmp_
 
 def test_separate_on_a_local_dask_cluster(model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
-    code = run(
-        "separate",
-        inputs / "one.wav",
-        inputs / "two.flac",
-        inputs / "broken.wav",
-        "-o",
-        out,
-        "--model",
-        model,
-        "--device",
-        "cpu",
-        "--workers",
-        "2",
-    )
+    files = [inputs / n for n in ("one.wav", "two.flac", "broken.wav")]
+    code = run(*separate(model, out, *files, extra=("--workers", "2")))
     assert code == 1
     assert (out / "one" / "vocals.flac").is_file() and (out / "two" / "vocals.flac").is_file()
     assert "broken.wav" in capsys.readouterr().err
