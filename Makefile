@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_engine.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_batch.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_display.py --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_metrics.py --write docs/benchmarks.md
 
 clean:
 	rm -rf build $(VENV)

@@ -169,8 +169,8 @@ def report(tp: dict, rss: list[dict], hit: dict) -> str:
         "# Benchmarks",
         "",
         "Written by `make bench`: `benchmarks/bench_engine.py` (both engines measured in the same",
-        "run on the same model), then `bench_batch.py` and `bench_display.py`, each comparing",
-        "within one run. No timing here is asserted by a test.",
+        "run on the same model), then `bench_batch.py`, `bench_display.py` and",
+        "`bench_metrics.py`, each comparing within one run. No timing here is asserted by a test.",
         "",
         f"- date: {time.strftime('%Y-%m-%d')}; machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, {platform.python_implementation()} "
