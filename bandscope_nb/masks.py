@@ -192,10 +192,7 @@ def oracle_masks(
             m = (mags == mags.max(axis=0, keepdims=True)).astype(np.float32)
             m /= m.sum(axis=0, keepdims=True)  # ties split evenly, so masks still sum to 1
         else:
-            p = mags**power
-            total = p.sum(axis=0, keepdims=True)
-            # bins where every stem is silent are shared evenly, so masks always sum to 1
-            m = np.where(total > 0, p / np.where(total > 0, total, 1), 1 / len(p))
+            m = _ratio_masks(mags, power)
         est_specs = m * x[None]
         masks = dict(zip(references.names, m, strict=True))
     estimates = np.stack([istft(s, n_fft, hop_length, mix.frames) for s in est_specs])

@@ -95,9 +95,7 @@ def download_file(url: str, path: str | os.PathLike, *, sha256: str, timeout: fl
     import http.client
     import urllib.request
 
-    expected = sha256.lower()
-    if len(expected) < 8 or not re.fullmatch(r"[0-9a-f]+", expected):
-        raise ModelIntegrityError(f"{url}: checksum {sha256!r} must be >= 8 hex digits.")
+    expected = _checksum(url, sha256)
     digest = hashlib.sha256()
     try:
         with (
@@ -141,6 +139,15 @@ def th_checksum(path: Path) -> tuple[str, str | None]:
     return match.group("sig"), match.group("checksum")
 
 
+def _checksum(where, expected: str) -> str:
+    """``expected`` in lower case; a :class:`ModelIntegrityError` naming ``where`` unless it is
+    at least 8 hex digits (a sha256 or a prefix of one)."""
+    checksum = expected.lower()
+    if len(checksum) < 8 or not re.fullmatch(r"[0-9a-f]+", checksum):
+        raise ModelIntegrityError(f"{where}: checksum {checksum!r} must be >= 8 hex digits.")
+    return checksum
+
+
 def _verify(path: Path, expected: str | None) -> None:
     if not expected:
         raise ModelIntegrityError(
@@ -148,9 +155,7 @@ def _verify(path: Path, expected: str | None) -> None:
             "'<sig>-<sha256 prefix>.th' (demucs' convention), pass sha256='<hex digest>', or "
             "convert it to .safetensors with bandscope_nb.modelfiles.save_safetensors."
         )
-    expected = expected.lower()
-    if len(expected) < 8 or not re.fullmatch(r"[0-9a-f]+", expected):
-        raise ModelIntegrityError(f"{path}: checksum {expected!r} must be >= 8 hex digits.")
+    expected = _checksum(path, expected)
     actual = sha256_file(path)
     if not actual.startswith(expected):
         raise ModelIntegrityError(
