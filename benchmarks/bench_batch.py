@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from bench_sections import publish
 
 FILES, SECONDS, RATE = 12, 30, 44100
 HEADING = "## Batch: files per minute"
@@ -52,11 +53,7 @@ def run(folder: Path, model: str, workers: int | None) -> float:
 
 
 def main() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from bench_engine import tiny_htdemucs
-    from bench_sections import write_section
 
     from bandscope_nb.modelfiles import save_safetensors
 
@@ -89,10 +86,7 @@ def main() -> None:
         "|---|---:|---:|",
     ]
     lines += [f"| {label} | {s:.1f} | {fpm:.1f} |" for label, s, fpm in rows]
-    text = "\n".join(lines) + "\n"
-    if args.write:
-        write_section(args.write, HEADING, text)
-    print(text)
+    publish(lines, args.write)
 
 
 if __name__ == "__main__":

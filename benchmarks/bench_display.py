@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_sections import publish
 
 HEADING = "## First paint: 5-minute stereo track"
 MINUTES = 5
@@ -92,15 +93,7 @@ def main() -> None:
         "|---|---:|---:|",
     ]
     lines += [f"| {what} | {first:.2f} | {best:.2f} |" for what, first, best in rows]
-    text = "\n".join(lines) + "\n"
-    if args.write:
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_sections import write_section
-
-        write_section(args.write, HEADING, text)
-    print(text)
+    publish(lines, args.write)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ Usage: python benchmarks/bench_metrics.py [--write docs/benchmarks.md]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_sections import publish
 
 HEADING = "## BSS Eval: ours against museval"
 NAMES = ("SDR", "ISR", "SIR", "SAR")
@@ -83,13 +83,7 @@ def main() -> None:
         f"| {seconds:.0f} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.1f}x | {diff:.1e} |"
         for seconds, ours, theirs, diff in rows
     ]
-    text = "\n".join(lines) + "\n"
-    if args.write:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_sections import write_section
-
-        write_section(args.write, HEADING, text)
-    print(text)
+    publish(lines, args.write)
 
 
 def museval_version() -> str:
