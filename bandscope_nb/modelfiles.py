@@ -3,10 +3,18 @@
 Two formats, as demucs itself uses them:
 
 - ``.th``: a pickled ``{"klass", "args", "kwargs", "state"}`` package. Unpickling can run code, so a
-  ``.th`` is opened only after its sha256 matches the checksum in its name (``<sig>-<8 hex>.th``,
-  demucs' convention) or a full ``sha256=`` given by the caller.
+  ``.th`` is read once into memory and unpickled by torch's restricted unpickler
+  (``weights_only=True``) allowing only demucs' model classes and ``Fraction``. A full unpickle
+  happens only when the file's whole sha256 is one we hold (:mod:`.published_weights`) or one the
+  caller passed on purpose; the checksum prefix in a file's own name (``<sig>-<8 hex>.th``) is
+  checked against corruption but grants nothing.
 - ``.safetensors``: tensors plus the model class and its init arguments as JSON metadata (demucs'
   Hugging Face layout). Only demucs model classes may be named there.
+
+Either way the model's init arguments must be plain data within sane bounds, and the model they
+describe is first built on torch's ``meta`` device and must not be far larger than the file, so
+a few hostile bytes cannot allocate gigabytes. Weights must be regular files (not FIFOs or
+devices) of at most :data:`MAX_WEIGHTS_BYTES`.
 """
 
 from __future__ import annotations
@@ -14,16 +22,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import pickle
 import re
+import stat
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelIntegrityError, ModelUnavailableError
 from .files import atomic_path, atomic_write
+from .names import check_stem_names
+from .published_weights import PUBLISHED_SHA256
 
 __all__ = [
+    "MAX_WEIGHTS_BYTES",
+    "check_weights_file",
     "download_file",
     "load_safetensors",
     "load_th",
@@ -38,6 +54,61 @@ ALLOWED_CLASSES = frozenset(
 )
 _ALLOWED_STRUCTURE_MODULES = ("diffq.",)
 _TH_NAME = re.compile(r"^(?P<sig>[^-]+)-(?P<checksum>[0-9a-f]{8,64})$")
+#: Largest weights file read (the biggest published demucs file is ~180 MB).
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+#: Upper bounds of the init arguments that decide a model's size or loop counts.
+_INIT_LIMITS = {
+    "audio_channels": 8,
+    "channels": 4096,
+    "bottom_channels": 8192,
+    "depth": 16,
+    "growth": 8,
+    "nfft": 65536,
+    "t_layers": 64,
+    "t_heads": 64,
+    "t_hidden_scale": 16,
+    "lstm_layers": 8,
+    "dconv_depth": 8,
+    "kernel_size": 64,
+    "stride": 64,
+}
+_MAX_NUMBER = 1e7  # any other number in the init arguments
+_MAX_SEGMENT = 600.0  # seconds
+_CONVERT_HINT = (
+    "If you trust this file (e.g. you downloaded it yourself from demucs' published URL), pass "
+    "its full sha256 (sha256='<64 hex digits>', --sha256) once and save the model as "
+    "safetensors with bandscope_nb.modelfiles.save_safetensors(model, 'model.safetensors'); "
+    "safetensors files run no code when loaded."
+)
+
+
+def check_weights_file(path: Path) -> int:
+    """Return the size of ``path`` after checking it is a regular file of a sane size.
+
+    FIFOs, devices (``/dev/zero``) and sockets are refused before anything opens them, so a
+    weights path can never hang a load or stream without end.
+
+    Raises
+    ------
+    ModelUnavailableError
+        No such file.
+    ModelIntegrityError
+        Not a regular file, empty, or larger than :data:`MAX_WEIGHTS_BYTES`.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ModelUnavailableError(f"Model file {path} does not exist; check the path.") from None
+    except OSError as exc:
+        raise ModelIntegrityError(f"{path}: cannot be read ({exc}).") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelIntegrityError(f"{path}: is not a regular file (a FIFO, device or socket?).")
+    if not 0 < info.st_size <= MAX_WEIGHTS_BYTES:
+        raise ModelIntegrityError(
+            f"{path}: {info.st_size} bytes is not a plausible weights file (1 byte to "
+            f"{MAX_WEIGHTS_BYTES // 1024**3} GiB)."
+        )
+    return info.st_size
 
 
 def sha256_file(path: Path) -> str:
@@ -148,30 +219,35 @@ def _checksum(where, expected: str) -> str:
     return checksum
 
 
-def _verify(path: Path, expected: str | None) -> None:
+def _check_digest(path: Path, digest: str, expected: str | None) -> bool:
+    """Compare a file's sha256 ``digest`` with ``expected`` (full or >= 8 hex prefix); return
+    True when it is a full match, i.e. the caller vouched for exactly these bytes."""
     if not expected:
-        raise ModelIntegrityError(
-            f"{path}: a .th file is a pickle and is loaded only with a known checksum. Name it "
-            "'<sig>-<sha256 prefix>.th' (demucs' convention), pass sha256='<hex digest>', or "
-            "convert it to .safetensors with bandscope_nb.modelfiles.save_safetensors."
-        )
+        return False
     expected = _checksum(path, expected)
-    actual = sha256_file(path)
-    if not actual.startswith(expected):
+    if not digest.startswith(expected):
         raise ModelIntegrityError(
-            f"{path}: sha256 {actual[: len(expected)]} does not match the expected {expected}; "
+            f"{path}: sha256 {digest[: len(expected)]} does not match the expected {expected}; "
             "the file is corrupt or was tampered with. Delete it and fetch it again."
         )
+    return len(expected) == 64
 
 
 def load_th(path: str | os.PathLike, *, sha256: str | None = None):
-    """Load a demucs ``.th`` model after verifying its sha256.
+    """Load a demucs ``.th`` model without running code from it.
+
+    The file is read once; its sha256 must match ``sha256`` or the checksum prefix in its name
+    when either is there. It is unpickled by torch's restricted unpickler, which accepts only
+    tensors, plain containers, demucs' model classes and ``Fraction``. A package that needs more
+    (old training arguments, say) is fully unpickled only when its whole sha256 equals a full
+    ``sha256`` passed here or a published digest in :mod:`.published_weights`.
 
     Parameters
     ----------
     path : str or os.PathLike
     sha256 : str or None
-        Full hex digest or a prefix of >= 8 digits; default: the prefix in the file name.
+        Full hex digest (vouches for the file) or a prefix of >= 8 digits (checks it only);
+        default: the prefix in the file name, if any.
 
     Returns
     -------
@@ -181,7 +257,8 @@ def load_th(path: str | os.PathLike, *, sha256: str | None = None):
     Raises
     ------
     ModelIntegrityError
-        Checksum missing or mismatching (nothing is unpickled), or a malformed package.
+        Checksum mismatch, a package that needs a full unpickle without a trusted checksum
+        (nothing is executed), a malformed package or implausible init arguments.
 
     Examples
     --------
@@ -193,42 +270,145 @@ def load_th(path: str | os.PathLike, *, sha256: str | None = None):
     ['a', 'b']
     """
     path = Path(path)
-    _verify(path, sha256 or th_checksum(path)[1])
-    package = _unpickle(path)
+    check_weights_file(path)
+    data = path.read_bytes()  # hashed and unpickled from the same bytes
+    digest = hashlib.sha256(data).hexdigest()
+    vouched = _check_digest(path, digest, sha256 or th_checksum(path)[1])
+    trusted = (vouched and sha256 is not None) or digest in PUBLISHED_SHA256.values()
+    package = _unpickle(path, data, trusted=trusted)
     if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
         raise ModelIntegrityError(f"{path}: not a demucs model package.")
     klass = package["klass"]
-    if (
-        f"{getattr(klass, '__module__', '')}.{getattr(klass, '__name__', '')}"
-        not in ALLOWED_CLASSES
-    ):
+    name = f"{getattr(klass, '__module__', '')}.{getattr(klass, '__name__', '')}"
+    if name not in ALLOWED_CLASSES:
         raise ModelIntegrityError(f"{path}: names model class {klass!r}, not a demucs model.")
-    return _build(path, package)
+    return _build(path, package, len(data))
 
 
-def _unpickle(path: Path) -> Any:
-    """Unpickle a verified file, restricted to tensors and demucs classes when possible."""
+def _unpickle(path: Path, data: bytes, *, trusted: bool) -> Any:
+    """Unpickle ``data`` restricted to tensors and demucs classes; fully only when trusted."""
     import torch
     from demucs.demucs import Demucs
     from demucs.hdemucs import HDemucs
     from demucs.htdemucs import HTDemucs
 
-    with torch.serialization.safe_globals([HTDemucs, HDemucs, Demucs, Fraction]):
+    with (
+        torch.serialization.safe_globals([HTDemucs, HDemucs, Demucs, Fraction]),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # torch's notes on pickle protocols
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
             pass
-    # Checksum verified above: the file is the one published; older packages carry globals
-    # (e.g. training arguments) that the restricted unpickler does not know.
-    return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ModelIntegrityError(f"{path}: not a readable torch file ({exc}).") from exc
+    if trusted:  # the caller or our published table vouches for exactly these bytes
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    try:
+        needed = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)))
+    except Exception:  # not a zip checkpoint: the globals cannot be listed without unpickling
+        needed = []
+    what = f" (it needs {', '.join(needed[:6])})" if needed else ""
+    raise ModelIntegrityError(
+        f"{path}: refused: this .th file can only be loaded by a full unpickle, which can run "
+        f"code{what}, and its sha256 is not a checksum we trust. {_CONVERT_HINT}"
+    ) from None
 
 
-def _build(path: Path, package: dict):
-    from demucs.states import load_model
+def _plain(path: Path, value: Any, key: str = "", depth: int = 0) -> None:
+    """Check an init argument is plain, bounded data (no objects, no NaN, no huge numbers)."""
+    if depth > 4:
+        raise ModelIntegrityError(f"{path}: init arguments nest too deeply.")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if len(value) > 256:
+            raise ModelIntegrityError(
+                f"{path}: init argument {key or 'value'} is a string of {len(value)} characters "
+                "(at most 256)."
+            )
+        return
+    if isinstance(value, (int, float, Fraction)):
+        limit = _INIT_LIMITS.get(key, _MAX_NUMBER)
+        if not (math.isfinite(value) and abs(value) <= limit):
+            raise ModelIntegrityError(
+                f"{path}: init argument {key or 'value'}={value!r} is out of range "
+                f"(finite, at most {limit:g})."
+            )
+        return
+    if isinstance(value, (list, tuple)) and len(value) <= 256:
+        for item in value:
+            _plain(path, item, key, depth + 1)
+        return
+    if isinstance(value, dict) and len(value) <= 256:
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise ModelIntegrityError(f"{path}: init argument keys must be str, got {k!r}.")
+            _plain(path, item, k, depth + 1)
+        return
+    raise ModelIntegrityError(
+        f"{path}: init argument {key or 'value'} of type {type(value).__name__} is not plain data."
+    )
+
+
+def _check_init(path: Path, klass, args: Any, kwargs: Any) -> None:
+    """Check a model's init arguments before anything is built from them."""
+    from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise ModelIntegrityError(f"{path}: 'args' must be a list and 'kwargs' a dict.")
+    _plain(path, list(args))
+    _plain(path, kwargs)
+    sources = args[0] if args else kwargs.get("sources")
+    check_stem_names(sources, where=f"{path}: sources", error=ModelIntegrityError)
+    rate = kwargs.get("samplerate", 44100)
+    if isinstance(rate, bool) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ModelIntegrityError(f"{path}: samplerate={rate!r} is not a plausible audio rate.")
+    segment = kwargs.get("segment")
+    if segment is not None and not 0 < segment <= _MAX_SEGMENT:
+        raise ModelIntegrityError(f"{path}: segment={segment!r} s is out of range.")
+
+
+def _check_size(path: Path, package: dict, file_bytes: int) -> None:
+    """Build the model on the ``meta`` device (no memory) and refuse one that would be far
+    larger than its file: hostile arguments must not allocate gigabytes."""
+    import torch
 
     try:
+        with torch.device("meta"):
+            model = package["klass"](*package["args"], **package["kwargs"])
+    except (Exception, SystemExit) as exc:
+        raise ModelIntegrityError(
+            f"{path}: its init arguments do not build a model ({exc})."
+        ) from exc
+    nbytes = 4 * sum(p.numel() for p in model.parameters())
+    if nbytes > 16 * file_bytes + 64 * 1024**2:
+        raise ModelIntegrityError(
+            f"{path}: its init arguments describe a model of {nbytes / 1e6:.0f} MB, far more than "
+            f"the {file_bytes / 1e6:.1f} MB of weights in the file; refused."
+        )
+
+
+def _build(path: Path, package: dict, file_bytes: int):
+    from demucs.states import load_model
+
+    _check_init(path, package["klass"], package["args"], package["kwargs"])
+    state = package["state"]
+    if not isinstance(state, dict):
+        raise ModelIntegrityError(f"{path}: 'state' is not a dict of tensors.")
+    if state.get("__quantized"):
+        try:
+            import diffq  # noqa: F401
+        except ImportError:
+            raise ModelIntegrityError(
+                f"{path}: holds a diffq-quantized model; install diffq (pip install diffq) to "
+                "load it, or use an unquantized model."
+            ) from None
+    _check_size(path, package, file_bytes)
+    try:
         model = load_model(package)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # demucs calls sys.exit on some bad packages
         raise ModelIntegrityError(f"{path}: weights do not fit their model ({exc}).") from exc
     return model.eval()
 
@@ -239,7 +419,7 @@ def _metadata(path: Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-    except Exception as exc:
+    except BaseException as exc:  # safetensors raises a non-Exception panic on some bad files
         raise ModelIntegrityError(f"{path}: not a readable safetensors file ({exc}).") from exc
     klass = metadata.get("klass")
     if klass not in ALLOWED_CLASSES:
@@ -290,25 +470,30 @@ def load_safetensors(path: str | os.PathLike, *, sha256: str | None = None):
     from safetensors import safe_open
 
     path = Path(path)
+    size = check_weights_file(path)
     if sha256:
-        _verify(path, sha256)
+        _check_digest(path, sha256_file(path), sha256)
     metadata = _metadata(path)
-    with safe_open(str(path), framework="pt") as f:
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
-    state = tensors
-    if "structure" in metadata:
-        state = _unflatten_state(tensors, json.loads(metadata["structure"]))
-    module_name, class_name = metadata["klass"].rsplit(".", 1)
     import importlib
 
-    klass = getattr(importlib.import_module(module_name), class_name)
+    module_name, class_name = metadata["klass"].rsplit(".", 1)
+    try:
+        args = _decode_json(json.loads(metadata["args"]))
+        kwargs = _decode_json(json.loads(metadata["kwargs"]))
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+        state = tensors
+        if "structure" in metadata:
+            state = _unflatten_state(tensors, json.loads(metadata["structure"]))
+    except Exception as exc:
+        raise ModelIntegrityError(f"{path}: malformed metadata or tensors ({exc}).") from exc
     package = {
-        "klass": klass,
-        "args": _decode_json(json.loads(metadata["args"])),
-        "kwargs": _decode_json(json.loads(metadata["kwargs"])),
+        "klass": getattr(importlib.import_module(module_name), class_name),
+        "args": args,
+        "kwargs": kwargs,
         "state": state,
     }
-    return _build(path, package)
+    return _build(path, package, size)
 
 
 def _encode_json(value: Any) -> Any:

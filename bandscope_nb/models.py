@@ -13,18 +13,32 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import math
+import numbers
 import os
+import re
 import threading
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelIntegrityError, ModelUnavailableError, ParameterError
-from .modelfiles import download_file, load_safetensors, load_th, th_checksum
+from .modelfiles import (
+    check_weights_file,
+    download_file,
+    load_safetensors,
+    load_th,
+    th_checksum,
+)
+from .names import check_stem_names
 
 __all__ = ["LoadedModel", "is_offline", "load_model", "offline_reason", "pretrained_names"]
 
 HF_NAMESPACE = "adefossez"
+#: A model name or bag signature that may become part of a file name.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_MAX_YAML_BYTES = 64 * 1024
 _LOCK = threading.Lock()
 _LOADED: dict[tuple, LoadedModel] = {}
 
@@ -192,11 +206,17 @@ def _load(model: Any, repo: Any, sha256: str | None) -> LoadedModel:
         raise ParameterError(f"Invalid model: {model!r}; pass a name, a path or a torch.nn.Module.")
     path = Path(model).expanduser()
     if repo is not None:
+        if not _NAME.fullmatch(str(model)):
+            raise ParameterError(
+                f"Invalid model name {str(model)!r} for repo={repo}; give the plain name of a "
+                "bag yaml or weights file in that folder."
+            )
         return _from_repo(str(model), Path(repo).expanduser())
-    if path.is_file():
-        return _from_module(_load_file(path, sha256), path.name, f"file {path}")
     if path.is_dir():
         return _from_folder(path)
+    if path.exists() or os.path.lexists(path):
+        check_weights_file(path)  # not a FIFO, device or dangling link
+        return _from_module(_load_file(path, sha256), path.name, f"file {path}")
     if str(model).startswith((".", "/", "~")) or path.suffix in {".th", ".safetensors", ".yaml"}:
         raise ModelUnavailableError(f"Model file {path} does not exist; check the path.")
     return _from_pretrained(str(model))
@@ -225,9 +245,37 @@ def _from_module(module, name: str, origin: str) -> LoadedModel:
                 "sources, samplerate and audio_channels like a demucs model."
             )
         parts = [(module, [1.0] * len(module.sources))]
+    error = ParameterError if origin == "module" else ModelIntegrityError
     for m, _ in parts:
+        _check_contract(m, f"Model {name}", error)
         m.eval()
     return LoadedModel(name, origin, parts, _identity(parts), module)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_contract(module, where: str, error: type[Exception]) -> None:
+    """Check the attributes the engine and the output paths rely on, whatever the model's
+    origin: safe unique stem names, a plausible sample rate, channel count and segment."""
+    from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    check_stem_names(module.sources, where=f"{where}: sources", error=error)
+    rate, channels = module.samplerate, module.audio_channels
+    if not _integer(rate) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise error(
+            f"{where}: samplerate={rate!r} must be an int in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}."
+        )
+    if not _integer(channels) or not 1 <= channels <= 8:
+        raise error(f"{where}: audio_channels={channels!r} must be an int in 1..8.")
+    segment = getattr(module, "segment", None)
+    if segment is not None and not (
+        isinstance(segment, (int, float, Fraction))
+        and math.isfinite(segment)
+        and 0 < segment <= 600
+    ):
+        raise error(f"{where}: segment={segment!r} must be None or seconds in (0, 600].")
 
 
 def _identity(parts) -> str:
@@ -245,11 +293,10 @@ def _identity(parts) -> str:
 def _bag(name: str, origin: str, spec: dict, load_sig) -> LoadedModel:
     from demucs.apply import BagOfModels
 
-    if not isinstance(spec, dict) or not isinstance(spec.get("models"), list):
-        raise ModelIntegrityError(f"{origin}: bag yaml for {name!r} has no 'models' list.")
-    models = [load_sig(str(sig)) for sig in spec["models"]]
+    signatures, weights, segment = _check_bag(name, origin, spec)
+    models = [load_sig(sig) for sig in signatures]
     try:
-        bag = BagOfModels(models, spec.get("weights"), spec.get("segment"))
+        bag = BagOfModels(models, weights, segment)
     except AssertionError as exc:
         raise ModelIntegrityError(
             f"{origin}: the models of bag {name!r} disagree on sources, rate or channels, or "
@@ -258,13 +305,56 @@ def _bag(name: str, origin: str, spec: dict, load_sig) -> LoadedModel:
     return _from_module(bag, name, origin)
 
 
+def _check_bag(name: str, origin: str, spec: Any) -> tuple[list[str], Any, Any]:
+    """Validate a bag yaml's ``models``, ``weights`` and ``segment`` before anything loads."""
+
+    def bad(what: str) -> ModelIntegrityError:
+        return ModelIntegrityError(f"{origin}: bag yaml for {name!r}: {what}.")
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("models"), list):
+        raise bad("has no 'models' list")
+    models = spec["models"]
+    if not 1 <= len(models) <= 32:
+        raise bad(f"lists {len(models)} models (1 to 32 allowed)")
+    for sig in models:
+        if not isinstance(sig, str) or not _NAME.fullmatch(sig):
+            raise bad(f"model signature {sig!r} is not a plain name")
+    weights = spec.get("weights")
+    if weights is not None and not (
+        isinstance(weights, list)
+        and len(weights) == len(models)
+        and all(isinstance(w, list) and w and all(number(x) and x >= 0 for x in w) for w in weights)
+    ):
+        raise bad("'weights' must be one list of finite numbers >= 0 per model")
+    segment = spec.get("segment")
+    if segment is not None and not (number(segment) and 0 < segment <= 600):
+        raise bad(f"segment={segment!r} must be seconds in (0, 600]")
+    return models, weights, segment
+
+
 def _read_yaml(path: Path) -> Any:
+    """Parse a small yaml file with the safe loader, refusing aliases (a few hundred bytes of
+    nested aliases can expand to gigabytes: the "billion laughs")."""
     import yaml
 
+    class _NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases are not allowed", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+
+    size = check_weights_file(path)
+    if size > _MAX_YAML_BYTES:
+        raise ModelIntegrityError(f"{path}: {size} bytes is too large for a bag yaml.")
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ModelIntegrityError(f"{path}: not valid YAML ({exc}).") from exc
+        return yaml.load(path.read_text(), Loader=_NoAliases)  # a SafeLoader subclass
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelIntegrityError(f"{path}: not a valid bag YAML ({exc}).") from exc
 
 
 def _weights_in(folder: Path) -> dict[str, Path]:
@@ -273,6 +363,7 @@ def _weights_in(folder: Path) -> dict[str, Path]:
     for file in sorted(folder.iterdir()):
         if file.suffix not in {".safetensors", ".th"}:
             continue
+        check_weights_file(file)  # a FIFO or device named *.th is refused, never opened
         sig = th_checksum(file)[0] if file.suffix == ".th" else file.stem
         if sig in found:
             raise ModelIntegrityError(
@@ -321,7 +412,7 @@ def _from_folder(folder: Path) -> LoadedModel:
 
 
 def _from_pretrained(name: str) -> LoadedModel:
-    if name not in pretrained_names() and "/" not in name:
+    if name not in pretrained_names():
         raise ModelUnavailableError(
             f"Unknown model {name!r}; known pretrained models: {', '.join(pretrained_names())}. "
             "Or pass a path to weights, a repo= folder, or a torch.nn.Module."
@@ -344,8 +435,7 @@ def _from_pretrained(name: str) -> LoadedModel:
 def _hf_repo(name: str) -> tuple[str, str]:
     from demucs.hf import hf_repo_name
 
-    namespace, _, bare = name.rpartition("/")
-    return f"{namespace or HF_NAMESPACE}/{hf_repo_name(bare)}", bare
+    return f"{HF_NAMESPACE}/{hf_repo_name(name)}", name
 
 
 def _from_hub(name: str) -> LoadedModel:

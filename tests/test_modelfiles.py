@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import re
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,11 +74,142 @@ def test_tampered_th_is_refused_without_unpickling(tmp_path):
     assert not marker.exists()
 
 
-def test_th_without_checksum_is_refused_without_unpickling(tmp_path):
-    path, marker = malicious_th(tmp_path, "weights.th")
-    with pytest.raises(ModelIntegrityError, match="known checksum"):
-        load_th(path)
+def test_th_named_after_its_own_hash_is_refused_without_unpickling(tmp_path):
+    """The checksum in a file's own name proves nothing: the marker must never appear."""
+    path, marker = malicious_th(tmp_path, "x.th")
+    named = path.rename(tmp_path / f"955717e8-{sha256_file(path)[:8]}.th")
+    with pytest.raises(ModelIntegrityError, match="can only be loaded by a full unpickle"):
+        load_th(named)
+    with pytest.raises(ModelIntegrityError, match="safetensors"):
+        load_th(named, sha256=sha256_file(named)[:16])  # a prefix checks, it does not vouch
     assert not marker.exists()
+
+
+def test_th_without_checksum_loads_through_the_restricted_unpickler(tmp_path):
+    model = tiny_hdemucs()
+    path = save_th(model, tmp_path / "x.th").rename(tmp_path / "weights.th")
+    assert same_weights(load_th(path), model)
+    bad, marker = malicious_th(tmp_path, "weights2.th")
+    with pytest.raises(ModelIntegrityError, match="refused"):
+        load_th(bad)
+    assert not marker.exists()
+
+
+def extra_globals_th(tmp_path):
+    """A genuine package that also carries an ``argparse.Namespace`` (as old demucs training
+    runs stored their arguments): only a full unpickle can read it."""
+    import argparse
+
+    model = tiny_hdemucs()
+    args, kwargs = model._init_args_kwargs
+    package = {
+        "klass": type(model),
+        "args": args,
+        "kwargs": kwargs,
+        "state": model.state_dict(),
+        "training_args": argparse.Namespace(epochs=360),
+    }
+    path = tmp_path / "old.th"
+    torch.save(package, path)
+    return model, path
+
+
+def test_th_needing_a_full_unpickle_loads_only_with_the_full_sha256(tmp_path):
+    model, path = extra_globals_th(tmp_path)
+    with pytest.raises(ModelIntegrityError, match=r"it needs argparse\.Namespace"):
+        load_th(path)
+    assert same_weights(load_th(path, sha256=sha256_file(path)), model)
+
+
+def test_published_digests_are_trusted_for_a_full_unpickle(tmp_path, monkeypatch):
+    from bandscope_nb import modelfiles
+
+    model, path = extra_globals_th(tmp_path)
+    monkeypatch.setitem(modelfiles.PUBLISHED_SHA256, "test.th", sha256_file(path))
+    assert same_weights(load_th(path), model)
+
+
+def test_published_digests_extend_demucs_own_checksum_prefixes():
+    from demucs.pretrained import REMOTE_ROOT
+
+    from bandscope_nb.published_weights import PUBLISHED_SHA256
+
+    listed = (Path(REMOTE_ROOT) / "files.txt").read_text()
+    for name, digest in PUBLISHED_SHA256.items():
+        assert re.fullmatch(r"[0-9a-f]{64}", digest)
+        assert name in listed and name.split("-")[1].startswith(digest[:8])
+
+
+def hostile_safetensors(tmp_path, name="m.safetensors", state=None, **kwargs):
+    model = tiny_hdemucs()
+    args, init = model._init_args_kwargs
+    init = {**init, **kwargs}
+    sources = init.pop("sources", args[0])
+    meta = {
+        "klass": "demucs.hdemucs.HDemucs",
+        "args": json.dumps([sources]),
+        "kwargs": json.dumps(init),
+    }
+    state = state or {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp_path / name), metadata=meta)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sources": ["../../escape", "bass"]}, "stem name '../../escape'"),
+        ({"sources": ["/abs", "b"]}, "stem name '/abs'"),
+        ({"sources": ["a\x00b", "c"]}, "is not allowed"),
+        ({"sources": ["x" * 300, "c"]}, "string of 300 characters"),
+        ({"sources": ["x" * 100, "c"]}, "is not allowed"),
+        ({"sources": ["drums", "Drums"]}, "unique"),
+        ({"sources": []}, "between 1 and 64"),
+        ({"samplerate": 100_000_000}, "samplerate"),
+        ({"segment": float("nan")}, "segment"),
+        ({"segment": 1e308}, "segment"),
+        ({"depth": 1_000_000}, "depth"),
+        ({"channels": 1_000_000}, "channels"),
+        ({"channels": 2048}, "far more than"),
+    ],
+)
+def test_hostile_init_arguments_are_refused_before_building(tmp_path, kwargs, match):
+    path = hostile_safetensors(tmp_path, **kwargs)
+    start = time.monotonic()
+    with pytest.raises(ModelIntegrityError, match=match):
+        load_safetensors(path)
+    assert time.monotonic() - start < 20
+
+
+def test_quantized_state_without_diffq_is_a_typed_error(tmp_path):
+    """demucs itself calls sys.exit here, which would end a whole batch."""
+    model = tiny_hdemucs()
+    package = {
+        "klass": type(model),
+        "args": model._init_args_kwargs[0],
+        "kwargs": model._init_args_kwargs[1],
+        "state": {"__quantized": True, "quantized": []},
+    }
+    path = tmp_path / "q.th"
+    torch.save(package, path)
+    with pytest.raises(ModelIntegrityError, match="diffq"):
+        load_th(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_weights_that_are_not_regular_files_are_refused_at_once(tmp_path, kind):
+    import os
+
+    path = tmp_path / "w.th"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    start = time.monotonic()
+    for load in (load_th, load_safetensors):
+        with pytest.raises(ModelIntegrityError, match="not a regular file"):
+            load(path)
+    assert time.monotonic() - start < 5
 
 
 def test_th_with_caller_sha256(tmp_path):
@@ -129,7 +262,11 @@ def test_broken_safetensors_metadata(metadata, match, tmp_path):
 
 
 def test_safetensors_weights_not_fitting_the_model(tmp_path):
-    meta = {"klass": "demucs.hdemucs.HDemucs", "args": json.dumps([["a", "b"]]), "kwargs": "{}"}
+    meta = {
+        "klass": "demucs.hdemucs.HDemucs",
+        "args": json.dumps([["a", "b"]]),
+        "kwargs": json.dumps({"channels": 4, "depth": 2, "nfft": 64}),
+    }
     path = write_safetensors(tmp_path / "bad.safetensors", meta)
     with pytest.raises(ModelIntegrityError, match="do not fit"):
         load_safetensors(path)

@@ -195,3 +195,88 @@ def test_pretrained_names_include_the_main_models():
     assert {"htdemucs", "htdemucs_ft", "htdemucs_6s", "hdemucs_mmi", "mdx_extra"} <= set(
         pretrained_names()
     )
+
+
+BILLION_LAUGHS = (
+    'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+    + "".join(
+        f"{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]\n"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + "models: *i\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (BILLION_LAUGHS, "aliases are not allowed"),
+        ("models: ['aaaa1111', 'bbbb2222']\nweights: ['1', '2']\n", "'weights' must be"),
+        ("models: ['aaaa1111', 'bbbb2222']\nweights: [[.nan, 1, 1, 1], [1, 1, 1, 1]]\n", "weights"),
+        ("models: ['aaaa1111', 'bbbb2222']\nsegment: .nan\n", "segment=nan"),
+        ("models: ['aaaa1111', 'bbbb2222']\nsegment: 1e308\n", "segment"),
+        ("models: ['../../etc/passwd']\n", "not a plain name"),
+        ("models: [{'a': 1}]\n", "not a plain name"),
+        ("models: []\n", "lists 0 models"),
+        ("- just a list\n", "no 'models' list"),
+        ("models: [\n", "not a valid bag YAML"),
+    ],
+)
+def test_hostile_bag_yaml_is_a_typed_error(local_repo, text, match):
+    assert len(BILLION_LAUGHS) < 600
+    (local_repo / "mybag.yaml").write_text(text)
+    start = time.monotonic()
+    with pytest.raises(ModelIntegrityError, match=match):
+        load_model("mybag", repo=local_repo)
+    assert time.monotonic() - start < 10
+
+
+def test_repo_with_a_fifo_named_like_weights_does_not_hang(local_repo):
+    os.mkfifo(local_repo / "cccc3333.th")
+    with pytest.raises(ModelIntegrityError, match="not a regular file"):
+        load_model("mybag", repo=local_repo)
+
+
+@pytest.mark.parametrize("name", ["../repo/mybag", "/etc/passwd", "a/b"])
+def test_repo_model_names_are_plain_names(local_repo, name):
+    with pytest.raises(ParameterError, match="Invalid model name"):
+        load_model(name, repo=local_repo)
+
+
+@pytest.mark.parametrize("name", ["user/name", "adefossez/htdemucs"])
+def test_hub_names_outside_demucs_list_are_refused(name):
+    with pytest.raises(ModelUnavailableError, match="Unknown model"):
+        load_model(name)
+
+
+def test_device_file_as_model_is_refused():
+    with pytest.raises(ModelIntegrityError, match="not a regular file"):
+        load_model("/dev/zero")
+
+
+class _Net(torch.nn.Module):
+    """A minimal real model: each source is the input scaled by a learnt gain."""
+
+    def __init__(self, sources, samplerate=8000, audio_channels=2):
+        super().__init__()
+        self.sources, self.samplerate, self.audio_channels = sources, samplerate, audio_channels
+        self.gain = torch.nn.Parameter(torch.ones(len(sources)))
+
+    def forward(self, x):
+        return self.gain[None, :, None, None] * x[:, None]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sources": ["../x", "b"]}, "stem name '../x'"),
+        ({"sources": ["/etc/cron.d/x"]}, "stem name"),
+        ({"sources": ["a", "a"]}, "unique"),
+        ({"sources": ["ok"], "samplerate": 100_000_000}, "samplerate"),
+        ({"sources": ["ok"], "samplerate": 44100.5}, "samplerate"),
+        ({"sources": ["ok"], "audio_channels": 0}, "audio_channels"),
+    ],
+)
+def test_modules_with_unsafe_attributes_are_refused(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        load_model(_Net(**kwargs))
