@@ -19,6 +19,7 @@ from .errors import (
     ModelUnavailableError,
     ParameterError,
     ReportError,
+    SeparationError,
 )
 from .masks import oracle_masks
 from .models import load_model
@@ -49,6 +50,7 @@ __all__ = [
     "ParameterError",
     "ReportError",
     "ResultCache",
+    "SeparationError",
     "Separator",
     "Stems",
     "classical",

@@ -7,6 +7,7 @@ sample rate. This module is the only place that converts from and to files.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Audio", "as_audio", "load_audi
 
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
+#: Largest sample magnitude accepted. Float audio is nominally within [-1, 1]; integer PCM
+#: values stored as floats (up to ~8.4e6 for 24 bit) still pass, while values near float32's
+#: limit (3e38) would overflow a model's normalisation into NaN stems.
+MAX_AMPLITUDE = 1e8
 #: File formats :func:`save_audio` writes, with the sample encoding used for each.
 SAVE_SUBTYPES = {"wav": "FLOAT", "flac": "PCM_24"}
 
@@ -40,6 +45,12 @@ class Audio:
     samples: np.ndarray
     sample_rate: int
     path: Path | None = None
+
+    def __post_init__(self):
+        name = str(self.path) if self.path else "Audio"
+        rate = check_sample_rate(self.sample_rate, name=name)
+        object.__setattr__(self, "samples", check_samples(self.samples, rate, name=name))
+        object.__setattr__(self, "sample_rate", rate)
 
     @property
     def channels(self) -> int:
@@ -79,6 +90,8 @@ class Audio:
 
 def check_sample_rate(sample_rate: float, *, name: str) -> int:
     """Return ``sample_rate`` as int, or raise :class:`AudioError` naming ``name``."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)):
+        raise AudioError(f"{name}: sample rate must be a number of Hz, got {sample_rate!r}.")
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE or int(sample_rate) != sample_rate:
         raise AudioError(
             f"{name}: sample rate {sample_rate!r} Hz is outside the supported range "
@@ -88,9 +101,15 @@ def check_sample_rate(sample_rate: float, *, name: str) -> int:
 
 
 def check_finite(block: np.ndarray, *, name: str) -> None:
-    """Raise :class:`AudioError` naming ``name`` if ``block`` holds NaN or Inf."""
+    """Raise :class:`AudioError` naming ``name`` if ``block`` holds NaN, Inf or samples beyond
+    ±:data:`MAX_AMPLITUDE`."""
     if not np.isfinite(block).all():
         raise AudioError(f"{name}: contains NaN or Inf samples; repair or re-export the audio.")
+    if block.size and (peak := float(np.abs(block).max())) > MAX_AMPLITUDE:
+        raise AudioError(
+            f"{name}: has samples of magnitude {peak:.3g}, far outside audio's [-1, 1] range "
+            f"(limit ±{MAX_AMPLITUDE:g}); scale it to [-1, 1] first."
+        )
 
 
 def check_samples(samples: np.ndarray, sample_rate: float, *, name: str = "audio") -> np.ndarray:
@@ -135,46 +154,56 @@ def check_samples(samples: np.ndarray, sample_rate: float, *, name: str = "audio
     return array
 
 
-def open_checked(path: str | os.PathLike) -> tuple[Path, sf._SoundFileInfo]:
+def open_checked(
+    path: str | os.PathLike, *, name: str | None = None
+) -> tuple[Path, sf._SoundFileInfo]:
     """Check that ``path`` is a readable, decodable, non-empty audio file; return its info.
 
     Raises
     ------
     AudioError
-        Naming the file and what is wrong with it.
+        Naming the file (or ``name``, e.g. the user's file when ``path`` is a private copy of
+        it) and what is wrong with it.
     """
     path = Path(path)
+    label = name or str(path)
     if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path.")
+        raise AudioError(f"{label}: no such file; check the path.")
     if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file.")
+        raise AudioError(f"{label}: is a directory, not an audio file.")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise AudioError(f"{label}: is {kind}, not a regular audio file; save the audio first.")
     if not os.access(path, os.R_OK):
-        raise AudioError(f"{path}: cannot be read (permission denied); check its permissions.")
+        raise AudioError(f"{label}: cannot be read (permission denied); check its permissions.")
     if path.stat().st_size == 0:
-        raise AudioError(f"{path}: is an empty file (0 bytes).")
+        raise AudioError(f"{label}: is an empty file (0 bytes).")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(
-            f"{path}: not a readable audio file ({exc}); supported: wav, flac, ogg, mp3."
+            f"{label}: not a readable audio file ({exc}); supported: wav, flac, ogg, mp3."
         ) from exc
-    check_sample_rate(info.samplerate, name=str(path))
+    check_sample_rate(info.samplerate, name=label)
     if info.frames <= 0:
-        raise AudioError(f"{path}: contains no audio frames.")
+        raise AudioError(f"{label}: contains no audio frames.")
     return path, info
 
 
-def iter_blocks(path: Path, *, blocksize: int = 262_144):
+def iter_blocks(path: Path, *, blocksize: int = 262_144, name: str | None = None):
     """Yield float32 blocks of shape ``(frames, channels)`` from ``path``, checking each.
 
-    Raises :class:`AudioError` if the file turns out corrupt or holds NaN/Inf.
+    Raises :class:`AudioError` naming ``name`` (default: the path) if the file turns out corrupt
+    or holds NaN/Inf or absurd magnitudes.
     """
+    name = name or str(path)
     try:
         for block in sf.blocks(str(path), blocksize=blocksize, dtype="float32", always_2d=True):
-            check_finite(block, name=str(path))
+            check_finite(block, name=name)
             yield block
     except sf.LibsndfileError as exc:
-        raise AudioError(f"{path}: decoding failed part-way ({exc}); the file is corrupt.") from exc
+        raise AudioError(f"{name}: decoding failed part-way ({exc}); the file is corrupt.") from exc
 
 
 def load_audio(
@@ -241,7 +270,7 @@ def as_audio(audio, sample_rate: int | None = None) -> Audio:
         audio, sample_rate = audio
     if sample_rate is None:
         raise ParameterError("An audio array needs its sample_rate; pass (array, rate).")
-    return Audio(check_samples(audio, sample_rate), int(sample_rate))
+    return Audio(audio, sample_rate)
 
 
 def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:

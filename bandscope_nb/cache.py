@@ -2,10 +2,16 @@
 
 Layout under the root (``BANDSCOPE_CACHE_DIR``, else the platform's user cache dir)::
 
+    .bandscope-cache            marker written when the cache creates (or adopts an empty) root
     v1/ab/abcdef.../stems.f32   raw float32 (sources, channels, frames)
     v1/ab/abcdef.../meta.json   names, rate, shape, digests, parameters
     locks/abcdef....lock        one file lock per key, so kernels and processes can share
-    tmp/                        entries being written; renamed into v1/ only when complete
+    tmp/stage-*/                entries being written; renamed into v1/ only when complete
+
+The cache deletes only what it can prove it made: nothing at all in a folder without the marker
+(a non-empty folder without it is refused with :class:`CacheError`, so pointing
+``BANDSCOPE_CACHE_DIR`` at a user folder loses nothing), and inside a marked root only entry
+folders named by a key, ``tmp/stage-*`` folders and ``locks/<key>.lock`` files.
 
 An entry is visible only after an atomic directory rename, so a crash or interrupt leaves at most
 a stray folder in ``tmp/`` that is never read. Reads check size and a sampled digest (a corrupt
@@ -15,34 +21,39 @@ entries are evicted beyond ``max_bytes``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CacheError
+from .errors import CacheError, ParameterError
 from .streams import file_digest, open_stems
 
-__all__ = ["FORMAT_VERSION", "CacheEntry", "ResultCache", "cache_key"]
+__all__ = ["FORMAT_VERSION", "MARKER", "CacheEntry", "ResultCache", "cache_key"]
 
-#: Bumped whenever the stored layout or the engine's output changes.
+#: Bumped whenever the stored layout changes (the package version is part of every key too).
 FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 20 * 1024**3
+#: The file that marks a folder as a bandscope cache.
+MARKER = ".bandscope-cache"
+_KEY = re.compile(r"[0-9a-f]{40}")
+_STAGE_PREFIX = "stage-"
 _PAGE = 4096
 _SAMPLED_PAGES = 64
 _STALE_SECONDS = 24 * 3600
 
 
 def cache_key(**parts) -> str:
-    """Hex key over every part that changes the result, plus the cache format version.
+    """Hex key over every part that changes the result, the cache format and package version.
 
     Examples
     --------
@@ -50,7 +61,11 @@ def cache_key(**parts) -> str:
     ...     params={"overlap": 0.25}, model="m", audio="a")
     True
     """
-    payload = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
+    from . import __version__
+
+    payload = json.dumps(
+        {"format": FORMAT_VERSION, "package": __version__, **parts}, sort_keys=True, default=str
+    )
     return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
 
 
@@ -109,24 +124,62 @@ class ResultCache:
     def __init__(self, root: str | os.PathLike | None = None, *, max_bytes: int | None = None):
         self.root = Path(root).expanduser() if root is not None else _default_root()
         if max_bytes is None:
-            max_bytes = int(os.environ.get("BANDSCOPE_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
-        if max_bytes <= 0:
-            raise CacheError(f"Cache size cap must be positive, got {max_bytes}.")
+            env = os.environ.get("BANDSCOPE_CACHE_MAX_BYTES", "").strip()
+            try:
+                max_bytes = int(env) if env else DEFAULT_MAX_BYTES
+            except ValueError:
+                raise ParameterError(
+                    f"BANDSCOPE_CACHE_MAX_BYTES={env!r} is not a whole number of bytes."
+                ) from None
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ParameterError(f"Cache size cap must be a positive int, got {max_bytes!r}.")
         self.max_bytes = max_bytes
         self.entries = self.root / f"v{FORMAT_VERSION}"
 
     def _dir(self, key: str) -> Path:
+        if not _KEY.fullmatch(key):
+            raise ParameterError(f"Invalid cache key {key!r}.")
         return self.entries / key[:2] / key
+
+    def _ours(self, *, create: bool) -> bool:
+        """Whether the root is a bandscope cache (creating it, or marking an empty folder, when
+        ``create``); False when it does not exist yet.
+
+        Raises
+        ------
+        CacheError
+            The root is a file, or a non-empty folder without the marker.
+        """
+        marker = self.root / MARKER
+        if marker.is_file():
+            return True
+        if self.root.exists() and not self.root.is_dir():
+            raise CacheError(f"Cache folder {self.root} is a file; set BANDSCOPE_CACHE_DIR.")
+        if self.root.is_dir() and any(self.root.iterdir()):
+            raise CacheError(
+                f"{self.root} is not empty and has no {MARKER} file, so it is not a bandscope "
+                "cache; the cache only deletes what it made and will not use it. Point "
+                "BANDSCOPE_CACHE_DIR at a new or empty folder."
+            )
+        if not create:
+            return False
+        self.root.mkdir(parents=True, exist_ok=True)
+        marker.write_text("bandscope-nb result cache; everything in this folder may be deleted\n")
+        return True
 
     def lock(self, key: str):
         """An inter-process :class:`filelock.FileLock` for ``key``."""
         from filelock import FileLock
 
+        self._ours(create=True)
         (self.root / "locks").mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / "locks" / f"{key}.lock"))
+        return FileLock(str(self.root / "locks" / f"{self._dir(key).name}.lock"))
 
     def get(self, key: str) -> CacheEntry | None:
-        """The complete, verified entry for ``key``, or None (a corrupt entry is removed)."""
+        """The complete, verified entry for ``key``, or None (a corrupt or unusable entry is
+        removed)."""
+        if not self._ours(create=False):
+            return None
         folder = self._dir(key)
         meta_file = folder / "meta.json"
         if not meta_file.is_file():
@@ -144,11 +197,27 @@ class ResultCache:
             pass
         return CacheEntry(folder, json.loads(meta_file.read_text()))
 
+    def remove(self, key: str) -> None:
+        """Delete the entry for ``key`` (one found unusable by its reader)."""
+        if self._ours(create=False):
+            shutil.rmtree(self._dir(key), ignore_errors=True)
+
     def _check(self, folder: Path, *, full: bool) -> str | None:
         try:
             meta = json.loads((folder / "meta.json").read_text())
+            shape, names = meta["shape"], meta["names"]
+            if meta.get("key") != folder.name:
+                return "meta.json belongs to another key"
+            if not (
+                isinstance(shape, list)
+                and len(shape) == 3
+                and all(isinstance(n, int) and n > 0 for n in shape)
+                and isinstance(names, list)
+                and len(names) == shape[0]
+            ):
+                return f"malformed shape {shape!r} or names in meta.json"
             data = folder / "stems.f32"
-            expected = int(np.prod(meta["shape"])) * 4
+            expected = int(np.prod(shape)) * 4
             if data.stat().st_size != expected:
                 return f"size {data.stat().st_size} != {expected}"
             if sampled_digest(data) != meta["sampled_digest"]:
@@ -159,22 +228,23 @@ class ResultCache:
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    @contextmanager
+    @contextlib.contextmanager
     def staging(self):
         """A fresh folder to write an entry into; removed unless :meth:`commit` took it.
 
         Folders left in ``tmp/`` by a killed process are never read; those older than a day are
         removed here.
         """
+        self._ours(create=True)
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        for stale in tmp.iterdir():
+        for stale in self._staged():
             try:
                 if time.time() - stale.stat().st_mtime > _STALE_SECONDS:
                     shutil.rmtree(stale, ignore_errors=True)
             except OSError:
                 continue
-        folder = Path(tempfile.mkdtemp(dir=tmp))
+        folder = Path(tempfile.mkdtemp(dir=tmp, prefix=_STAGE_PREFIX))
         try:
             yield folder
         finally:
@@ -204,9 +274,23 @@ class ResultCache:
         self.evict(keep=key)
         return CacheEntry(target, json.loads((target / "meta.json").read_text()))
 
+    def _staged(self) -> list[Path]:
+        """Staging folders this cache made (``tmp/stage-*``), finished or abandoned."""
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return []
+        return [p for p in tmp.iterdir() if p.name.startswith(_STAGE_PREFIX) and p.is_dir()]
+
     def _all(self) -> list[tuple[float, int, Path]]:
+        """``(last use, bytes, folder)`` of every entry, oldest first: only folders named by a
+        key, two levels under ``v<format>/``."""
+        if not self._ours(create=False):
+            return []
         found = []
         for meta in self.entries.glob("*/*/meta.json"):
+            folder = meta.parent
+            if not (_KEY.fullmatch(folder.name) and folder.parent.name == folder.name[:2]):
+                continue
             try:
                 size = sum(f.stat().st_size for f in meta.parent.iterdir())
                 found.append((meta.stat().st_mtime, size, meta.parent))
@@ -230,12 +314,16 @@ class ResultCache:
         return removed
 
     def info(self) -> dict:
-        """Root, entry count, bytes used and the size cap."""
+        """Root, entry count, bytes used by entries and by staging folders, and the size cap."""
         entries = self._all()
+        staging = 0
+        for folder in self._staged():
+            staging += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         return {
             "root": str(self.root),
             "entries": len(entries),
             "bytes": sum(size for _, size, _ in entries),
+            "staging_bytes": staging,
             "max_bytes": self.max_bytes,
         }
 
@@ -248,8 +336,24 @@ class ResultCache:
         }
 
     def clear(self) -> int:
-        """Delete every entry (and stray temporary folders); return how many entries went."""
-        count = len(self._all())
-        for sub in (self.entries, self.root / "tmp"):
-            shutil.rmtree(sub, ignore_errors=True)
-        return count
+        """Delete every entry, staging folder and lock file the cache made; return how many
+        entries went. Nothing else under the root is touched.
+
+        Raises
+        ------
+        CacheError
+            The root is not a bandscope cache (see the module docstring).
+        """
+        entries = self._all()
+        for _, _, folder in entries:
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # its two-hex parent, when nothing else is there
+                folder.parent.rmdir()
+        for folder in self._staged():
+            shutil.rmtree(folder, ignore_errors=True)
+        locks = self.root / "locks"
+        if locks.is_dir():
+            for lock in locks.iterdir():
+                if lock.suffix == ".lock" and _KEY.fullmatch(lock.stem):
+                    lock.unlink(missing_ok=True)
+        return len(entries)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DeviceError, ParameterError
+from .errors import DeviceError, ParameterError, SeparationError
 from .streams import Source, StemWriter
 
 __all__ = ["Pass", "plan_passes", "separate_stream"]
@@ -146,7 +146,13 @@ class _Forward:
             try:
                 with torch.inference_mode():
                     x = torch.from_numpy(np.ascontiguousarray(part)).to(self.device)
-                    outs.append(model(x).float().cpu().numpy())
+                    out = model(x).float().cpu().numpy()
+                if not np.isfinite(out).all():  # never let NaN stems reach a file or the cache
+                    raise SeparationError(
+                        f"{type(model).__name__} produced NaN or Inf on {self.device}; nothing "
+                        "was kept. Check the input's level and the model's weights."
+                    )
+                outs.append(out)
                 i += len(part)
             except oom as exc:
                 if self.batch_size == 1:

@@ -16,6 +16,7 @@ __all__ = [
     "ModelUnavailableError",
     "ParameterError",
     "ReportError",
+    "SeparationError",
 ]
 
 
@@ -45,6 +46,10 @@ class DeviceError(BandscopeError, RuntimeError):
 
 class CacheError(BandscopeError, OSError):
     """The result cache cannot be used (unwritable directory, bad size limit)."""
+
+
+class SeparationError(BandscopeError, RuntimeError):
+    """The model produced unusable output (NaN or Inf) for an input; nothing was kept."""
 
 
 class ReportError(BandscopeError, RuntimeError):

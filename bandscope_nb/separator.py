@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
+import math
 import os
 import tempfile
-import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .audio import (
-    Audio,
-    as_audio,
-    check_samples,
-    iter_blocks,
-    load_audio,
-    open_checked,
-    resample,
-)
+from .audio import Audio, as_audio, check_samples, iter_blocks, open_checked, resample
 from .cache import ResultCache, cache_key
 from .devices import default_batch_size, resolve_device
-from .errors import AudioError, ModelUnavailableError, ParameterError
+from .errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
 from .models import LoadedModel, load_model, offline_reason
 from .stems import Stems
 from .streams import (
@@ -40,20 +35,23 @@ from .streams import (
 
 __all__ = ["Separator"]
 
+MAX_SEGMENT = 600.0  # seconds; HTDemucs allows far less (its training length)
+MAX_SHIFTS = 100
+MAX_BATCH_SIZE = 1024
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
-_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns) -> content digest, per process
-_DIGEST_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
 class _Input:
-    """A validated input: either a file (streamed) or in-memory samples."""
+    """A validated input: a private snapshot of a file (what is hashed is what is decoded), the
+    file's bytes in memory (no disk space for a snapshot), or in-memory samples."""
 
     name: str
     digest: str
     channels: int
     sample_rate: int
     path: Path | None = None
+    blob: bytes | None = None
     samples: np.ndarray | None = None
 
 
@@ -67,20 +65,65 @@ class _Upmix(Source):
         return np.repeat(self.source._read(start, stop), self.channels, axis=0)
 
 
-def _file_input(path: Path) -> _Input:
-    path, info = open_checked(path)
-    stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    with _DIGEST_LOCK:
-        digest = _DIGESTS.get(memo)
-    if digest is None:
-        if info.subtype in _FLOAT_SUBTYPES:  # only float files can hold NaN/Inf: scan them now
-            for _ in iter_blocks(path):
-                pass
-        digest = "file:" + file_digest(path)
-        with _DIGEST_LOCK:
-            _DIGESTS[memo] = digest
-    return _Input(str(path), digest, info.channels, info.samplerate, path=path)
+@contextlib.contextmanager
+def _file_input(path: Path) -> Iterator[_Input]:
+    """Check ``path``, then read it once into a private snapshot while hashing those bytes.
+
+    The cache key is the snapshot's digest and the snapshot is what gets decoded, so a file
+    changed during (or between) separations can never store one file's stems under another's
+    key. With no disk space for the snapshot, the bytes are held in memory instead.
+    """
+    path, _ = open_checked(path)
+    name = str(path)
+    with tempfile.TemporaryDirectory(prefix="bandscope-input-") as tmp:
+        snapshot = Path(tmp) / f"input{path.suffix.lower()}"
+        try:
+            digest = file_digest(path, copy_to=snapshot)
+            blob = None
+        except OSError:  # no space for a copy: hash and keep the bytes in memory
+            snapshot.unlink(missing_ok=True)
+            blob = path.read_bytes()
+            digest = hashlib.blake2b(blob, digest_size=20).hexdigest()
+        if blob is None:
+            _, info = open_checked(snapshot, name=name)
+        else:
+            info = _decoded_info(blob, name)
+        inp = _Input(
+            name,
+            "file:" + digest,
+            info.channels,
+            info.samplerate,
+            path=snapshot if blob is None else None,
+            blob=blob,
+        )
+        if info.subtype in _FLOAT_SUBTYPES:  # only float files hold NaN/Inf: scan before work
+            if blob is None:
+                for _ in iter_blocks(snapshot, name=name):
+                    pass
+            else:
+                _decode_in_memory(inp)
+        yield inp
+
+
+def _decoded_info(blob: bytes, name: str):
+    import soundfile as sf
+
+    try:
+        return sf.info(io.BytesIO(blob))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{name}: not a readable audio file ({exc}).") from exc
+
+
+def _decode_in_memory(inp: _Input) -> Audio:
+    """Decode a snapshot (or its in-memory bytes) whole: the fallback with no disk space."""
+    import soundfile as sf
+
+    blob = inp.blob if inp.blob is not None else inp.path.read_bytes()
+    try:
+        samples, rate = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise AudioError(f"{inp.name}: decoding failed ({exc}); the file is corrupt.") from exc
+    return Audio(check_samples(samples.T, rate, name=inp.name), rate)
 
 
 def _array_input(audio: Audio) -> _Input:
@@ -92,6 +135,80 @@ def _array_input(audio: Audio) -> _Input:
     return _Input(
         name, "samples:" + h.hexdigest(), samples.shape[0], audio.sample_rate, samples=samples
     )
+
+
+@contextlib.contextmanager
+def _input(audio, sample_rate) -> Iterator[_Input]:
+    if isinstance(audio, (str, os.PathLike)):
+        with _file_input(Path(audio)) as inp:
+            yield inp
+    else:
+        yield _array_input(as_audio(audio, sample_rate))
+
+
+def _real(name: str, value: Any) -> float:
+    """``value`` as a finite float, or a :class:`ParameterError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"Invalid {name}: {value!r}; give a number.")
+    if not math.isfinite(value):
+        raise ParameterError(f"Invalid {name}: {value!r}; give a finite number.")
+    return float(value)
+
+
+def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"Invalid {name}: {value!r}; give an int.")
+    if value < low or (high is not None and value > high):
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ParameterError(f"Invalid {name}: {value!r}; give an int {bound}.")
+    return int(value)
+
+
+def check_options(
+    *, segment=None, overlap=0.25, shifts=0, seed=0, batch_size=None
+) -> dict[str, Any]:
+    """Validate separation options (types and ranges); return them normalised.
+
+    Raises
+    ------
+    ParameterError
+        Naming the option and the value.
+
+    Examples
+    --------
+    >>> check_options(segment=7, overlap=0.5)["segment"]
+    7.0
+    """
+    if segment is not None:
+        segment = _real("segment", segment)
+        if not 0 < segment <= MAX_SEGMENT:
+            raise ParameterError(
+                f"Invalid segment: {segment!r}; give seconds in (0, {MAX_SEGMENT:g}] or None."
+            )
+    overlap = _real("overlap", overlap)
+    if not 0 <= overlap < 1:
+        raise ParameterError(f"Invalid overlap: {overlap!r}; it must be in [0, 1).")
+    return {
+        "segment": segment,
+        "overlap": overlap,
+        "shifts": _integer("shifts", shifts, 0, MAX_SHIFTS),
+        "seed": _integer("seed", seed, -(2**63), 2**63 - 1),
+        "batch_size": None
+        if batch_size is None
+        else _integer("batch_size", batch_size, 1, MAX_BATCH_SIZE),
+    }
+
+
+def _cache(cache) -> ResultCache | None:
+    if cache is True:
+        return ResultCache()
+    if cache is False or cache is None:
+        return None
+    if isinstance(cache, ResultCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return ResultCache(cache)
+    raise ParameterError(f"Invalid cache: {cache!r}; give True, False, a folder or a ResultCache.")
 
 
 class Separator:
@@ -149,30 +266,22 @@ class Separator:
         sha256: str | None = None,
         progress: bool = True,
     ):
-        if segment is not None and (isinstance(segment, bool) or not float(segment) > 0):
-            raise ParameterError(f"Invalid segment: {segment!r}; give seconds > 0 or None.")
-        if isinstance(overlap, bool) or not 0 <= float(overlap) < 1:
-            raise ParameterError(f"Invalid overlap: {overlap!r}; it must be in [0, 1).")
-        if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 0:
-            raise ParameterError(f"Invalid shifts: {shifts!r}; give an int >= 0.")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ParameterError(f"Invalid batch_size: {batch_size!r}; give an int >= 1 or None.")
+        options = check_options(
+            segment=segment, overlap=overlap, shifts=shifts, seed=seed, batch_size=batch_size
+        )
+        if repo is not None and not isinstance(repo, (str, os.PathLike)):
+            raise ParameterError(f"Invalid repo: {repo!r}; give a folder path.")
         if repo is not None and not Path(repo).expanduser().is_dir():
             raise ModelUnavailableError(f"Model repo {repo} is not a folder; check repo=.")
+        if sha256 is not None and not isinstance(sha256, str):
+            raise ParameterError(f"Invalid sha256: {sha256!r}; give a hex string.")
         self.device = resolve_device(device)
         self.model_spec, self.repo, self.sha256 = model, repo, sha256
-        self.segment = None if segment is None else float(segment)
-        self.overlap, self.shifts, self.seed = float(overlap), shifts, int(seed)
-        self.batch_size = batch_size or default_batch_size(self.device)
-        self.progress = progress
-        if cache is True:
-            self.cache: ResultCache | None = ResultCache()
-        elif cache is False or cache is None:
-            self.cache = None
-        elif isinstance(cache, ResultCache):
-            self.cache = cache
-        else:
-            self.cache = ResultCache(cache)
+        self.segment, self.overlap = options["segment"], options["overlap"]
+        self.shifts, self.seed = options["shifts"], options["seed"]
+        self.batch_size = options["batch_size"] or default_batch_size(self.device)
+        self.progress = bool(progress)
+        self.cache = _cache(cache)
         self._model: LoadedModel | None = None
 
     def __repr__(self) -> str:
@@ -185,13 +294,14 @@ class Separator:
     def model(self) -> LoadedModel:
         """The loaded model (loaded on first use, once per process and device)."""
         if self._model is None:
-            self._model = self._load()
-            if self.segment is not None and self.segment > self._model.max_segment:
-                raise ParameterError(
-                    f"segment={self.segment} s exceeds {self._model.name}'s maximum of "
-                    f"{self._model.max_segment:.2f} s (its training length); use a shorter one "
+            loaded = self._load()
+            if self.segment is not None and self.segment > loaded.max_segment:
+                raise ParameterError(  # checked on every call until a model is kept
+                    f"segment={self.segment} s exceeds {loaded.name}'s maximum of "
+                    f"{loaded.max_segment:.2f} s (its training length); use a shorter one "
                     "or segment=None."
                 )
+            self._model = loaded
         return self._model
 
     def _load(self) -> LoadedModel:
@@ -238,10 +348,10 @@ class Separator:
         ------
         AudioError, ModelUnavailableError, ModelIntegrityError, DeviceError, ParameterError
         """
-        if isinstance(audio, (str, os.PathLike)):
-            inp = _file_input(Path(audio))
-        else:
-            inp = _array_input(as_audio(audio, sample_rate))
+        with _input(audio, sample_rate) as inp:
+            return self._separate(inp)
+
+    def _separate(self, inp: _Input) -> Stems:
         model = self.model
         if inp.channels > model.audio_channels:
             raise AudioError(
@@ -269,11 +379,11 @@ class Separator:
         if self.cache is not None:
             try:
                 return self._cached(inp, model, key, info)
-            except OSError as exc:  # unwritable cache folder, disk full: still separate
+            except OSError as exc:  # unusable cache folder, disk full: still separate
                 warnings.warn(
                     f"Could not use the result cache at {self.cache.root} ({exc}); separating "
                     "without caching.",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
         try:
             with tempfile.TemporaryDirectory(prefix="bandscope-") as tmp:
@@ -281,17 +391,17 @@ class Separator:
         except OSError as exc:  # no disk space at all: hold the result in memory instead
             warnings.warn(
                 f"Could not write temporary files ({exc}); separating {inp.name} in memory.",
-                stacklevel=2,
+                stacklevel=3,
             )
             data = self._run(inp, model, None)
         return Stems(data, model.sources, model.samplerate, info={**info, "cached": False})
 
     def _cached(self, inp: _Input, model: LoadedModel, key: str, info: dict) -> Stems:
         cache = self.cache
-        entry, computed = cache.get(key), False
+        entry, computed = self._entry(key, model), False
         if entry is None:
             with cache.lock(key):
-                entry = cache.get(key)  # another process may have finished it meanwhile
+                entry = self._entry(key, model)  # another process may have finished it
                 if entry is None:
                     computed = True
                     with cache.staging() as folder:
@@ -315,12 +425,31 @@ class Separator:
             entry.data, model.sources, model.samplerate, info={**info, "cached": not computed}
         )
 
+    def _entry(self, key: str, model: LoadedModel):
+        """The cache entry for ``key`` if it holds this model's stems; one whose names or
+        channels disagree with the model (a damaged or foreign meta.json) is removed."""
+        entry = self.cache.get(key)
+        if entry is None:
+            return None
+        shape = entry.meta["shape"]
+        if list(entry.meta["names"]) != list(model.sources) or shape[1] != model.audio_channels:
+            warnings.warn(
+                f"Cache entry {entry.path} does not match {model.name}'s stems; recomputing.",
+                stacklevel=4,
+            )
+            self.cache.remove(key)
+            return None
+        return entry
+
     def _source(self, inp: _Input, model: LoadedModel, workdir: Path | None) -> Source:
-        if inp.path is not None and workdir is None:
-            source: Source = ArraySource(load_audio(inp.path, sample_rate=model.samplerate).samples)
-        elif inp.path is not None:
+        if inp.samples is None and (workdir is None or inp.path is None):
+            audio = _decode_in_memory(inp)
+            source: Source = ArraySource(
+                resample(audio.samples, audio.sample_rate, model.samplerate)
+            )
+        elif inp.samples is None:
             raw = workdir / "input.f32"
-            channels, _ = prepare_file(inp.path, raw, target_rate=model.samplerate)
+            channels, _ = prepare_file(inp.path, raw, target_rate=model.samplerate, name=inp.name)
             source = RawSource(raw, channels)
         else:
             source = ArraySource(resample(inp.samples, inp.sample_rate, model.samplerate))
@@ -366,6 +495,8 @@ class Separator:
                 batch_size=self.batch_size,
                 progress=bar.update if bar is not None else None,
             )
+        except SeparationError as exc:
+            raise SeparationError(f"{inp.name}: {exc}") from None
         finally:
             writer.close()
             if bar is not None:

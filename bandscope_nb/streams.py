@@ -10,6 +10,7 @@ not pile up in the process' resident memory.
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -66,19 +67,25 @@ class RawSource(Source):
 
 
 def prepare_file(
-    path: Path, dest: Path, *, target_rate: int | None = None, blocksize: int = 262_144
+    path: Path,
+    dest: Path,
+    *,
+    target_rate: int | None = None,
+    blocksize: int = 262_144,
+    name: str | None = None,
 ) -> tuple[int, int]:
     """Decode ``path`` block by block into a raw float32 ``(frames, channels)`` file.
 
     Every block is checked for NaN/Inf; with ``target_rate`` the audio is resampled with a
     streaming soxr resampler. Memory stays bounded by ``blocksize`` whatever the file's length.
+    Errors name ``name`` (default: the path), e.g. the user's file when ``path`` is a copy.
 
     Returns
     -------
     (channels, frames) : tuple of int
         Of the written file.
     """
-    path, info = open_checked(path)
+    path, info = open_checked(path, name=name)
     resampler = None
     if target_rate is not None and target_rate != info.samplerate:
         import soxr
@@ -88,7 +95,7 @@ def prepare_file(
         )
     frames = 0
     with open(dest, "wb") as out:
-        for block in iter_blocks(path, blocksize=blocksize):
+        for block in iter_blocks(path, blocksize=blocksize, name=name):
             if resampler is not None:
                 block = resampler.resample_chunk(block, last=False)
             out.write(np.ascontiguousarray(block, dtype=_F32).tobytes())
@@ -156,10 +163,13 @@ def open_stems(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     return np.memmap(path, dtype=_F32, mode="r", shape=shape)
 
 
-def file_digest(path: Path, *, chunk: int = 1 << 22) -> str:
-    """BLAKE2b hex digest of a file's bytes, read in chunks."""
+def file_digest(path: Path, *, chunk: int = 1 << 22, copy_to: Path | None = None) -> str:
+    """BLAKE2b hex digest of a file's bytes, read once in chunks; with ``copy_to`` the same
+    bytes are also written there, so the copy is exactly what was hashed."""
     h = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, open(copy_to, "wb") if copy_to else nullcontext() as out:
         while data := f.read(chunk):
             h.update(data)
+            if out is not None:
+                out.write(data)
     return h.hexdigest()

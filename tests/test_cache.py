@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
 from helpers import tiny_htdemucs
 
-from bandscope_nb.cache import ResultCache, cache_key
-from bandscope_nb.errors import CacheError
+from bandscope_nb.cache import MARKER, ResultCache, cache_key
+from bandscope_nb.errors import CacheError, ParameterError
 from bandscope_nb.modelfiles import save_safetensors
 from bandscope_nb.separator import Separator
 
@@ -104,7 +105,7 @@ def test_info_and_clear(wav, ht_model):
 
 
 def test_invalid_cap(tmp_path):
-    with pytest.raises(CacheError, match="positive"):
+    with pytest.raises(ParameterError, match="positive"):
         ResultCache(tmp_path, max_bytes=0)
 
 
@@ -170,3 +171,126 @@ def test_two_processes_share_one_entry(wav, tmp_path):
     assert len(entry_dirs(cache)) == 1 and cache.verify() == {}
     meta = json.loads((entry_dirs(cache)[0] / "meta.json").read_text())
     assert meta["names"] == ["drums", "bass", "other", "vocals"]
+
+
+def user_folder(tmp_path):
+    """A folder of the user's that happens to hold ``tmp/`` and ``v1/`` (and more)."""
+    folder = tmp_path / "my-music"
+    for name in ("tmp/draft.txt", "v1/ab/notes.txt", "locks/x.lock", "song.flac"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("mine")
+    old = folder / "tmp" / "old-project"
+    old.mkdir()
+    (old / "keep.txt").write_text("mine")
+    os.utime(old, (0, 0))  # "stale" by age
+    return folder
+
+
+def files_under(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_user_folder_is_never_used_or_cleared(tmp_path, wav, ht_model):
+    folder = user_folder(tmp_path)
+    before = files_under(folder)
+    cache = ResultCache(folder)
+    with pytest.raises(CacheError, match="not a bandscope cache"):
+        cache.clear()
+    with pytest.raises(CacheError, match="not a bandscope cache"):
+        cache.info()
+    with pytest.warns(UserWarning, match="not a bandscope cache"):
+        stems = Separator(ht_model, device="cpu", cache=folder, progress=False).separate(wav)
+    assert not stems.info["cached"]
+    assert files_under(folder) == before
+
+
+def test_cli_cache_clear_refuses_a_user_folder(tmp_path, monkeypatch, capsys):
+    from bandscope_nb.cli import main
+
+    folder = user_folder(tmp_path)
+    before = files_under(folder)
+    monkeypatch.setenv("BANDSCOPE_CACHE_DIR", str(folder))
+    assert main(["cache", "clear"]) == 1
+    assert "not a bandscope cache" in capsys.readouterr().err
+    assert files_under(folder) == before
+
+
+def test_clear_deletes_only_what_the_cache_made(tmp_path, wav, ht_model):
+    root = tmp_path / "c"
+    Separator(ht_model, device="cpu", cache=root, progress=False).separate(wav)
+    assert (root / MARKER).is_file()
+    (root / "tmp" / "user-notes").mkdir(parents=True)
+    (root / "v1" / "README.txt").write_text("mine")
+    (root / "v1" / "zz" / "not-a-key").mkdir(parents=True)
+    stale = root / "tmp" / "stage-old"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    assert ResultCache(root).info()["entries"] == 1
+    assert ResultCache(root).clear() == 1
+    assert sorted(files_under(root)) == sorted(
+        [
+            MARKER,
+            "locks",
+            "tmp",
+            "tmp/user-notes",
+            "v1",
+            "v1/README.txt",
+            "v1/zz",
+            "v1/zz/not-a-key",
+        ]
+    )
+
+
+def test_an_empty_existing_folder_is_adopted(tmp_path, wav, ht_model):
+    root = tmp_path / "empty"
+    root.mkdir()
+    Separator(ht_model, device="cpu", cache=root, progress=False).separate(wav)
+    assert (root / MARKER).is_file() and len(entry_dirs(ResultCache(root))) == 1
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5e3", "-5", "0"])
+def test_bad_size_cap_in_the_environment_is_a_parameter_error(monkeypatch, value):
+    monkeypatch.setenv("BANDSCOPE_CACHE_MAX_BYTES", value)
+    with pytest.raises(ParameterError, match=r"BANDSCOPE_CACHE_MAX_BYTES|positive"):
+        ResultCache()
+
+
+def test_the_key_is_what_was_decoded_not_the_path(tmp_path, ht_model):
+    """Rewriting a file with the same size and mtime must not return the old file's stems."""
+    import soundfile as sf
+    from helpers import RATE, noise
+
+    path = tmp_path / "song.wav"
+    sf.write(path, noise(2, seed=1).T, RATE, subtype="FLOAT")
+    sep = Separator(ht_model, device="cpu", progress=False)
+    first = sep.separate(path)
+    stat = path.stat()
+    sf.write(path, noise(2, seed=2).T, RATE, subtype="FLOAT")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime
+    second = sep.separate(path)
+    assert not second.info["cached"]
+    assert second.info["cache_key"] != first.info["cache_key"]
+    direct = Separator(ht_model, device="cpu", cache=False, progress=False).separate(path)
+    np.testing.assert_array_equal(second.data, direct.data)
+
+
+def test_keys_include_the_package_version(monkeypatch):
+    import bandscope_nb
+
+    key = cache_key(audio="a")
+    monkeypatch.setattr(bandscope_nb, "__version__", "99.0")
+    assert cache_key(audio="a") != key
+
+
+def test_an_entry_with_swapped_axes_is_removed_and_recomputed(wav, ht_model):
+    sep = Separator(ht_model, device="cpu", progress=False)
+    first = sep.separate(wav)
+    (folder,) = entry_dirs(sep.cache)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["shape"] = [meta["shape"][1], meta["shape"][0], meta["shape"][2]]  # same byte size
+    meta["names"] = meta["names"][:2]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="does not match"):
+        again = sep.separate(wav)
+    assert not again.info["cached"] and again.data.shape == first.data.shape
+    np.testing.assert_array_equal(again.data, first.data)

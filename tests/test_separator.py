@@ -48,6 +48,19 @@ def test_parameters_reach_the_engine(ht_model):
         ({"shifts": -1}, "shifts"),
         ({"shifts": 1.5}, "shifts"),
         ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": True}, "batch_size"),
+        ({"segment": "abc"}, "segment"),
+        ({"segment": float("inf")}, "segment"),
+        ({"segment": float("nan")}, "segment"),
+        ({"segment": 1e308}, "segment"),
+        ({"segment": 100000}, "segment"),
+        ({"overlap": "x"}, "overlap"),
+        ({"shifts": 100_000_000}, "shifts"),
+        ({"seed": "abc"}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"cache": 123}, "cache"),
+        ({"sha256": 5}, "sha256"),
+        ({"repo": 5}, "repo"),
     ],
 )
 def test_invalid_parameters(kwargs, match):
@@ -63,8 +76,41 @@ def test_unavailable_devices_fail_up_front(device):
 
 def test_segment_above_htdemucs_training_length(ht_model):
     sep = bn.Separator(ht_model, device="cpu", segment=2.0, progress=False)
-    with pytest.raises(bn.ParameterError, match=r"maximum of 1\.00 s"):
-        sep.separate(noise(1.0), RATE)
+    for _ in range(2):  # the second call must not skip the check the first one raised
+        with pytest.raises(bn.ParameterError, match=r"maximum of 1\.00 s"):
+            sep.separate(noise(1.0), RATE)
+
+
+def test_huge_finite_samples_are_rejected_before_any_model_work(ht_model, tmp_path):
+    huge = np.full((2, RATE), 3e38, np.float32)
+    huge[:, ::2] *= -1
+    sep = bn.Separator(ht_model, device="cpu", progress=False)
+    with pytest.raises(bn.AudioError, match="magnitude 3e"):
+        sep.separate(huge, RATE)
+    path = tmp_path / "huge.wav"
+    sf.write(path, huge.T, RATE, subtype="FLOAT")
+    with pytest.raises(bn.AudioError, match=r"huge\.wav: has samples of magnitude"):
+        sep.separate(path)
+    assert sep.cache.info()["entries"] == 0
+
+
+class _NaNModel(torch.nn.Module):
+    """A real model whose output is NaN (as an overflowing normalisation would make it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sources, self.samplerate, self.audio_channels, self.segment = ["a", "b"], RATE, 2, 1
+        self.scale = torch.nn.Parameter(torch.tensor(float("nan")))
+
+    def forward(self, x):
+        return self.scale * x[:, None].repeat(1, 2, 1, 1)
+
+
+def test_nan_output_is_a_typed_error_naming_the_input_and_nothing_is_cached(wav):
+    sep = bn.Separator(_NaNModel(), device="cpu", progress=False)
+    with pytest.raises(bn.SeparationError, match=r"clip\.wav: _NaNModel produced NaN"):
+        sep.separate(wav)
+    assert sep.cache.info()["entries"] == 0
 
 
 def test_bad_audio_is_rejected_before_the_model_loads(tmp_path):
