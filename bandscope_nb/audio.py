@@ -28,6 +28,8 @@ MAX_SAMPLE_RATE = 384_000
 MAX_AMPLITUDE = 1e8
 #: File formats :func:`save_audio` writes, with the sample encoding used for each.
 SAVE_SUBTYPES = {"wav": "FLOAT", "flac": "PCM_24"}
+#: Frames per block when saving (bounds the memory a save needs).
+SAVE_BLOCK = 1 << 18
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,14 +294,17 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
 def save_audio(
     samples: np.ndarray, sample_rate: int, path: str | os.PathLike, *, format: str = "wav"
 ) -> Path:
-    """Write ``(channels, frames)`` audio atomically (temp file, then rename).
+    """Write ``(channels, frames)`` audio atomically (temp file, then rename), block by block.
 
     WAV is written as 32-bit float (lossless for our stems); FLAC as 24-bit PCM, where samples
-    beyond [-1, 1] are clipped with a warning saying how many.
+    beyond [-1, 1] are clipped with a warning saying how many. Memory stays bounded whatever the
+    length: blocks of :data:`SAVE_BLOCK` frames are checked, converted and written in turn, and
+    pages of a memory-mapped input are released once written (so saving a cached hour-long stem
+    does not grow the process' resident memory).
 
     Parameters
     ----------
-    samples : np.ndarray [shape=(channels, frames)]
+    samples : np.ndarray [shape=(channels, frames) or (frames,)]
     sample_rate : int
     path : str or os.PathLike
     format : {"wav", "flac"}
@@ -309,6 +314,14 @@ def save_audio(
     pathlib.Path
         The written file.
 
+    Raises
+    ------
+    ParameterError
+        Unknown format, or ``path`` is a folder.
+    AudioError
+        Invalid samples (NaN/Inf, absurd magnitudes, wrong shape) or sample rate; nothing is
+        left at ``path``.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -317,19 +330,41 @@ def save_audio(
     >>> out.name
     'x.wav'
     """
+    from .streams import release_pages
+
     if format not in SAVE_SUBTYPES:
         raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")
-    samples = check_samples(samples, sample_rate, name=str(path))
-    if format == "flac":
-        clipped = int(np.count_nonzero(np.abs(samples) > 1.0))
-        if clipped:
-            warnings.warn(
-                f"{path}: {clipped} samples beyond [-1, 1] were clipped for 24-bit FLAC; "
-                "save as wav (32-bit float) to keep them.",
-                stacklevel=2,
-            )
-            samples = np.clip(samples, -1.0, 1.0)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        sf.write(tmp, samples.T, sample_rate, format=format.upper(), subtype=SAVE_SUBTYPES[format])
+    if path.is_dir():
+        raise ParameterError(f"{path} is a folder; cannot write audio there. Remove or rename it.")
+    rate = check_sample_rate(sample_rate, name=str(path))
+    array = np.asarray(samples) if not isinstance(samples, np.memmap) else samples
+    if array.ndim == 1:
+        array = array[np.newaxis, :]
+    check_samples(array[:, :1], rate, name=str(path))  # dtype and shape, without a full copy
+    clipped = 0
+    with (
+        atomic_path(path) as tmp,
+        sf.SoundFile(
+            tmp, "w", rate, array.shape[0], SAVE_SUBTYPES[format], format=format.upper()
+        ) as out,
+    ):
+        for start in range(0, array.shape[1], SAVE_BLOCK):
+            view = array[:, start : start + SAVE_BLOCK]
+            block = np.array(view, dtype=np.float32)
+            check_finite(block, name=str(path))
+            if format == "flac":
+                over = np.abs(block) > 1.0
+                if over.any():
+                    clipped += int(np.count_nonzero(over))
+                    np.clip(block, -1.0, 1.0, out=block)
+            out.write(np.ascontiguousarray(block.T))
+            for row in view:
+                release_pages(row)
+    if clipped:
+        warnings.warn(
+            f"{path}: {clipped} samples beyond [-1, 1] were clipped for 24-bit FLAC; "
+            "save as wav (32-bit float) to keep them.",
+            stacklevel=2,
+        )
     return path

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import Audio, as_audio, resample, save_audio
+from .audio import SAVE_SUBTYPES, Audio, as_audio, resample, save_audio
 from .errors import ParameterError
+from .names import check_stem_names
 
 __all__ = ["Stems"]
 
@@ -38,14 +39,12 @@ class Stems(Mapping):
     """
 
     def __init__(self, data: np.ndarray, names, sample_rate: int, *, info: dict | None = None):
-        names = tuple(str(n) for n in names)
+        names = check_stem_names(names, where="Stems")
         if data.ndim != 3 or data.shape[0] != len(names):
             raise ParameterError(
                 f"Stems data must be (sources, channels, frames) with {len(names)} sources, "
                 f"got shape {data.shape}."
             )
-        if len(set(names)) != len(names):
-            raise ParameterError(f"Stem names must be unique, got {names}.")
         self._data = data
         self.names = names
         self.sample_rate = int(sample_rate)
@@ -203,11 +202,26 @@ class Stems(Mapping):
         ['a.wav']
         """
         out_dir = Path(out_dir)
+        if format not in SAVE_SUBTYPES:
+            raise ParameterError(
+                f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}."
+            )
+        if prefix:  # each file name must be as safe as a stem name
+            check_stem_names([prefix + name for name in self.names], where=f"prefix {prefix!r}")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ParameterError(f"Output folder {out_dir} is a file; choose a folder.")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        root = out_dir.resolve()
         targets = {name: out_dir / f"{prefix}{name}.{format}" for name in self.names}
+        for path in targets.values():  # second guard: names are checked, paths are proved
+            if path.resolve().parent != root:
+                raise ParameterError(f"{path} would be written outside {root}; refused.")
+            if path.is_dir():
+                raise ParameterError(f"{path} is a folder; cannot write a stem there.")
         existing = [str(p) for p in targets.values() if p.exists()]
         if existing and not overwrite:
             raise ParameterError(f"Output exists: {', '.join(existing)}; pass overwrite=True.")
         return {
-            name: save_audio(self[name], self.sample_rate, path, format=format)
-            for name, path in targets.items()
+            name: save_audio(self._data[index], self.sample_rate, targets[name], format=format)
+            for index, name in enumerate(self.names)
         }
