@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BandscopeError, ParameterError
+from .errors import ParameterError
+from .names import safe_stem
 
 __all__ = ["BatchResult", "expand_inputs", "output_names", "separate_many"]
 
@@ -27,29 +27,42 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
 def output_names(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """One folder name per input, derived from its file name, safe and unique.
+    """One folder name per input, derived from its file name, safe and unique in the batch.
 
-    Separators, control characters and leading dots or dashes are removed; equal names from
-    different folders get ``-2``, ``-3``... suffixes (case-insensitively).
+    Separators, control characters and leading dots or dashes are removed
+    (:func:`~bandscope_nb.names.safe_stem`). Each input keeps its own name when it can; a name
+    already taken (case-insensitively) gets the first free ``-2``, ``-3``... suffix, so no two
+    inputs ever share a folder.
 
     Examples
     --------
     >>> output_names(["a/song.wav", "b/song.wav", "../x/.hidden.flac"])
     ['song', 'song-2', 'hidden']
+    >>> output_names(["b/song.wav", "c/song.wav", "c/song-2.wav"])
+    ['song', 'song-3', 'song-2']
     """
-    seen: dict[str, int] = {}
-    names = []
-    for item in inputs:
-        base = re.sub(r"[\x00-\x1f/\\:*?\"<>|]", "_", Path(item).stem).strip().lstrip(".-")
-        base = base or "track"
-        count = seen.get(base.lower(), 0) + 1
-        seen[base.lower()] = count
-        names.append(base if count == 1 else f"{base}-{count}")
+    bases = [safe_stem(Path(item).stem) for item in inputs]
+    names: list[str | None] = [None] * len(bases)
+    taken: set[str] = set()
+    for index, base in enumerate(bases):  # first, every input that can keep its own name
+        if base.casefold() not in taken:
+            names[index] = base
+            taken.add(base.casefold())
+    for index, base in enumerate(bases):
+        if names[index] is None:
+            count = 2
+            while f"{base}-{count}".casefold() in taken:
+                count += 1
+            names[index] = f"{base}-{count}"
+            taken.add(names[index].casefold())
     return names
 
 
-def expand_inputs(inputs) -> list[Path]:
+def expand_inputs(inputs, *, exclude: str | os.PathLike | None = None) -> list[Path]:
     """Files named by ``inputs``: paths, folders (searched recursively) or glob patterns.
+
+    Files found by searching a folder or a pattern are skipped when they lie under
+    ``exclude`` (the output folder: a rerun must not separate its own stems).
 
     Examples
     --------
@@ -59,14 +72,21 @@ def expand_inputs(inputs) -> list[Path]:
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def kept(found: list[Path]) -> list[Path]:
+        if skip is None:
+            return found
+        return [p for p in found if not p.resolve().is_relative_to(skip)]
+
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-            files += found or [path]  # a folder without audio is reported, not dropped
+            files += kept(found) or [path]  # a folder without audio is reported, not dropped
         elif not path.exists() and isinstance(item, str) and glob.has_magic(item):
-            files += sorted(Path(p) for p in glob.glob(item, recursive=True))
+            files += kept(sorted(Path(p) for p in glob.glob(item, recursive=True)))
         else:
             files.append(path)  # a missing file is reported as that file's failure
     return files
@@ -88,6 +108,22 @@ class BatchResult:
         for r in self.records:
             out[r["status"]] = out.get(r["status"], 0) + 1
         return out
+
+    def summary(self) -> str:
+        """One true line: how many files were separated, came from the cache, were skipped
+        (outputs existed) or failed, of how many.
+
+        Examples
+        --------
+        >>> BatchResult([{"status": "done"}, {"status": "skipped"}]).summary()
+        '1 separated, 0 from the cache, 1 skipped (outputs exist), 0 failed, of 2 file(s)'
+        """
+        c = self.counts()
+        return (
+            f"{c.get('done', 0)} separated, {c.get('cached', 0)} from the cache, "
+            f"{c.get('skipped', 0)} skipped (outputs exist), {c.get('failed', 0)} failed, "
+            f"of {len(self.records)} file(s)"
+        )
 
     def __repr__(self) -> str:
         lines = [f"BatchResult({len(self.records)} files: {self.counts()})"]
@@ -163,7 +199,7 @@ def separate_one(
             written = stems.save(target, format=format, overwrite=True)
             record["outputs"] = [str(p) for p in written.values()]
         record["status"] = "cached" if stems.info["cached"] else "done"
-    except BandscopeError as exc:
+    except Exception as exc:  # one file's failure, whatever it is, never stops the batch
         record["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         record["seconds"] = time.perf_counter() - start
@@ -213,11 +249,18 @@ def separate_many(
     >>> result.counts()
     {'done': 1}
     """
+    from .audio import SAVE_SUBTYPES
     from .separator import Separator
 
     # Check every option here, before any task runs (the device is the workers' to check).
     Separator(model, **{**separator_options, **({"device": "cpu"} if client else {})})
-    files = expand_inputs(inputs)
+    if format not in SAVE_SUBTYPES:
+        raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")
+    if out_dir is not None:
+        if Path(out_dir).exists() and not Path(out_dir).is_dir():
+            raise ParameterError(f"Output folder {out_dir} is a file; choose a folder.")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    files = expand_inputs(inputs, exclude=out_dir)
     if not files:
         raise ParameterError(f"No audio files found in {inputs!r}.")
     names = output_names(files)

@@ -16,6 +16,8 @@ from .errors import BandscopeError, DeviceError, ParameterError
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SCHEDULER_TIMEOUT = 10  # seconds to reach a --scheduler
+MAX_WORKERS = 64
 
 
 def _client(args):
@@ -26,7 +28,14 @@ def _client(args):
     from dask.distributed import Client
 
     if args.scheduler:
-        return Client(args.scheduler)
+        try:
+            return Client(args.scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ParameterError(
+                f"Cannot reach the Dask scheduler at {args.scheduler} within "
+                f"{SCHEDULER_TIMEOUT} s ({type(exc).__name__}); check --scheduler and that the "
+                "scheduler is running."
+            ) from exc
     return Client(
         n_workers=args.workers,
         threads_per_worker=1,
@@ -34,6 +43,17 @@ def _client(args):
         host="127.0.0.1",
         dashboard_address=None,
     )
+
+
+def _workers(text: str) -> int:
+    """``--workers``: an int from 1 to 64 (a local cluster of that many processes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..{MAX_WORKERS}")
+    return value
 
 
 def _cmd_separate(args) -> int:
@@ -47,6 +67,7 @@ def _cmd_separate(args) -> int:
         "overlap": args.overlap,
         "shifts": args.shifts,
         "cache": not args.no_cache,
+        "sha256": args.sha256,
     }
     client = _client(args)
     try:
@@ -70,8 +91,7 @@ def _cmd_separate(args) -> int:
     for r in result.records:
         if r["status"] == "skipped":
             print(f"  skipped {r['input']}: outputs exist (pass --force to redo)")
-    done = len(result.records) - len(result.failed)
-    print(f"{done} of {len(result.records)} file(s) separated into {Path(args.out).resolve()}.")
+    print(f"{result.summary()}, into {Path(args.out).resolve()}.")
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
@@ -154,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     sep.add_argument("-o", "--out", required=True, metavar="OUTDIR")
     model_options(sep, "htdemucs")
     sep.add_argument("--repo", help="local folder of demucs models")
+    sep.add_argument(
+        "--sha256", help="full sha256 of a single weights file (vouches for a .th file)"
+    )
     sep.add_argument("--segment", type=float)
     sep.add_argument("--overlap", type=float, default=0.25)
     sep.add_argument("--shifts", type=int, default=0)
@@ -162,7 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     sep.add_argument("--no-cache", action="store_true", help="do not use the result cache")
     dask = sep.add_mutually_exclusive_group()
     dask.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://host:8786")
-    dask.add_argument("--workers", type=int, metavar="N", help="start a local Dask cluster")
+    dask.add_argument(
+        "--workers", type=_workers, metavar="N", help="start a local Dask cluster of N workers"
+    )
     sep.set_defaults(func=_cmd_separate)
 
     demo = sub.add_parser("demo", help="separate the bundled demo song; write stems and summary")

@@ -297,8 +297,19 @@ def run_report(
         ) from exc
 
     output = Path(output)
+    if output.suffix.lower() not in (".html", ".htm") or output.is_dir():
+        raise ParameterError(
+            f"Report output {output} must be an .html file (the executed notebook is written "
+            "beside it as .ipynb)."
+        )
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # nbformat raises several kinds for a file that is no notebook
+        raise ParameterError(
+            f"{notebook} is not a readable Jupyter notebook ({type(exc).__name__}); pass the "
+            "path of 03_report.ipynb."
+        ) from exc
     output.parent.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.read(notebook, as_version=4)
     parameters = {
         "INPUT": input,
         "MODEL": model,

@@ -52,7 +52,9 @@ def test_separate_writes_stems_and_exits_0(model, inputs, tmp_path, capsys):
         assert files == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
         data, rate = sf.read(out / track / "vocals.wav")
         assert rate == RATE and data.shape == (RATE, 2)
-    assert "2 of 2 file(s) separated" in capsys.readouterr().out
+    assert "2 separated, 0 from the cache, 0 skipped (outputs exist), 0 failed, of 2 file(s)" in (
+        capsys.readouterr().out
+    )
 
 
 def test_a_failing_file_is_reported_and_the_others_complete(model, inputs, tmp_path, capsys):
@@ -224,3 +226,182 @@ def test_separate_on_a_local_dask_cluster(model, inputs, tmp_path, capsys):
     assert code == 1
     assert (out / "one" / "vocals.flac").is_file() and (out / "two" / "vocals.flac").is_file()
     assert "broken.wav" in capsys.readouterr().err
+
+
+def run_cli(*args, env=None, timeout=300):
+    """`python -m bandscope_nb ARGS` in a subprocess (offline): (exit code, stdout, stderr)."""
+    env = {**os.environ, "BANDSCOPE_OFFLINE": "1", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bandscope_nb", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class _Marker:
+    """Unpickling this creates the marker file: proof that code from the weights file ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_th_named_after_its_own_hash_runs_no_code_via_model_or_repo(inputs, tmp_path):
+    import hashlib
+    import pickle
+
+    marker = tmp_path / "PWNED"
+    payload = pickle.dumps({"klass": _Marker(marker), "args": [], "kwargs": {}, "state": {}})
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    evil = repo / f"955717e8-{hashlib.sha256(payload).hexdigest()[:8]}.th"
+    evil.write_bytes(payload)
+    (repo / "evil.yaml").write_text("models: ['955717e8']\n")
+    out = tmp_path / "out"
+    for how in (("--model", evil), ("--model", "evil", "--repo", repo)):
+        code, _, err = run_cli("separate", inputs / "one.wav", "-o", out, "--device", "cpu", *how)
+        assert code == 1 and "full unpickle" in err and "safetensors" in err, err
+        assert not marker.exists()
+    assert not out.exists()
+
+
+def test_model_stem_names_never_escape_the_output_folder(inputs, tmp_path, capsys):
+    import json as _json
+
+    from safetensors.torch import save_file
+
+    net = tiny_htdemucs()
+    kwargs = net._init_args_kwargs[1]
+    meta = {
+        "klass": "demucs.htdemucs.HTDemucs",
+        "args": _json.dumps([["../../escaped", "bass", "other", "vocals"]]),
+        "kwargs": _json.dumps(kwargs),
+    }
+    path = tmp_path / "evil.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    code = run(*separate(str(path), tmp_path / "a" / "out", inputs / "one.wav"))
+    assert code == 1 and "stem name '../../escaped'" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("escaped*"))
+
+
+def test_colliding_output_names_get_their_own_folders_and_a_true_summary(model, tmp_path, capsys):
+    for seed, rel in enumerate(("b/song.wav", "c/song.wav", "c/song-2.wav")):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / rel, noise(0.5, seed=seed).T, RATE)
+    out = tmp_path / "out"
+    files = [tmp_path / r for r in ("b/song.wav", "c/song.wav", "c/song-2.wav")]
+    assert run(*separate(model, out, *files)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["song", "song-2", "song-3"]
+    assert "3 separated, 0 from the cache, 0 skipped" in capsys.readouterr().out
+    assert run(*separate(model, out, *files)) == 0
+    assert "0 separated, 0 from the cache, 3 skipped (outputs exist), 0 failed, of 3" in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_rerun_over_a_folder_does_not_separate_its_own_stems(
+    model, tmp_path, capsys, monkeypatch
+):
+    sf.write(tmp_path / "song.wav", noise(0.5).T, RATE)
+    monkeypatch.chdir(tmp_path)
+    assert run(*separate(model, "stems", ".")) == 0
+    assert run(*separate(model, "stems", ".")) == 0
+    assert "of 1 file(s)" in capsys.readouterr().out.splitlines()[-1]
+    assert sorted(p.name for p in (tmp_path / "stems").iterdir()) == ["song"]
+
+
+def test_output_folder_that_is_a_file_is_a_usage_error(model, inputs, tmp_path):
+    blocker = tmp_path / "out"
+    blocker.write_text("mine")
+    assert run(*separate(model, blocker, inputs / "one.wav")) == 2
+    assert blocker.read_text() == "mine"
+
+
+def test_a_folder_where_a_stem_goes_fails_that_file_only(model, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "one" / "drums.flac").mkdir(parents=True)
+    code = run(*separate(model, out, inputs / "one.wav", inputs / "two.flac", extra=["--force"]))
+    assert code == 1
+    assert "drums.flac is a folder" in capsys.readouterr().err
+    assert (out / "two" / "vocals.flac").is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--segment", "inf"),
+        ("--segment", "1e308"),
+        ("--segment", "100000"),
+        ("--segment", "nan"),
+        ("--shifts", "100000000"),
+        ("--overlap", "nan"),
+    ],
+)
+def test_absurd_numbers_are_usage_errors(args, model, inputs, tmp_path):
+    assert run(*separate(model, tmp_path / "o", inputs / "one.wav", extra=args)) == 2
+
+
+@pytest.mark.parametrize("workers", ["-1", "0", "1000", "two"])
+def test_bad_worker_counts_are_usage_errors(workers, model, inputs, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(separate(model, tmp_path / "o", inputs / "one.wav", extra=("--workers", workers)))
+    assert info.value.code == 2
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_a_usage_error_in_seconds(model, inputs, tmp_path, capsys):
+    import time
+
+    start = time.monotonic()
+    extra = ("--scheduler", "tcp://127.0.0.1:9")
+    assert run(*separate(model, tmp_path / "o", inputs / "one.wav", extra=extra)) == 2
+    assert "Cannot reach the Dask scheduler" in capsys.readouterr().err
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize(
+    ("model_arg", "match"),
+    [("user/name", "Unknown model"), ("/dev/zero", "not a regular file")],
+)
+def test_odd_model_arguments_fail_typed(model_arg, match, inputs, tmp_path, capsys):
+    assert run(*separate(model_arg, tmp_path / "o", inputs / "one.wav")) == 1
+    assert match in capsys.readouterr().err
+
+
+def test_fifo_as_model_fails_at_once(inputs, tmp_path, capsys):
+    fifo = tmp_path / "w.safetensors"
+    os.mkfifo(fifo)
+    assert run(*separate(fifo, tmp_path / "o", inputs / "one.wav")) == 1
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_fifo_as_input_is_named_as_such(model, tmp_path, capsys):
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    assert run(*separate(model, tmp_path / "o", fifo)) == 1
+    assert "is a FIFO" in capsys.readouterr().err
+
+
+def test_bad_cache_size_in_the_environment_is_a_usage_error(model, inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("BANDSCOPE_CACHE_MAX_BYTES", "abc")
+    assert run(*separate(model, tmp_path / "o", inputs / "one.wav")) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("--notebook", "/etc/passwd"), "not a readable Jupyter notebook"),
+        (("--segment", "inf"), "segment"),
+        (("-o", "report.ipynb"), "must be an .html file"),
+    ],
+)
+def test_report_usage_errors(args, match, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("report", "--model", "classical", "--device", "cpu", *args) == 2
+    assert match in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
