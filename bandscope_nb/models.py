@@ -192,8 +192,11 @@ def _moved(loaded: LoadedModel, device) -> LoadedModel:
 def _cache_key(model: Any, repo: Any, sha256: str | None) -> tuple:
     path = Path(model).expanduser()
     if path.exists():
+        # ctime and inode change on every rewrite or replacement, even one that restores the
+        # size and mtime, so a rewritten weights file is never served from this memo
         stat = path.stat()
-        return ("path", str(path.resolve()), stat.st_mtime_ns, stat.st_size, sha256)
+        changed = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        return ("path", str(path.resolve()), changed, sha256)
     return ("name", str(model), str(Path(repo).resolve()) if repo else None, sha256)
 
 

@@ -114,8 +114,9 @@ def _decoded_info(blob: bytes, name: str):
         raise AudioError(f"{name}: not a readable audio file ({exc}).") from exc
 
 
-def _decode_in_memory(inp: _Input) -> Audio:
-    """Decode a snapshot (or its in-memory bytes) whole: the fallback with no disk space."""
+def _decode_in_memory(inp: _Input) -> tuple[np.ndarray, int]:
+    """Decode a snapshot (or its in-memory bytes) whole, checked: the fallback with no disk
+    space. Returns float32 ``(channels, frames)`` samples and their rate."""
     import soundfile as sf
 
     blob = inp.blob if inp.blob is not None else inp.path.read_bytes()
@@ -123,7 +124,7 @@ def _decode_in_memory(inp: _Input) -> Audio:
         samples, rate = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
         raise AudioError(f"{inp.name}: decoding failed ({exc}); the file is corrupt.") from exc
-    return Audio(check_samples(samples.T, rate, name=inp.name), rate)
+    return check_samples(samples.T, rate, name=inp.name), rate
 
 
 def _array_input(audio: Audio) -> _Input:
@@ -373,6 +374,7 @@ class Separator:
             "identity": model.identity,
             "device": str(self.device),
             "input": inp.name,
+            "input_digest": inp.digest,
             "cache_key": key,
             **params,
         }
@@ -443,10 +445,8 @@ class Separator:
 
     def _source(self, inp: _Input, model: LoadedModel, workdir: Path | None) -> Source:
         if inp.samples is None and (workdir is None or inp.path is None):
-            audio = _decode_in_memory(inp)
-            source: Source = ArraySource(
-                resample(audio.samples, audio.sample_rate, model.samplerate)
-            )
+            samples, rate = _decode_in_memory(inp)
+            source: Source = ArraySource(resample(samples, rate, model.samplerate))
         elif inp.samples is None:
             raw = workdir / "input.f32"
             channels, _ = prepare_file(inp.path, raw, target_rate=model.samplerate, name=inp.name)

@@ -72,6 +72,17 @@ def test_loaded_once_per_process(tmp_path):
     assert load_model(path) is load_model(path)
 
 
+def test_a_weights_file_rewritten_with_the_same_size_and_mtime_is_reloaded(tmp_path):
+    path = save_safetensors(tiny_hdemucs(seed=1), tmp_path / "m.safetensors")
+    first = load_model(path)
+    stat = path.stat()
+    save_safetensors(tiny_hdemucs(seed=2), path)  # same architecture: same size
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = load_model(path)
+    assert second is not first and second.identity != first.identity
+
+
 def test_bag_naming_a_missing_signature(local_repo):
     (local_repo / "broken.yaml").write_text("models: ['aaaa1111', 'cccc3333']\n")
     with pytest.raises(ModelUnavailableError, match="cccc3333"):

@@ -57,12 +57,17 @@ def test_models_carry_checksums_and_both_sources(current):
         {
             "signature": "955717e8",
             "sha256_prefix": "8726e21a",
+            "sha256": "8726e21a993978c7ba086d3872e7608d7d5bfca646ca4aca459ffda844faa8b4",
             "legacy_url": "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/"
             "955717e8-8726e21a.th",
             "hf_url": "https://huggingface.co/adefossez/HTDemucs/resolve/main/955717e8.safetensors",
         }
     ]
     assert len(by_name["htdemucs_ft"]["files"]) == 4
+    for model in current["models"]:
+        for file in model["files"]:
+            assert file["sha256"] is None or file["sha256"].startswith(file["sha256_prefix"])
+    assert all(f["sha256"] for f in by_name["htdemucs_ft"]["files"])
     assert all(m["license"] for m in current["models"])
 
 

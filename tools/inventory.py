@@ -92,10 +92,11 @@ def dependencies(overrides: dict) -> list[dict]:
 
 
 def models() -> list[dict]:
-    """The hand-kept model list, completed with signatures, checksum prefixes and URLs."""
+    """The hand-kept model list, completed with signatures, checksums and URLs."""
     from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
 
     from bandscope_nb.models import _hf_repo
+    from bandscope_nb.published_weights import PUBLISHED_SHA256
 
     legacy = _parse_remote_files(Path(REMOTE_ROOT) / "files.txt")
     out = []
@@ -110,6 +111,8 @@ def models() -> list[dict]:
                 {
                     "signature": sig,
                     "sha256_prefix": url.rsplit("-", 1)[1].removesuffix(".th"),
+                    # the full digest where we hold one (bandscope_nb/published_weights.py)
+                    "sha256": PUBLISHED_SHA256.get(url.rsplit("/", 1)[1]),
                     "legacy_url": url,
                     "hf_url": f"{HF}/{repo_id}/resolve/main/{sig}.safetensors",
                 }
