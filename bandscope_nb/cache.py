@@ -10,8 +10,10 @@ Layout under the root (``BANDSCOPE_CACHE_DIR``, else the platform's user cache d
 
 The cache deletes only what it can prove it made: nothing at all in a folder without the marker
 (a non-empty folder without it is refused with :class:`CacheError`, so pointing
-``BANDSCOPE_CACHE_DIR`` at a user folder loses nothing), and inside a marked root only entry
-folders named by a key, ``tmp/stage-*`` folders and ``locks/<key>.lock`` files.
+``BANDSCOPE_CACHE_DIR`` at a user folder loses nothing; the one exception is a folder holding
+exactly the layout an earlier version wrote and nothing else, which is adopted), and inside a
+marked root only entry folders named by a key, ``tmp/stage-*`` folders and
+``locks/<key>.lock`` files.
 
 An entry is visible only after an atomic directory rename, so a crash or interrupt leaves at most
 a stray folder in ``tmp/`` that is never read. Reads check size and a sampled digest (a corrupt
@@ -103,6 +105,44 @@ def _default_root() -> Path:
     return Path(platformdirs.user_cache_dir("bandscope-nb"))
 
 
+_ENTRY_FILES = {"stems.f32", "meta.json", "meta.json.part", "input.f32"}
+
+
+def _only(folder: Path, files: set[str]) -> bool:
+    return all(p.is_file() and p.name in files for p in folder.iterdir())
+
+
+def _earlier_cache(root: Path) -> bool:
+    """Whether ``root`` holds exactly the layout that bandscope-nb 0.1.0 wrote before it had a
+    marker, and nothing else: ``v1/<2 hex>/<key>/`` entries, ``tmp/tmp*`` staging folders and
+    ``locks/<key>.lock`` files, each holding only the files the cache writes. Such a folder is
+    adopted (marked); one with any other file or folder is not."""
+    for child in root.iterdir():
+        if child.name == "v1" and child.is_dir():
+            for shard in child.iterdir():
+                if not (shard.is_dir() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
+                    return False
+                for entry in shard.iterdir():
+                    named = _KEY.fullmatch(entry.name) and entry.name[:2] == shard.name
+                    if not (named and entry.is_dir() and _only(entry, _ENTRY_FILES)):
+                        return False
+        elif child.name == "tmp" and child.is_dir():
+            for stage in child.iterdir():
+                if not (
+                    stage.is_dir() and stage.name.startswith("tmp") and _only(stage, _ENTRY_FILES)
+                ):
+                    return False
+        elif child.name == "locks" and child.is_dir():
+            names = {p.name for p in child.iterdir() if p.is_file()}
+            if len(names) != len(list(child.iterdir())) or not all(
+                n.endswith(".lock") and _KEY.fullmatch(n[:-5]) for n in names
+            ):
+                return False
+        else:
+            return False
+    return True
+
+
 class ResultCache:
     """The separation result cache.
 
@@ -143,7 +183,7 @@ class ResultCache:
 
     def _ours(self, *, create: bool) -> bool:
         """Whether the root is a bandscope cache (creating it, or marking an empty folder, when
-        ``create``); False when it does not exist yet.
+        ``create``; adopting a folder an earlier version wrote); False when there is none yet.
 
         Raises
         ------
@@ -155,13 +195,14 @@ class ResultCache:
             return True
         if self.root.exists() and not self.root.is_dir():
             raise CacheError(f"Cache folder {self.root} is a file; set BANDSCOPE_CACHE_DIR.")
-        if self.root.is_dir() and any(self.root.iterdir()):
+        earlier = self.root.is_dir() and any(self.root.iterdir())
+        if earlier and not _earlier_cache(self.root):
             raise CacheError(
                 f"{self.root} is not empty and has no {MARKER} file, so it is not a bandscope "
                 "cache; the cache only deletes what it made and will not use it. Point "
                 "BANDSCOPE_CACHE_DIR at a new or empty folder."
             )
-        if not create:
+        if not (create or earlier):
             return False
         self.root.mkdir(parents=True, exist_ok=True)
         marker.write_text("bandscope-nb result cache; everything in this folder may be deleted\n")

@@ -294,3 +294,17 @@ def test_an_entry_with_swapped_axes_is_removed_and_recomputed(wav, ht_model):
         again = sep.separate(wav)
     assert not again.info["cached"] and again.data.shape == first.data.shape
     np.testing.assert_array_equal(again.data, first.data)
+
+
+def test_a_cache_written_before_the_marker_existed_is_adopted(tmp_path, wav, ht_model):
+    root = tmp_path / "old"
+    Separator(ht_model, device="cpu", cache=root, progress=False).separate(wav)
+    (root / MARKER).unlink()  # what an earlier version left: the layout alone
+    (root / "tmp" / "tmpab12cd").mkdir()
+    (root / "tmp" / "tmpab12cd" / "stems.f32").write_bytes(b"\0" * 16)
+    assert ResultCache(root).info()["entries"] == 1
+    assert (root / MARKER).is_file()
+    (root / MARKER).unlink()
+    (root / "v1" / "notes.txt").write_text("mine")  # anything else: not adopted
+    with pytest.raises(CacheError, match="not a bandscope cache"):
+        ResultCache(root).info()
