@@ -278,24 +278,48 @@ def load_th(path: str | os.PathLike, *, sha256: str | None = None):
     package = _unpickle(path, data, trusted=trusted)
     if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
         raise ModelIntegrityError(f"{path}: not a demucs model package.")
-    klass = package["klass"]
-    name = f"{getattr(klass, '__module__', '')}.{getattr(klass, '__name__', '')}"
-    if name not in ALLOWED_CLASSES:
-        raise ModelIntegrityError(f"{path}: names model class {klass!r}, not a demucs model.")
+    package = {**package, "klass": _model_class(path, package["klass"])}
     return _build(path, package, len(data))
+
+
+class _ClassRef:
+    """Stands in for an allowed model class while unpickling: the restricted unpickler may
+    name the class (a package's ``klass``) but not call it, so a pickle cannot build a model
+    with arguments of its choosing before they are checked."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError(f"{self.name} may not be called while unpickling")
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _model_class(path: Path, klass: Any) -> type:
+    """The demucs class a package or metadata names (a class, a :class:`_ClassRef` or a
+    dotted name), imported only when it is allowed."""
+    import importlib
+
+    if isinstance(klass, _ClassRef) or isinstance(klass, str):
+        name = str(klass)
+    else:
+        name = f"{getattr(klass, '__module__', '')}.{getattr(klass, '__name__', '')}"
+    if name not in ALLOWED_CLASSES:
+        raise ModelIntegrityError(
+            f"{path}: names model class {name!r}; expected one of {sorted(ALLOWED_CLASSES)}."
+        )
+    module_name, class_name = name.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _unpickle(path: Path, data: bytes, *, trusted: bool) -> Any:
     """Unpickle ``data`` restricted to tensors and demucs classes; fully only when trusted."""
     import torch
-    from demucs.demucs import Demucs
-    from demucs.hdemucs import HDemucs
-    from demucs.htdemucs import HTDemucs
 
-    with (
-        torch.serialization.safe_globals([HTDemucs, HDemucs, Demucs, Fraction]),
-        warnings.catch_warnings(),
-    ):
+    allowed = [Fraction, *((_ClassRef(name), name) for name in sorted(ALLOWED_CLASSES))]
+    with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notes on pickle protocols
         try:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -331,7 +355,11 @@ def _plain(path: Path, value: Any, key: str = "", depth: int = 0) -> None:
         return
     if isinstance(value, (int, float, Fraction)):
         limit = _INIT_LIMITS.get(key, _MAX_NUMBER)
-        if not (math.isfinite(value) and abs(value) <= limit):
+        try:
+            number = float(value)
+        except (OverflowError, ValueError):  # a Fraction or int beyond float's range
+            number = math.inf
+        if not (math.isfinite(number) and abs(number) <= limit):
             raise ModelIntegrityError(
                 f"{path}: init argument {key or 'value'}={value!r} is out of range "
                 f"(finite, at most {limit:g})."
@@ -356,18 +384,24 @@ def _check_init(path: Path, klass, args: Any, kwargs: Any) -> None:
     """Check a model's init arguments before anything is built from them."""
     from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise ModelIntegrityError(f"{path}: 'args' must be a list and 'kwargs' a dict.")
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or len(args) > 1:
+        raise ModelIntegrityError(
+            f"{path}: 'args' must be a list holding at most the sources, and 'kwargs' a dict."
+        )
     _plain(path, list(args))
     _plain(path, kwargs)
     sources = args[0] if args else kwargs.get("sources")
     check_stem_names(sources, where=f"{path}: sources", error=ModelIntegrityError)
     rate = kwargs.get("samplerate", 44100)
-    if isinstance(rate, bool) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+    if not (_number(rate) and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE):
         raise ModelIntegrityError(f"{path}: samplerate={rate!r} is not a plausible audio rate.")
     segment = kwargs.get("segment")
-    if segment is not None and not 0 < segment <= _MAX_SEGMENT:
+    if segment is not None and not (_number(segment) and 0 < segment <= _MAX_SEGMENT):
         raise ModelIntegrityError(f"{path}: segment={segment!r} s is out of range.")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, Fraction)) and not isinstance(value, bool)
 
 
 def _check_size(path: Path, package: dict, file_bytes: int) -> None:
@@ -421,10 +455,10 @@ def _metadata(path: Path) -> dict[str, str]:
             metadata = f.metadata() or {}
     except BaseException as exc:  # safetensors raises a non-Exception panic on some bad files
         raise ModelIntegrityError(f"{path}: not a readable safetensors file ({exc}).") from exc
-    klass = metadata.get("klass")
-    if klass not in ALLOWED_CLASSES:
+    if not isinstance(metadata.get("klass"), str) or metadata["klass"] not in ALLOWED_CLASSES:
         raise ModelIntegrityError(
-            f"{path}: metadata 'klass' is {klass!r}; expected one of {sorted(ALLOWED_CLASSES)}."
+            f"{path}: metadata 'klass' is {metadata.get('klass')!r}; expected one of "
+            f"{sorted(ALLOWED_CLASSES)}."
         )
     try:
         for key in ("args", "kwargs"):
@@ -474,9 +508,6 @@ def load_safetensors(path: str | os.PathLike, *, sha256: str | None = None):
     if sha256:
         _check_digest(path, sha256_file(path), sha256)
     metadata = _metadata(path)
-    import importlib
-
-    module_name, class_name = metadata["klass"].rsplit(".", 1)
     try:
         args = _decode_json(json.loads(metadata["args"]))
         kwargs = _decode_json(json.loads(metadata["kwargs"]))
@@ -488,7 +519,7 @@ def load_safetensors(path: str | os.PathLike, *, sha256: str | None = None):
     except Exception as exc:
         raise ModelIntegrityError(f"{path}: malformed metadata or tensors ({exc}).") from exc
     package = {
-        "klass": getattr(importlib.import_module(module_name), class_name),
+        "klass": _model_class(path, metadata["klass"]),
         "args": args,
         "kwargs": kwargs,
         "state": state,

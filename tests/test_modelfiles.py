@@ -7,6 +7,7 @@ import json
 import pickle
 import re
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -327,3 +328,41 @@ def test_download_errors_keep_nothing(weights_server, tmp_path, path, match):
     with pytest.raises(ModelUnavailableError, match=f"{path}: {match}"):
         download_file(url + path, tmp_path / "checkpoints" / "w.th", sha256="0" * 8)
     assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+class _BuildsAModel:
+    """Unpickles by calling HTDemucs itself with arguments of the pickle's choosing."""
+
+    def __reduce__(self):
+        from demucs.htdemucs import HTDemucs
+
+        return (HTDemucs, (["a", "b"],), None)
+
+
+def test_the_restricted_unpickler_may_name_model_classes_but_not_call_them(tmp_path):
+    path = tmp_path / "builds.th"
+    torch.save({"klass": _BuildsAModel(), "args": [], "kwargs": {}, "state": {}}, path)
+    with pytest.raises(ModelIntegrityError, match="full unpickle"):
+        load_th(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"kwargs": {"samplerate": "fast"}}, "samplerate='fast'"),
+        ({"kwargs": {"segment": "long"}}, "segment='long'"),
+        ({"kwargs": {"segment": Fraction(10**400, 3)}}, "out of range"),
+        ({"args": [["a", "b"], 2, 48]}, "at most the sources"),
+    ],
+)
+def test_odd_init_arguments_in_a_th_are_typed_errors(tmp_path, change, match):
+    model = tiny_hdemucs()
+    args, kwargs = model._init_args_kwargs
+    package = {"klass": type(model), "args": args, "kwargs": kwargs, "state": model.state_dict()}
+    package.update(change)
+    if "kwargs" in change:
+        package["kwargs"] = {**kwargs, **change["kwargs"]}
+    path = tmp_path / "odd.th"
+    torch.save(package, path)
+    with pytest.raises(ModelIntegrityError, match=match):
+        load_th(path)
