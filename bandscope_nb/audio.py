@@ -17,6 +17,7 @@ import soundfile as sf
 
 from .errors import AudioError, ParameterError
 from .files import atomic_path
+from .names import as_path
 
 __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Audio", "as_audio", "load_audio", "save_audio"]
 
@@ -332,9 +333,9 @@ def save_audio(
     """
     from .streams import release_pages
 
-    if format not in SAVE_SUBTYPES:
+    if not isinstance(format, str) or format not in SAVE_SUBTYPES:
         raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")
-    path = Path(path)
+    path = as_path(path, what="path")
     if path.is_dir():
         raise ParameterError(f"{path} is a folder; cannot write audio there. Remove or rename it.")
     rate = check_sample_rate(sample_rate, name=str(path))

@@ -11,6 +11,7 @@ file is recorded with its error and never stops the others.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import time
 from collections.abc import Iterable
@@ -18,12 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .audio import open_checked
 from .errors import ParameterError
-from .names import safe_stem
+from .files import atomic_write
+from .names import as_path, safe_stem
+from .streams import file_digest
 
 __all__ = ["BatchResult", "expand_inputs", "output_names", "separate_many"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+#: Written beside each input's stems: which input (by content digest) and settings made them.
+PROVENANCE = ".bandscope.json"
+_PROVENANCE = ("input_digest", "model", "identity", "cache_key")
 
 
 def output_names(inputs: Iterable[str | os.PathLike]) -> list[str]:
@@ -188,15 +195,17 @@ def separate_one(
     start = time.perf_counter()
     try:
         sep = _separator(model, {**options, "progress": False})
-        target = Path(out_dir) / name if out_dir else None
+        target = _target(Path(out_dir), name) if out_dir else None
         if target is not None and not force:
             existing = [target / f"{s}.{format}" for s in sep.model.sources]
-            if all(p.is_file() for p in existing):
+            if all(p.is_file() for p in existing) and _made_from(target, path):
                 record.update(status="skipped", outputs=[str(p) for p in existing])
                 return record
         stems = sep.separate(path)
         if target is not None:
             written = stems.save(target, format=format, overwrite=True)
+            provenance = {"input": str(path), **{k: stems.info[k] for k in _PROVENANCE}}
+            atomic_write(target / PROVENANCE, json.dumps(provenance, indent=1).encode())
             record["outputs"] = [str(p) for p in written.values()]
         record["status"] = "cached" if stems.info["cached"] else "done"
     except Exception as exc:  # one file's failure, whatever it is, never stops the batch
@@ -204,6 +213,39 @@ def separate_one(
     finally:
         record["seconds"] = time.perf_counter() - start
     return record
+
+
+def _target(out_dir: Path, name: str) -> Path:
+    """``out_dir/name``, refused when it is a symlink or lands outside ``out_dir``: the folder
+    is named after an input, so only a real folder inside ``-o`` may receive its stems."""
+    target = out_dir / name
+    if target.is_symlink() or (target.exists() and target.resolve().parent != out_dir.resolve()):
+        raise ParameterError(
+            f"{target} is a symlink or leads outside {out_dir}; stems are only written into "
+            "real folders inside the output folder. Remove it or choose another -o."
+        )
+    return target
+
+
+def _made_from(target: Path, path: str) -> bool:
+    """Whether the stems in ``target`` were made from the bytes ``path`` holds now (by the
+    provenance file written beside them). Outputs of another input raise, so a file is never
+    reported as done on another file's stems; outputs without provenance (written by an
+    earlier version) count as made from it."""
+    try:
+        recorded = json.loads((target / PROVENANCE).read_text())["input_digest"]
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    open_checked(path)
+    if recorded == "file:" + file_digest(Path(path)):
+        return True
+    raise ParameterError(
+        f"{target} holds stems made from other audio than {path} (another file of the same "
+        "name, or this file before it changed); pass --force (force=True) to replace them, or "
+        "choose another output folder."
+    )
 
 
 def separate_many(
@@ -254,9 +296,10 @@ def separate_many(
 
     # Check every option here, before any task runs (the device is the workers' to check).
     Separator(model, **{**separator_options, **({"device": "cpu"} if client else {})})
-    if format not in SAVE_SUBTYPES:
+    if not isinstance(format, str) or format not in SAVE_SUBTYPES:
         raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")
     if out_dir is not None:
+        out_dir = as_path(out_dir, what="out_dir")
         if Path(out_dir).exists() and not Path(out_dir).is_dir():
             raise ParameterError(f"Output folder {out_dir} is a file; choose a folder.")
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CacheError, ParameterError
+from .names import as_path
 from .streams import file_digest, open_stems
 
 __all__ = ["FORMAT_VERSION", "MARKER", "CacheEntry", "ResultCache", "cache_key"]
@@ -109,22 +110,27 @@ _ENTRY_FILES = {"stems.f32", "meta.json", "meta.json.part", "input.f32"}
 
 
 def _only(folder: Path, files: set[str]) -> bool:
-    return all(p.is_file() and p.name in files for p in folder.iterdir())
+    return all(p.is_file() and not p.is_symlink() and p.name in files for p in folder.iterdir())
 
 
 def _earlier_cache(root: Path) -> bool:
     """Whether ``root`` holds exactly the layout that bandscope-nb 0.1.0 wrote before it had a
     marker, and nothing else: ``v1/<2 hex>/<key>/`` entries, ``tmp/tmp*`` staging folders and
     ``locks/<key>.lock`` files, each holding only the files the cache writes. Such a folder is
-    adopted (marked); one with any other file or folder is not."""
+    adopted (marked); one with any other file or folder, or without ``v1/``, is not."""
+    if not (root / "v1").is_dir() or any(p.is_symlink() for p in root.iterdir()):
+        return False
     for child in root.iterdir():
         if child.name == "v1" and child.is_dir():
             for shard in child.iterdir():
-                if not (shard.is_dir() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
+                if shard.is_symlink() or not (
+                    shard.is_dir() and re.fullmatch(r"[0-9a-f]{2}", shard.name)
+                ):
                     return False
                 for entry in shard.iterdir():
                     named = _KEY.fullmatch(entry.name) and entry.name[:2] == shard.name
-                    if not (named and entry.is_dir() and _only(entry, _ENTRY_FILES)):
+                    real = entry.is_dir() and not entry.is_symlink()
+                    if not (named and real and _only(entry, _ENTRY_FILES)):
                         return False
         elif child.name == "tmp" and child.is_dir():
             for stage in child.iterdir():
@@ -162,7 +168,7 @@ class ResultCache:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, max_bytes: int | None = None):
-        self.root = Path(root).expanduser() if root is not None else _default_root()
+        self.root = as_path(root, what="cache folder") if root is not None else _default_root()
         if max_bytes is None:
             env = os.environ.get("BANDSCOPE_CACHE_MAX_BYTES", "").strip()
             try:
@@ -192,6 +198,7 @@ class ResultCache:
         """
         marker = self.root / MARKER
         if marker.is_file():
+            self._no_links()
             return True
         if self.root.exists() and not self.root.is_dir():
             raise CacheError(f"Cache folder {self.root} is a file; set BANDSCOPE_CACHE_DIR.")
@@ -204,9 +211,23 @@ class ResultCache:
             )
         if not (create or earlier):
             return False
+        self._no_links()
         self.root.mkdir(parents=True, exist_ok=True)
         marker.write_text("bandscope-nb result cache; everything in this folder may be deleted\n")
         return True
+
+    def _no_links(self) -> None:
+        """Refuse a cache whose own folders (``v1``, ``tmp``, ``locks``, a shard) are symlinks:
+        deleting through one would delete whatever it points at."""
+        dirs = [self.entries, self.root / "tmp", self.root / "locks"]
+        if self.entries.is_dir():
+            dirs += list(self.entries.iterdir())
+        links = [str(d) for d in dirs if d.is_symlink()]
+        if links:
+            raise CacheError(
+                f"Cache folder {self.root} holds symlinks where its own folders go "
+                f"({', '.join(links[:3])}); the cache will not use or clear it. Remove them."
+            )
 
     def lock(self, key: str):
         """An inter-process :class:`filelock.FileLock` for ``key``."""
@@ -320,7 +341,11 @@ class ResultCache:
         tmp = self.root / "tmp"
         if not tmp.is_dir():
             return []
-        return [p for p in tmp.iterdir() if p.name.startswith(_STAGE_PREFIX) and p.is_dir()]
+        return [
+            p
+            for p in tmp.iterdir()
+            if p.name.startswith(_STAGE_PREFIX) and p.is_dir() and not p.is_symlink()
+        ]
 
     def _all(self) -> list[tuple[float, int, Path]]:
         """``(last use, bytes, folder)`` of every entry, oldest first: only folders named by a
@@ -330,7 +355,8 @@ class ResultCache:
         found = []
         for meta in self.entries.glob("*/*/meta.json"):
             folder = meta.parent
-            if not (_KEY.fullmatch(folder.name) and folder.parent.name == folder.name[:2]):
+            named = _KEY.fullmatch(folder.name) and folder.parent.name == folder.name[:2]
+            if not named or folder.is_symlink():
                 continue
             try:
                 size = sum(f.stat().st_size for f in meta.parent.iterdir())
@@ -395,6 +421,6 @@ class ResultCache:
         locks = self.root / "locks"
         if locks.is_dir():
             for lock in locks.iterdir():
-                if lock.suffix == ".lock" and _KEY.fullmatch(lock.stem):
+                if lock.suffix == ".lock" and _KEY.fullmatch(lock.stem) and lock.is_file():
                     lock.unlink(missing_ok=True)
         return len(entries)

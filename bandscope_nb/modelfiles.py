@@ -38,6 +38,7 @@ from .names import check_stem_names
 from .published_weights import PUBLISHED_SHA256
 
 __all__ = [
+    "MAX_SEGMENT",
     "MAX_WEIGHTS_BYTES",
     "check_weights_file",
     "download_file",
@@ -71,9 +72,17 @@ _INIT_LIMITS = {
     "dconv_depth": 8,
     "kernel_size": 64,
     "stride": 64,
+    "wiener_iters": 10,  # each iteration is a full Wiener pass over the chunk
+    "end_iters": 10,
 }
 _MAX_NUMBER = 1e7  # any other number in the init arguments
-_MAX_SEGMENT = 600.0  # seconds
+#: Longest segment (s) a model or a caller may ask for: a chunk of this length goes through the
+#: network at once, so it bounds the memory of a forward pass.
+MAX_SEGMENT = 60.0
+#: HTDemucs pads every chunk to its own segment and attends over all of it: published models
+#: use 7.8 s, and the attention's cost grows with the square of the length.
+MAX_HTDEMUCS_SEGMENT = 15.0
+_MAX_MODEL_RATE = 96_000
 _CONVERT_HINT = (
     "If you trust this file (e.g. you downloaded it yourself from demucs' published URL), pass "
     "its full sha256 (sha256='<64 hex digits>', --sha256) once and save the model as "
@@ -213,24 +222,25 @@ def th_checksum(path: Path) -> tuple[str, str | None]:
 def _checksum(where, expected: str) -> str:
     """``expected`` in lower case; a :class:`ModelIntegrityError` naming ``where`` unless it is
     at least 8 hex digits (a sha256 or a prefix of one)."""
-    checksum = expected.lower()
-    if len(checksum) < 8 or not re.fullmatch(r"[0-9a-f]+", checksum):
-        raise ModelIntegrityError(f"{where}: checksum {checksum!r} must be >= 8 hex digits.")
+    checksum = expected.lower() if isinstance(expected, str) else ""
+    if not 8 <= len(checksum) <= 64 or not re.fullmatch(r"[0-9a-f]+", checksum):
+        raise ModelIntegrityError(
+            f"{where}: checksum {expected!r} must be 8 to 64 hex digits (a sha256 or a prefix)."
+        )
     return checksum
 
 
-def _check_digest(path: Path, digest: str, expected: str | None) -> bool:
-    """Compare a file's sha256 ``digest`` with ``expected`` (full or >= 8 hex prefix); return
-    True when it is a full match, i.e. the caller vouched for exactly these bytes."""
-    if not expected:
-        return False
+def _check_digest(path: Path, digest: str, expected: str | None) -> None:
+    """Compare a file's sha256 ``digest`` with ``expected`` (full or >= 8 hex prefix; an empty
+    string is refused)."""
+    if expected is None:
+        return
     expected = _checksum(path, expected)
     if not digest.startswith(expected):
         raise ModelIntegrityError(
             f"{path}: sha256 {digest[: len(expected)]} does not match the expected {expected}; "
             "the file is corrupt or was tampered with. Delete it and fetch it again."
         )
-    return len(expected) == 64
 
 
 def load_th(path: str | os.PathLike, *, sha256: str | None = None):
@@ -273,13 +283,32 @@ def load_th(path: str | os.PathLike, *, sha256: str | None = None):
     check_weights_file(path)
     data = path.read_bytes()  # hashed and unpickled from the same bytes
     digest = hashlib.sha256(data).hexdigest()
-    vouched = _check_digest(path, digest, sha256 or th_checksum(path)[1])
-    trusted = (vouched and sha256 is not None) or digest in PUBLISHED_SHA256.values()
+    _check_digest(path, digest, sha256 if sha256 is not None else th_checksum(path)[1])
+    # only the caller's full digest or one we hold vouches; a name's checksum never does
+    trusted = (sha256 is not None and sha256.lower() == digest) or (
+        digest in PUBLISHED_SHA256.values()
+    )
     package = _unpickle(path, data, trusted=trusted)
     if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
         raise ModelIntegrityError(f"{path}: not a demucs model package.")
     package = {**package, "klass": _model_class(path, package["klass"])}
     return _build(path, package, len(data))
+
+
+def _fraction(*args) -> Fraction:
+    """``Fraction`` for the restricted unpickler, from small ints or a plain ``"p/q"`` string
+    only: ``Fraction("1e999999999")`` would spend minutes building a huge int."""
+    if (
+        len(args) == 1
+        and isinstance(args[0], str)
+        and re.fullmatch(r"-?\d{1,30}(/\d{1,30})?", args[0])
+    ):
+        return Fraction(args[0])
+    if 1 <= len(args) <= 2 and all(
+        isinstance(a, int) and not isinstance(a, bool) and abs(a) < 2**64 for a in args
+    ):
+        return Fraction(*args)
+    raise pickle.UnpicklingError(f"Fraction{args!r} is not a plain small fraction")
 
 
 class _ClassRef:
@@ -318,7 +347,10 @@ def _unpickle(path: Path, data: bytes, *, trusted: bool) -> Any:
     """Unpickle ``data`` restricted to tensors and demucs classes; fully only when trusted."""
     import torch
 
-    allowed = [Fraction, *((_ClassRef(name), name) for name in sorted(ALLOWED_CLASSES))]
+    allowed = [
+        (_fraction, "fractions.Fraction"),
+        *((_ClassRef(name), name) for name in sorted(ALLOWED_CLASSES)),
+    ]
     with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notes on pickle protocols
         try:
@@ -328,9 +360,13 @@ def _unpickle(path: Path, data: bytes, *, trusted: bool) -> Any:
         except Exception as exc:
             raise ModelIntegrityError(f"{path}: not a readable torch file ({exc}).") from exc
     if trusted:  # the caller or our published table vouches for exactly these bytes
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ModelIntegrityError(f"{path}: not a readable torch file ({exc}).") from exc
     try:
-        needed = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)))
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
+        needed = sorted(set(found) - ALLOWED_CLASSES - {"fractions.Fraction"})
     except Exception:  # not a zip checkpoint: the globals cannot be listed without unpickling
         needed = []
     what = f" (it needs {', '.join(needed[:6])})" if needed else ""
@@ -382,7 +418,7 @@ def _plain(path: Path, value: Any, key: str = "", depth: int = 0) -> None:
 
 def _check_init(path: Path, klass, args: Any, kwargs: Any) -> None:
     """Check a model's init arguments before anything is built from them."""
-    from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from .audio import MIN_SAMPLE_RATE
 
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or len(args) > 1:
         raise ModelIntegrityError(
@@ -393,11 +429,21 @@ def _check_init(path: Path, klass, args: Any, kwargs: Any) -> None:
     sources = args[0] if args else kwargs.get("sources")
     check_stem_names(sources, where=f"{path}: sources", error=ModelIntegrityError)
     rate = kwargs.get("samplerate", 44100)
-    if not (_number(rate) and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE):
-        raise ModelIntegrityError(f"{path}: samplerate={rate!r} is not a plausible audio rate.")
+    if not (_number(rate) and MIN_SAMPLE_RATE <= rate <= _MAX_MODEL_RATE):
+        raise ModelIntegrityError(
+            f"{path}: samplerate={rate!r} is not a plausible model rate "
+            f"({MIN_SAMPLE_RATE}..{_MAX_MODEL_RATE} Hz)."
+        )
     segment = kwargs.get("segment")
-    if segment is not None and not (_number(segment) and 0 < segment <= _MAX_SEGMENT):
-        raise ModelIntegrityError(f"{path}: segment={segment!r} s is out of range.")
+    limit = max_segment(klass)
+    if segment is not None and not (_number(segment) and 0 < segment <= limit):
+        raise ModelIntegrityError(f"{path}: segment={segment!r} s is out of range (0, {limit:g}].")
+
+
+def max_segment(klass) -> float:
+    """Longest segment (s) allowed for a model class (HTDemucs less: see the constants)."""
+    name = getattr(klass, "__name__", str(klass))
+    return MAX_HTDEMUCS_SEGMENT if name.endswith("HTDemucs") else MAX_SEGMENT
 
 
 def _number(value: Any) -> bool:
@@ -464,7 +510,7 @@ def _metadata(path: Path) -> dict[str, str]:
         for key in ("args", "kwargs"):
             json.loads(metadata[key])
         structure = json.loads(metadata.get("structure", "null"))
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, huge ints
         raise ModelIntegrityError(f"{path}: metadata 'args'/'kwargs' missing or not JSON.") from exc
     for name in re.findall(r'"_class":\s*"([^"]+)"', json.dumps(structure)):
         if not name.startswith(_ALLOWED_STRUCTURE_MODULES):
@@ -516,7 +562,7 @@ def load_safetensors(path: str | os.PathLike, *, sha256: str | None = None):
         state = tensors
         if "structure" in metadata:
             state = _unflatten_state(tensors, json.loads(metadata["structure"]))
-    except Exception as exc:
+    except Exception as exc:  # RecursionError included
         raise ModelIntegrityError(f"{path}: malformed metadata or tensors ({exc}).") from exc
     package = {
         "klass": _model_class(path, metadata["klass"]),

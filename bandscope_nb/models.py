@@ -25,10 +25,12 @@ from typing import Any
 
 from .errors import ModelIntegrityError, ModelUnavailableError, ParameterError
 from .modelfiles import (
+    MAX_SEGMENT,
     check_weights_file,
     download_file,
     load_safetensors,
     load_th,
+    max_segment,
     th_checksum,
 )
 from .names import check_stem_names
@@ -168,6 +170,10 @@ def load_model(
     import torch
 
     device = torch.device(device or "cpu")
+    if not isinstance(model, (str, os.PathLike, torch.nn.Module)):
+        raise ParameterError(f"Invalid model: {model!r}; pass a name, a path or a torch.nn.Module.")
+    if isinstance(model, (str, os.PathLike)) and ("\0" in str(model) or len(str(model)) > 4096):
+        raise ParameterError(f"Invalid model: {str(model)[:80]!r}...; not a name or a path.")
     if isinstance(model, torch.nn.Module):  # the caller holds it; copied, never moved in place
         loaded = _load(model, repo, sha256)
         return loaded if device.type == "cpu" else _moved(loaded, device)
@@ -189,15 +195,37 @@ def _moved(loaded: LoadedModel, device) -> LoadedModel:
     return dataclasses.replace(loaded, parts=parts)
 
 
+def _stamp(path: Path) -> tuple | None:
+    """What changes whenever ``path`` is rewritten or replaced, even with the same size and
+    mtime (inode and ctime); None when it cannot be read (missing, name too long...)."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _cache_key(model: Any, repo: Any, sha256: str | None) -> tuple:
+    """The memo key: a file by its stamp; a folder (``repo=`` or a model folder) by the stamps
+    of its yaml and weights files, so rewritten weights are never served from memory."""
+    if repo is not None:
+        folder = Path(repo).expanduser()
+        return ("repo", str(model), str(folder.resolve()), _folder_stamp(folder), sha256)
     path = Path(model).expanduser()
-    if path.exists():
-        # ctime and inode change on every rewrite or replacement, even one that restores the
-        # size and mtime, so a rewritten weights file is never served from this memo
-        stat = path.stat()
-        changed = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-        return ("path", str(path.resolve()), changed, sha256)
-    return ("name", str(model), str(Path(repo).resolve()) if repo else None, sha256)
+    stamp = _stamp(path)
+    if stamp is None:  # not on disk: a pretrained name
+        return ("name", str(model), sha256)
+    if path.is_dir():
+        return ("folder", str(path.resolve()), _folder_stamp(path), sha256)
+    return ("file", str(path.resolve()), stamp, sha256)
+
+
+def _folder_stamp(folder: Path) -> tuple:
+    try:
+        files = sorted(folder.iterdir())
+    except OSError:
+        return ()
+    return tuple((p.name, _stamp(p)) for p in files if p.suffix in {".yaml", ".th", ".safetensors"})
 
 
 def _load(model: Any, repo: Any, sha256: str | None) -> LoadedModel:
@@ -215,9 +243,10 @@ def _load(model: Any, repo: Any, sha256: str | None) -> LoadedModel:
                 "bag yaml or weights file in that folder."
             )
         return _from_repo(str(model), Path(repo).expanduser())
-    if path.is_dir():
+    stamp = _stamp(path)  # None for a name that is no path (even one too long to be one)
+    if stamp is not None and path.is_dir():
         return _from_folder(path)
-    if path.exists() or os.path.lexists(path):
+    if stamp is not None or os.path.lexists(path):
         check_weights_file(path)  # not a FIFO, device or dangling link
         return _from_module(_load_file(path, sha256), path.name, f"file {path}")
     if str(model).startswith((".", "/", "~")) or path.suffix in {".th", ".safetensors", ".yaml"}:
@@ -273,12 +302,13 @@ def _check_contract(module, where: str, error: type[Exception]) -> None:
     if not _integer(channels) or not 1 <= channels <= 8:
         raise error(f"{where}: audio_channels={channels!r} must be an int in 1..8.")
     segment = getattr(module, "segment", None)
+    limit = max_segment(type(module))
     if segment is not None and not (
         isinstance(segment, (int, float, Fraction))
         and math.isfinite(segment)
-        and 0 < segment <= 600
+        and 0 < segment <= limit
     ):
-        raise error(f"{where}: segment={segment!r} must be None or seconds in (0, 600].")
+        raise error(f"{where}: segment={segment!r} must be None or seconds in (0, {limit:g}].")
 
 
 def _identity(parts) -> str:
@@ -333,8 +363,8 @@ def _check_bag(name: str, origin: str, spec: Any) -> tuple[list[str], Any, Any]:
     ):
         raise bad("'weights' must be one list of finite numbers >= 0 per model")
     segment = spec.get("segment")
-    if segment is not None and not (number(segment) and 0 < segment <= 600):
-        raise bad(f"segment={segment!r} must be seconds in (0, 600]")
+    if segment is not None and not (number(segment) and 0 < segment <= MAX_SEGMENT):
+        raise bad(f"segment={segment!r} must be seconds in (0, {MAX_SEGMENT:g}]")
     return models, weights, segment
 
 
@@ -356,8 +386,9 @@ def _read_yaml(path: Path) -> Any:
         raise ModelIntegrityError(f"{path}: {size} bytes is too large for a bag yaml.")
     try:
         return yaml.load(path.read_text(), Loader=_NoAliases)  # a SafeLoader subclass
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ModelIntegrityError(f"{path}: not a valid bag YAML ({exc}).") from exc
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ModelIntegrityError(f"{path}: not a valid bag YAML ({detail}).") from exc
 
 
 def _weights_in(folder: Path) -> dict[str, Path]:

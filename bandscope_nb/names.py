@@ -7,12 +7,15 @@ in one place, before anything is written.
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from collections.abc import Iterable
+from pathlib import Path
 
 from .errors import ParameterError
 
-__all__ = ["check_stem_names", "safe_stem"]
+__all__ = ["as_path", "check_stem_names", "safe_stem"]
 
 #: A stem name: a letter or digit first, then letters, digits, ``_ . + -`` or spaces, at most 64
 #: characters, not ending in a dot or a space (no separators, no ``..`` component, no NUL).
@@ -58,13 +61,31 @@ def check_stem_names(names: Iterable, *, where: str, error: type[Exception] = Pa
 
 
 def safe_stem(text: str) -> str:
-    """A file-name-safe version of ``text``: separators and control characters become ``_``,
-    leading dots, dashes and spaces go; empty becomes ``"track"``.
+    """A file-name-safe version of ``text``: separators, control and format characters (C0,
+    C1, bidirectional overrides such as U+202E) become ``_``; leading dots, dashes and spaces
+    go; empty becomes ``"track"``.
 
     Examples
     --------
-    >>> safe_stem("../.hidden song"), safe_stem("a/b:c"), safe_stem("...")
-    ('_.hidden song', 'a_b_c', 'track')
+    >>> safe_stem("../.hidden song"), safe_stem("a/b:c"), safe_stem("..."), safe_stem("\u202egnp")
+    ('_.hidden song', 'a_b_c', 'track', '_gnp')
     """
-    cleaned = re.sub(r"[\x00-\x1f\x7f/\\:*?\"<>|]", "_", text).strip().lstrip(".- ")
+    cleaned = "".join(
+        "_" if ch in '/\\:*?"<>|' or unicodedata.category(ch).startswith("C") else ch for ch in text
+    )
+    cleaned = cleaned.strip().lstrip(".- ")
     return cleaned[:100].rstrip(". ") or "track"
+
+
+def as_path(value, *, what: str) -> Path:
+    """``value`` as a :class:`~pathlib.Path`, or a :class:`ParameterError` naming ``what``
+    when it is not a str / path or holds a NUL character.
+
+    Examples
+    --------
+    >>> as_path("out/stems", what="out_dir")
+    PosixPath('out/stems')
+    """
+    if not isinstance(value, (str, os.PathLike)) or "\0" in os.fspath(value):
+        raise ParameterError(f"Invalid {what}: {value!r}; give a folder or file path.")
+    return Path(value).expanduser()

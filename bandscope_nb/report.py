@@ -8,6 +8,7 @@ executes the notebook in a fresh kernel and writes the executed notebook and its
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -19,6 +20,7 @@ import numpy as np
 from .errors import ParameterError, ReportError
 from .files import atomic_write
 from .modelfiles import sha256_file
+from .names import as_path
 from .stems import Stems
 
 __all__ = [
@@ -221,6 +223,38 @@ def _this_interpreter_kernel():
     return KernelManager(kernel_name="python3", kernel_spec_manager=ThisInterpreter())
 
 
+def _check_output(output: Path, notebook: Path) -> None:
+    """The report goes to an ``.html`` file in a folder (or where one can be made), and its
+    executed notebook beside it may replace only an earlier report's notebook: never the
+    notebook being run, never a notebook of the user's."""
+    if output.suffix.lower() not in (".html", ".htm") or output.is_dir():
+        raise ParameterError(
+            f"Report output {output} must be an .html file (the executed notebook is written "
+            "beside it as .ipynb)."
+        )
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ParameterError(f"Report output {output}: {parent} is a file, not a folder.")
+            break
+    executed = output.with_suffix(".ipynb")
+    if executed.exists():
+        if executed.resolve() == Path(notebook).resolve():
+            raise ParameterError(
+                f"Report output {output} would overwrite the report notebook {notebook} with "
+                "its executed copy; choose another -o."
+            )
+        try:
+            ours = json.loads(executed.read_text()).get("metadata", {}).get("bandscope")
+        except (OSError, ValueError, AttributeError):
+            ours = None
+        if not ours:
+            raise ParameterError(
+                f"{executed} exists and is not a report written by bandscope; the executed "
+                "notebook would replace it. Choose another -o or move that file."
+            )
+
+
 def run_report(
     input: str | os.PathLike | None = None,
     *,
@@ -280,7 +314,7 @@ def run_report(
         model = str(Path(model).expanduser().resolve())  # the kernel runs in the output folder
     if references is not None and str(references) != "demo":
         references = str(_reference_folder(references))
-    notebook = Path(notebook) if notebook is not None else NOTEBOOK
+    notebook = as_path(notebook, what="notebook") if notebook is not None else NOTEBOOK
     if not notebook.is_file():
         raise ParameterError(
             f"Report notebook {notebook} not found; pass notebook= the path of 03_report.ipynb "
@@ -296,12 +330,8 @@ def run_report(
             f"Reports need nbclient and nbconvert ({exc}); pip install 'bandscope-nb[notebook]'."
         ) from exc
 
-    output = Path(output)
-    if output.suffix.lower() not in (".html", ".htm") or output.is_dir():
-        raise ParameterError(
-            f"Report output {output} must be an .html file (the executed notebook is written "
-            "beside it as .ipynb)."
-        )
+    output = as_path(output, what="report output")
+    _check_output(output, notebook)
     try:
         nb = nbformat.read(notebook, as_version=4)
     except Exception as exc:  # nbformat raises several kinds for a file that is no notebook
@@ -335,6 +365,7 @@ def run_report(
             f"The report kernel ({sys.executable} -m ipykernel_launcher) failed: "
             f"{type(exc).__name__}: {exc}. Check that ipykernel is installed in this environment."
         ) from exc
+    nb.metadata["bandscope"] = {"report": True}  # marks the executed notebook as ours
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     atomic_write(output.with_suffix(".ipynb"), nbformat.writes(nb).encode())
     atomic_write(output, html.encode())

@@ -8,6 +8,7 @@ import hashlib
 import io
 import math
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from .cache import ResultCache, cache_key
 from .devices import default_batch_size, resolve_device
 from .errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
 from .models import LoadedModel, load_model, offline_reason
+from .names import as_path
 from .stems import Stems
 from .streams import (
     ArraySource,
@@ -208,7 +210,7 @@ def _cache(cache) -> ResultCache | None:
     if isinstance(cache, ResultCache):
         return cache
     if isinstance(cache, (str, os.PathLike)):
-        return ResultCache(cache)
+        return ResultCache(as_path(cache, what="cache"))
     raise ParameterError(f"Invalid cache: {cache!r}; give True, False, a folder or a ResultCache.")
 
 
@@ -270,12 +272,19 @@ class Separator:
         options = check_options(
             segment=segment, overlap=overlap, shifts=shifts, seed=seed, batch_size=batch_size
         )
-        if repo is not None and not isinstance(repo, (str, os.PathLike)):
-            raise ParameterError(f"Invalid repo: {repo!r}; give a folder path.")
-        if repo is not None and not Path(repo).expanduser().is_dir():
+        if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "forward"):
+            raise ParameterError(
+                f"Invalid model: {model!r}; pass a name, a path or a torch.nn.Module."
+            )
+        if repo is not None and not as_path(repo, what="repo").is_dir():
             raise ModelUnavailableError(f"Model repo {repo} is not a folder; check repo=.")
-        if sha256 is not None and not isinstance(sha256, str):
-            raise ParameterError(f"Invalid sha256: {sha256!r}; give a hex string.")
+        if sha256 is not None and not (
+            isinstance(sha256, str) and re.fullmatch(r"[0-9a-fA-F]{8,64}", sha256)
+        ):
+            raise ParameterError(
+                f"Invalid sha256: {sha256!r}; give the file's sha256 (64 hex digits) or a "
+                "prefix of at least 8."
+            )
         self.device = resolve_device(device)
         self.model_spec, self.repo, self.sha256 = model, repo, sha256
         self.segment, self.overlap = options["segment"], options["overlap"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from .audio import SAVE_SUBTYPES, Audio, as_audio, resample, save_audio
 from .errors import ParameterError
-from .names import check_stem_names
+from .names import as_path, check_stem_names
 
 __all__ = ["Stems"]
 
@@ -201,8 +201,10 @@ class Stems(Mapping):
         >>> sorted(p.name for p in stems.save(tempfile.mkdtemp(), format="wav").values())
         ['a.wav']
         """
-        out_dir = Path(out_dir)
-        if format not in SAVE_SUBTYPES:
+        out_dir = as_path(out_dir, what="out_dir")
+        if not isinstance(prefix, str):
+            raise ParameterError(f"Invalid prefix: {prefix!r}; give a str.")
+        if not isinstance(format, str) or format not in SAVE_SUBTYPES:
             raise ParameterError(
                 f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}."
             )

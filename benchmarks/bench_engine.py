@@ -164,6 +164,18 @@ def cache_hit(workdir: Path) -> dict:
     return {"first_s": first, "hit_s": min(timings), "hit_s_max": max(timings)}
 
 
+def hit_lines(hit: dict) -> list[str]:
+    return [
+        "## Cache hit: 5-minute track",
+        "",
+        f"First separation (tiny model): {hit['first_s']:.1f} s; re-running `separate` on the "
+        f"cached result: best {1000 * hit['hit_s']:.1f} ms, worst {1000 * hit['hit_s_max']:.1f} ms "
+        "of 5 (target < 200 ms). A hit still reads the 53 MB input once, copying it into a "
+        "private snapshot while hashing it (the key is what would be decoded); the stems come "
+        "back memory-mapped, not copied.",
+    ]
+
+
 def report(tp: dict, rss: list[dict], hit: dict) -> str:
     lines = [
         "# Benchmarks",
@@ -213,15 +225,7 @@ def report(tp: dict, rss: list[dict], hit: dict) -> str:
             f"bandscope-nb's peak grows {100 * growth:+.0f} % from the shortest to the "
             "longest track (target: within 20 %).",
         ]
-    lines += [
-        "",
-        "## Cache hit: 5-minute track",
-        "",
-        f"First separation (tiny model): {hit['first_s']:.1f} s; re-running `separate` on the "
-        f"cached result: best {1000 * hit['hit_s']:.1f} ms, worst {1000 * hit['hit_s_max']:.1f} ms "
-        "of 5 (target < 200 ms; memory-mapped, not copied).",
-        "",
-    ]
+    lines += ["", *hit_lines(hit), ""]
     return "\n".join(lines)
 
 
@@ -229,7 +233,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="write the Markdown report here")
     parser.add_argument("--quick", action="store_true", help="short inputs, for a smoke run")
+    parser.add_argument(
+        "--cache-hit-only", action="store_true", help="rewrite only the cache-hit section"
+    )
     args = parser.parse_args()
+    if args.cache_hit_only:
+        from bench_sections import publish
+
+        with tempfile.TemporaryDirectory() as tmp:
+            publish(hit_lines(cache_hit(Path(tmp))), args.write)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tp = throughput(5.0 if args.quick else None)
         print(tp, flush=True)

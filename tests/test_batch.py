@@ -153,6 +153,7 @@ def test_killed_worker_tasks_are_retried(model, tmp_path, client):
     assert pid not in client.run(os.getpid).values()  # the worker really died and was replaced
     for i in range(6):
         assert sorted(p.name for p in (tmp_path / "out" / f"s{i}").iterdir()) == [
+            ".bandscope.json",
             "bass.flac",
             "drums.flac",
             "other.flac",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -308,3 +309,34 @@ def test_a_cache_written_before_the_marker_existed_is_adopted(tmp_path, wav, ht_
     (root / "v1" / "notes.txt").write_text("mine")  # anything else: not adopted
     with pytest.raises(CacheError, match="not a bandscope cache"):
         ResultCache(root).info()
+
+
+@pytest.mark.parametrize("link", ["tmp", "v1", "locks"])
+def test_symlinked_cache_folders_are_refused_and_nothing_is_deleted(tmp_path, wav, ht_model, link):
+    root = tmp_path / "c"
+    Separator(ht_model, device="cpu", cache=root, progress=False).separate(wav)
+    victim = tmp_path / "victim"
+    key = "ab" + "0" * 38
+    for rel in ("stage-final/thesis.txt", f"ab/{key}/meta.json", f"{key}.lock"):
+        (victim / rel).parent.mkdir(parents=True, exist_ok=True)
+        (victim / rel).write_text("mine")
+    shutil.rmtree(root / link)
+    (root / link).symlink_to(victim)
+    before = files_under(victim)
+    with pytest.raises(CacheError, match="symlinks"):
+        ResultCache(root).clear()
+    assert files_under(victim) == before
+
+
+def test_an_empty_tmp_folder_alone_is_not_adopted(tmp_path):
+    folder = tmp_path / "mine"
+    (folder / "tmp").mkdir(parents=True)
+    with pytest.raises(CacheError, match="not a bandscope cache"):
+        ResultCache(folder).info()
+    assert not (folder / MARKER).exists()
+
+
+@pytest.mark.parametrize("root", [123, "/tmp/\x00x", b"/tmp/x"])
+def test_cache_roots_of_the_wrong_kind_are_parameter_errors(root):
+    with pytest.raises(ParameterError, match="cache"):
+        ResultCache(root)

@@ -49,7 +49,10 @@ def test_separate_writes_stems_and_exits_0(model, inputs, tmp_path, capsys):
     assert code == 0
     for track in ("one", "two"):
         files = sorted(p.name for p in (out / track).iterdir())
-        assert files == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+        assert files == [".bandscope.json", "bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+        provenance = json.loads((out / track / ".bandscope.json").read_text())
+        assert provenance["input"].endswith(("one.wav", "two.flac"))
+        assert provenance["input_digest"].startswith("file:") and provenance["cache_key"]
         data, rate = sf.read(out / track / "vocals.wav")
         assert rate == RATE and data.shape == (RATE, 2)
     assert "2 separated, 0 from the cache, 0 skipped (outputs exist), 0 failed, of 2 file(s)" in (
@@ -405,3 +408,65 @@ def test_report_usage_errors(args, match, tmp_path, capsys, monkeypatch):
     assert run("report", "--model", "classical", "--device", "cpu", *args) == 2
     assert match in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_symlinked_input_folder_inside_the_output_is_refused(model, inputs, tmp_path, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "drums.flac").write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "one").symlink_to(victim)
+    assert run(*separate(model, out, inputs / "one.wav")) == 1
+    assert "is a symlink or leads outside" in capsys.readouterr().err
+    assert sorted(p.name for p in victim.iterdir()) == ["drums.flac"]
+    assert (victim / "drums.flac").read_text() == "precious"
+
+
+def test_outputs_of_another_file_with_the_same_name_are_not_taken_as_done(model, tmp_path, capsys):
+    for seed, folder in enumerate("ab"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "song.wav", noise(0.5, seed=seed).T, RATE)
+    out = tmp_path / "out"
+    assert run(*separate(model, out, tmp_path / "b" / "song.wav")) == 0
+    before = (out / "song" / "vocals.flac").read_bytes()
+    capsys.readouterr()
+    assert run(*separate(model, out, tmp_path / "a" / "song.wav")) == 1
+    captured = capsys.readouterr()
+    assert "holds stems made from other audio" in captured.err
+    assert "0 skipped" in captured.out and "1 failed" in captured.out
+    assert (out / "song" / "vocals.flac").read_bytes() == before
+    assert run(*separate(model, out, tmp_path / "b" / "song.wav")) == 0  # its own: skipped
+    assert "1 skipped" in capsys.readouterr().out
+    assert run(*separate(model, out, tmp_path / "a" / "song.wav", extra=["--force"])) == 0
+    assert (out / "song" / "vocals.flac").read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--sha256", ""), ("--sha256", "xyz"), ("--model", "x" * 300)],
+)
+def test_odd_checksums_and_names_fail_typed(args, model, inputs, tmp_path, capsys):
+    argv = ["separate", "--device", "cpu", "-o", tmp_path / "o", "--model", model, *args]
+    assert run(*argv, "--", inputs / "one.wav") in (1, 2)
+    err = capsys.readouterr().err
+    assert err.startswith("bandscope: error:") and "Traceback" not in err
+
+
+def test_report_never_replaces_the_notebook_it_runs_or_a_users_notebook(tmp_path, capsys):
+    import shutil
+
+    from bandscope_nb.report import NOTEBOOK
+
+    nb = tmp_path / "rep.ipynb"
+    shutil.copy(NOTEBOOK, nb)
+    before = nb.read_bytes()
+    args = ("report", "--model", "classical", "--device", "cpu", "--notebook", nb)
+    assert run(*args, "-o", tmp_path / "rep.html") == 2
+    assert "would overwrite the report notebook" in capsys.readouterr().err
+    (tmp_path / "mine.ipynb").write_text('{"cells": [], "metadata": {}}')
+    assert run(*args, "-o", tmp_path / "mine.html") == 2
+    assert "is not a report written by bandscope" in capsys.readouterr().err
+    assert nb.read_bytes() == before
+    (tmp_path / "in.wav").write_text("a file")
+    assert run(*args, "-o", tmp_path / "in.wav" / "x.html") == 2

@@ -83,6 +83,11 @@ def test_th_named_after_its_own_hash_is_refused_without_unpickling(tmp_path):
         load_th(named)
     with pytest.raises(ModelIntegrityError, match="safetensors"):
         load_th(named, sha256=sha256_file(named)[:16])  # a prefix checks, it does not vouch
+    full = named.rename(tmp_path / f"evil-{sha256_file(named)}.th")  # the whole digest
+    with pytest.raises(ModelIntegrityError, match="can only be loaded by a full unpickle"):
+        load_th(full)
+    with pytest.raises(ModelIntegrityError, match="8 to 64 hex"):
+        load_th(full, sha256="")  # an empty checksum vouches for nothing
     assert not marker.exists()
 
 
@@ -220,8 +225,9 @@ def test_th_with_caller_sha256(tmp_path):
     assert load_th(renamed, sha256=digest).sources == ["drums", "bass", "other", "vocals"]
     with pytest.raises(ModelIntegrityError, match="does not match"):
         load_th(renamed, sha256="0" * 64)
-    with pytest.raises(ModelIntegrityError, match="8 hex"):
-        load_th(renamed, sha256="abc")
+    for bad in ("abc", "", "g" * 64, "0" * 65):
+        with pytest.raises(ModelIntegrityError, match="8 to 64 hex"):
+            load_th(renamed, sha256=bad)
 
 
 def test_th_flipped_byte_is_detected(tmp_path):
@@ -351,7 +357,7 @@ def test_the_restricted_unpickler_may_name_model_classes_but_not_call_them(tmp_p
     [
         ({"kwargs": {"samplerate": "fast"}}, "samplerate='fast'"),
         ({"kwargs": {"segment": "long"}}, "segment='long'"),
-        ({"kwargs": {"segment": Fraction(10**400, 3)}}, "out of range"),
+        ({"kwargs": {"segment": Fraction(10**400, 3)}}, "refused"),  # by the unpickler
         ({"args": [["a", "b"], 2, 48]}, "at most the sources"),
     ],
 )
@@ -366,3 +372,58 @@ def test_odd_init_arguments_in_a_th_are_typed_errors(tmp_path, change, match):
     torch.save(package, path)
     with pytest.raises(ModelIntegrityError, match=match):
         load_th(path)
+
+
+class _FractionArgs:
+    """Pickles as a call of ``Fraction`` with the given arguments."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return (Fraction, self.args)
+
+
+@pytest.mark.parametrize("args", [("1e999999999",), ("1" * 5000,), (10**100, 3), (True,)])
+def test_fraction_bombs_are_refused_at_once(tmp_path, args):
+    """``Fraction`` is allowed while unpickling, but only from small ints or a plain "p/q"."""
+    path = tmp_path / "bomb.th"
+    package = {"klass": None, "args": [], "kwargs": {"segment": _FractionArgs(*args)}}
+    path.write_bytes(pickle.dumps({**package, "state": {}}))
+    start = time.monotonic()
+    with pytest.raises(ModelIntegrityError, match="refused"):
+        load_th(path)
+    assert time.monotonic() - start < 5
+
+
+def test_htdemucs_segment_and_wiener_iterations_are_bounded(tmp_path):
+    """A tiny file must not ask for a forward pass of minutes or gigabytes."""
+    long = save_safetensors(tiny_htdemucs(segment=600), tmp_path / "long.safetensors")
+    with pytest.raises(ModelIntegrityError, match=r"segment=600 s is out of range \(0, 15\]"):
+        load_safetensors(long)
+    path = hostile_safetensors(tmp_path, wiener_iters=10_000_000)
+    with pytest.raises(ModelIntegrityError, match="wiener_iters"):
+        load_safetensors(path)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"args": "[" * 50000, "kwargs": "{}"}, "not JSON"),
+        ({"args": "[[" + "1" * 5000 + "]]", "kwargs": "{}"}, "not JSON"),
+        ({"args": "[]", "kwargs": "{}", "structure": "[" * 50000}, "not JSON"),
+    ],
+)
+def test_deep_or_huge_json_metadata_is_a_typed_error(tmp_path, metadata, match):
+    path = write_safetensors(
+        tmp_path / "deep.safetensors", {"klass": "demucs.hdemucs.HDemucs", **metadata}
+    )
+    with pytest.raises(ModelIntegrityError, match=match):
+        load_safetensors(path)
+
+
+def test_vouched_bytes_that_are_no_torch_file_are_a_typed_error(tmp_path):
+    path = tmp_path / "junk.th"
+    path.write_bytes(b"\x80\x04junk" * 100)
+    with pytest.raises(ModelIntegrityError, match="not a readable torch file"):
+        load_th(path, sha256=sha256_file(path))

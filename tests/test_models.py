@@ -291,3 +291,24 @@ class _Net(torch.nn.Module):
 def test_modules_with_unsafe_attributes_are_refused(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         load_model(_Net(**kwargs))
+
+
+def test_deeply_nested_bag_yaml_is_a_typed_error(local_repo):
+    (local_repo / "mybag.yaml").write_text("models: " + "[" * 20000 + "]" * 20000 + "\n")
+    with pytest.raises(ModelIntegrityError, match=r"not a valid bag YAML|too large"):
+        load_model("mybag", repo=local_repo)
+
+
+@pytest.mark.parametrize("model", [None, 123, b"htdemucs", "x" * 300, "a\x00b"])
+def test_model_arguments_of_the_wrong_kind_are_parameter_errors(model):
+    with pytest.raises((ParameterError, ModelUnavailableError)):
+        load_model(model)
+
+
+def test_repo_and_folder_models_reload_when_their_weights_are_rewritten(tmp_path):
+    repo = tmp_path / "repo"
+    save_safetensors(tiny_hdemucs(seed=1), repo / "w.safetensors")
+    by_name, by_folder = load_model("w", repo=repo), load_model(repo)
+    save_safetensors(tiny_hdemucs(seed=2), repo / "w.safetensors")
+    assert load_model("w", repo=repo).identity != by_name.identity
+    assert load_model(repo).identity != by_folder.identity
