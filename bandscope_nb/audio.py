@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, ParameterError
-from .files import atomic_path
+from .files import atomic_path, release_pages
 from .names import as_path
 
 __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Audio", "as_audio", "load_audio", "save_audio"]
@@ -331,8 +331,6 @@ def save_audio(
     >>> out.name
     'x.wav'
     """
-    from .streams import release_pages
-
     if not isinstance(format, str) or format not in SAVE_SUBTYPES:
         raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")
     path = as_path(path, what="path")

@@ -109,44 +109,57 @@ def _default_root() -> Path:
 _ENTRY_FILES = {"stems.f32", "meta.json", "meta.json.part", "input.f32"}
 
 
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def _only(folder: Path, files: set[str]) -> bool:
-    return all(p.is_file() and not p.is_symlink() and p.name in files for p in folder.iterdir())
+    """A real folder holding nothing but real files named in ``files``."""
+    return _real_dir(folder) and all(
+        p.is_file() and not p.is_symlink() and p.name in files for p in folder.iterdir()
+    )
+
+
+def _earlier_entries(v1: Path) -> bool:
+    """``v1/<2 hex>/<key>/`` folders holding only entry files."""
+    return _real_dir(v1) and all(
+        re.fullmatch(r"[0-9a-f]{2}", shard.name)
+        and _real_dir(shard)
+        and all(
+            _KEY.fullmatch(entry.name)
+            and entry.name[:2] == shard.name
+            and _only(entry, _ENTRY_FILES)
+            for entry in shard.iterdir()
+        )
+        for shard in v1.iterdir()
+    )
+
+
+def _earlier_staging(tmp: Path) -> bool:
+    """``tmp/tmp*/`` folders (``mkdtemp``'s names) holding only entry files."""
+    return _real_dir(tmp) and all(
+        stage.name.startswith("tmp") and _only(stage, _ENTRY_FILES) for stage in tmp.iterdir()
+    )
+
+
+def _earlier_locks(locks: Path) -> bool:
+    """``locks/<key>.lock`` files only."""
+    return _only(locks, {p.name for p in locks.iterdir() if _KEY.fullmatch(p.stem)}) and all(
+        p.suffix == ".lock" for p in locks.iterdir()
+    )
+
+
+_EARLIER = {"v1": _earlier_entries, "tmp": _earlier_staging, "locks": _earlier_locks}
 
 
 def _earlier_cache(root: Path) -> bool:
     """Whether ``root`` holds exactly the layout that bandscope-nb 0.1.0 wrote before it had a
-    marker, and nothing else: ``v1/<2 hex>/<key>/`` entries, ``tmp/tmp*`` staging folders and
-    ``locks/<key>.lock`` files, each holding only the files the cache writes. Such a folder is
-    adopted (marked); one with any other file or folder, or without ``v1/``, is not."""
-    if not (root / "v1").is_dir() or any(p.is_symlink() for p in root.iterdir()):
-        return False
-    for child in root.iterdir():
-        if child.name == "v1" and child.is_dir():
-            for shard in child.iterdir():
-                if shard.is_symlink() or not (
-                    shard.is_dir() and re.fullmatch(r"[0-9a-f]{2}", shard.name)
-                ):
-                    return False
-                for entry in shard.iterdir():
-                    named = _KEY.fullmatch(entry.name) and entry.name[:2] == shard.name
-                    real = entry.is_dir() and not entry.is_symlink()
-                    if not (named and real and _only(entry, _ENTRY_FILES)):
-                        return False
-        elif child.name == "tmp" and child.is_dir():
-            for stage in child.iterdir():
-                if not (
-                    stage.is_dir() and stage.name.startswith("tmp") and _only(stage, _ENTRY_FILES)
-                ):
-                    return False
-        elif child.name == "locks" and child.is_dir():
-            names = {p.name for p in child.iterdir() if p.is_file()}
-            if len(names) != len(list(child.iterdir())) or not all(
-                n.endswith(".lock") and _KEY.fullmatch(n[:-5]) for n in names
-            ):
-                return False
-        else:
-            return False
-    return True
+    marker, and nothing else (checked by the ``_earlier_*`` helpers). Such a folder is adopted
+    (marked); one with any other file or folder, a symlink, or no ``v1/`` is not."""
+    children = list(root.iterdir())
+    return (root / "v1").is_dir() and all(
+        child.name in _EARLIER and _EARLIER[child.name](child) for child in children
+    )
 
 
 class ResultCache:

@@ -1,7 +1,8 @@
-"""Atomic file writes: write to a temporary name beside the target, then rename into place.
+"""File helpers: atomic writes, and releasing the pages of memory-mapped files once read.
 
-A reader never sees a half-written file, and a failed write leaves nothing behind. Files get the
-usual permissions (``0o666`` less the process umask), not ``mkstemp``'s private ``0o600``.
+Atomic writes go to a temporary name beside the target, then are renamed into place: a reader
+never sees a half-written file, and a failed write leaves nothing behind. Files get the usual
+permissions (``0o666`` less the process umask), not ``mkstemp``'s private ``0o600``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write"]
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_write", "release_pages"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -59,3 +62,25 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def release_pages(row: np.ndarray) -> None:
+    """Drop the resident pages behind a contiguous view of a memory map from this process.
+
+    They stay in the kernel's page cache and are read back on the next access, so nothing
+    changes but the process' resident memory: reading a long cached result from start to end
+    (to save it) would otherwise keep every page of it resident. Arrays that are not memory
+    maps are left alone.
+    """
+    import mmap
+
+    mm = getattr(row, "_mmap", None)
+    if mm is None or row.size == 0 or not row.flags.c_contiguous:
+        return
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    start = row.ctypes.data - base
+    first = start - start % mmap.PAGESIZE
+    # whole pages only: a partly covered last page stays (its other part is not read yet)
+    end = (start + row.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > first:
+        mm.madvise(mmap.MADV_DONTNEED, first, end - first)

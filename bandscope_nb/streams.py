@@ -158,28 +158,6 @@ class StemWriter:
             self._file.close()
 
 
-def release_pages(row: np.ndarray) -> None:
-    """Drop the resident pages behind a contiguous view of a memory map from this process.
-
-    They stay in the kernel's page cache and are read back on the next access, so nothing
-    changes but the process' resident memory: reading a long cached result from start to end
-    (to save it) would otherwise keep every page of it resident. Arrays that are not memory
-    maps are left alone.
-    """
-    import mmap
-
-    mm = getattr(row, "_mmap", None)
-    if mm is None or row.size == 0 or not row.flags.c_contiguous:
-        return
-    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    start = row.ctypes.data - base
-    first = start - start % mmap.PAGESIZE
-    # whole pages only: a partly covered last page stays (its other part is not read yet)
-    end = (start + row.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
-    if end > first:
-        mm.madvise(mmap.MADV_DONTNEED, first, end - first)
-
-
 def open_stems(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     """Open a finished stems file as a read-only memory map of ``shape``."""
     return np.memmap(path, dtype=_F32, mode="r", shape=shape)
