@@ -204,7 +204,10 @@ def separate_one(
         stems = sep.separate(path)
         if target is not None:
             written = stems.save(target, format=format, overwrite=True)
-            provenance = {"input": str(path), **{k: stems.info[k] for k in _PROVENANCE}}
+            provenance = {
+                "input": str(Path(path).resolve()),
+                **{k: stems.info[k] for k in _PROVENANCE},
+            }
             atomic_write(target / PROVENANCE, json.dumps(provenance, indent=1).encode())
             record["outputs"] = [str(p) for p in written.values()]
         record["status"] = "cached" if stems.info["cached"] else "done"
