@@ -16,8 +16,9 @@ marked root only entry folders named by a key, ``tmp/stage-*`` folders and
 ``locks/<key>.lock`` files.
 
 An entry is visible only after an atomic directory rename, so a crash or interrupt leaves at most
-a stray folder in ``tmp/`` that is never read. Reads check size and a sampled digest (a corrupt
-entry warns and is recomputed); :meth:`ResultCache.verify` checks every byte. Least recently used
+a stray folder in ``tmp/`` that is never read. The first read of an entry in a process checks
+its full digest, later reads its size and a sampled digest (a corrupt entry warns and is
+recomputed); :meth:`ResultCache.verify` checks every byte of every entry. Least recently used
 entries are evicted beyond ``max_bytes``.
 """
 
@@ -53,6 +54,18 @@ _STAGE_PREFIX = "stage-"
 _PAGE = 4096
 _SAMPLED_PAGES = 64
 _STALE_SECONDS = 24 * 3600
+#: Entries whose every byte this process has checked (or written), by :func:`_stamp`: the first
+#: read of an entry in a process checks its full digest, later reads its size and sampled pages.
+_VERIFIED: set[tuple] = set()
+
+
+def _stamp(folder: Path) -> tuple | None:
+    """What changes when an entry's data file is rewritten or replaced."""
+    try:
+        st = (folder / "stems.f32").stat()
+    except OSError:
+        return None
+    return (str(folder), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def cache_key(**parts) -> str:
@@ -259,13 +272,15 @@ class ResultCache:
         meta_file = folder / "meta.json"
         if not meta_file.is_file():
             return None
-        problem = self._check(folder, full=False)
+        stamp = _stamp(folder)
+        problem = self._check(folder, full=stamp not in _VERIFIED)
         if problem:
             warnings.warn(
                 f"Cache entry {folder} is corrupt ({problem}); recomputing.", stacklevel=2
             )
             shutil.rmtree(folder, ignore_errors=True)
             return None
+        _VERIFIED.add(stamp)
         try:
             os.utime(meta_file)  # least-recently-used order
         except OSError:
@@ -346,6 +361,7 @@ class ResultCache:
         except OSError:
             if self.get(key) is None:  # not a twin written meanwhile: a real failure
                 raise
+        _VERIFIED.add(_stamp(target))  # its digest was just computed from these bytes
         self.evict(keep=key)
         return CacheEntry(target, json.loads((target / "meta.json").read_text()))
 

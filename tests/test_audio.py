@@ -103,3 +103,18 @@ def test_flac_clipping_is_reported(tmp_path):
         bn.save_audio(
             np.array([[0.5, 1.5, -2.0, 3.0]], np.float32), RATE, tmp_path / "x.flac", format="flac"
         )
+
+
+@pytest.mark.parametrize(
+    ("samples", "rate", "match"),
+    [
+        (np.zeros((1000, 2)), 44100, "looks like \\(frames, channels\\)"),
+        (np.zeros((2, 1000)), 3, "sample rate 3"),
+        (np.zeros((2, 1000)), "fast", "sample rate must be a number"),
+        (np.full((2, 10), 3e38, np.float32), 44100, "magnitude"),
+        (np.full((2, 10), np.nan), 44100, "NaN"),
+    ],
+)
+def test_audio_objects_validate_themselves(samples, rate, match):
+    with pytest.raises(bn.AudioError, match=match):
+        bn.Audio(samples, rate)

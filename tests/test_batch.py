@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from helpers import RATE, noise, tiny_htdemucs
 
 import bandscope_nb as bn
@@ -159,3 +160,27 @@ def test_killed_worker_tasks_are_retried(model, tmp_path, client):
             "other.flac",
             "vocals.flac",
         ]
+
+
+class _FailsOnLoudInput(torch.nn.Module):
+    """A real model that raises a plain ValueError (no BandscopeError) for loud input."""
+
+    def __init__(self):
+        super().__init__()
+        self.sources, self.samplerate, self.audio_channels, self.segment = ["a"], RATE, 2, 1
+
+    def forward(self, x):
+        if x.abs().max() > 0.5:
+            raise ValueError("too loud for this model")
+        return x[:, None]
+
+
+def test_any_exception_fails_only_its_own_file(tmp_path):
+    quiet, loud = tmp_path / "quiet.wav", tmp_path / "loud.wav"
+    sf.write(quiet, noise(0.5).T, RATE)
+    sf.write(loud, (8 * noise(0.5)).T, RATE)
+    result = batch.separate_many(
+        [loud, quiet], model=_FailsOnLoudInput(), device="cpu", cache=False, progress=False
+    )
+    assert [r["status"] for r in result.records] == ["failed", "done"]
+    assert result.records[0]["error"] == "ValueError: too loud for this model"

@@ -340,3 +340,29 @@ def test_an_empty_tmp_folder_alone_is_not_adopted(tmp_path):
 def test_cache_roots_of_the_wrong_kind_are_parameter_errors(root):
     with pytest.raises(ParameterError, match="cache"):
         ResultCache(root)
+
+
+def test_damage_outside_the_sampled_pages_is_found_on_the_next_read(wav, ht_model):
+    sep = Separator(ht_model, device="cpu", progress=False)
+    good = np.array(sep.separate(wav).data)
+    (folder,) = entry_dirs(sep.cache)
+    data = folder / "stems.f32"
+    offset = data.stat().st_size // 2 + 123  # between two of the sampled pages
+    with open(data, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert sep.cache._check(folder, full=False) is None  # the sampled check alone misses it
+    with pytest.warns(UserWarning, match="digest mismatch"):
+        again = sep.separate(wav)
+    assert not again.info["cached"]
+    np.testing.assert_array_equal(again.data, good)
+
+
+def test_info_counts_staging_bytes(tmp_path, wav, ht_model):
+    root = tmp_path / "c"
+    Separator(ht_model, device="cpu", cache=root, progress=False).separate(wav)
+    (root / "tmp" / "stage-abandoned").mkdir()
+    (root / "tmp" / "stage-abandoned" / "stems.f32").write_bytes(b"\0" * 1000)
+    assert ResultCache(root).info()["staging_bytes"] == 1000
