@@ -9,6 +9,7 @@ from . import classical, demo, masks, metrics, report
 from .audio import Audio, load_audio, save_audio
 from .batch import BatchResult, separate_many
 from .cache import ResultCache
+from .config import SeparationConfig
 from .devices import resolve_device
 from .errors import (
     AudioError,
@@ -50,6 +51,7 @@ __all__ = [
     "ParameterError",
     "ReportError",
     "ResultCache",
+    "SeparationConfig",
     "SeparationError",
     "Separator",
     "Stems",

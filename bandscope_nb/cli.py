@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .config import DEFAULTS
 from .errors import BandscopeError, DeviceError, ParameterError
 
 __all__ = ["main"]
@@ -177,9 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     sep.add_argument(
         "--sha256", help="full sha256 of a single weights file (vouches for a .th file)"
     )
-    sep.add_argument("--segment", type=float)
-    sep.add_argument("--overlap", type=float, default=0.25)
-    sep.add_argument("--shifts", type=int, default=0)
+    sep.add_argument("--segment", type=float, default=DEFAULTS.segment)
+    sep.add_argument("--overlap", type=float, default=DEFAULTS.overlap)
+    sep.add_argument("--shifts", type=int, default=DEFAULTS.shifts)
     sep.add_argument("--format", choices=["wav", "flac"], default="flac")
     sep.add_argument("--force", action="store_true", help="overwrite existing outputs")
     sep.add_argument("--no-cache", action="store_true", help="do not use the result cache")
@@ -199,8 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("input", nargs="?", metavar="IN", help="audio file (default: demo song)")
     report.add_argument("-o", "--out", default="build/report/report.html", metavar="HTML")
     model_options(report, "auto")
-    report.add_argument("--segment", type=float)
-    report.add_argument("--overlap", type=float, default=0.25)
+    report.add_argument("--segment", type=float, default=DEFAULTS.segment)
+    report.add_argument("--overlap", type=float, default=DEFAULTS.overlap)
     report.add_argument(
         "--references", metavar="DIR", help='folder of true stems (drums.wav, ...) or "demo"'
     )

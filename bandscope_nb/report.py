@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import DEFAULTS
 from .errors import ParameterError, ReportError
 from .files import atomic_write
 from .modelfiles import sha256_file
@@ -261,8 +262,8 @@ def run_report(
     output: str | os.PathLike = "build/report/report.html",
     model: str = "auto",
     device: str = "auto",
-    segment: float | None = None,
-    overlap: float = 0.25,
+    segment: float | None = DEFAULTS.segment,
+    overlap: float = DEFAULTS.overlap,
     references: str | os.PathLike | None = None,
     notebook: str | os.PathLike | None = None,
     timeout: int = 1800,

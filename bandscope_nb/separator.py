@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import hashlib
 import io
-import math
 import os
 import re
 import tempfile
@@ -20,6 +19,7 @@ import numpy as np
 
 from .audio import Audio, as_audio, check_samples, iter_blocks, open_checked, resample
 from .cache import ResultCache, cache_key
+from .config import DEFAULTS, SeparationConfig
 from .devices import default_batch_size, resolve_device
 from .errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
 from .models import LoadedModel, load_model, offline_reason
@@ -37,9 +37,6 @@ from .streams import (
 
 __all__ = ["Separator"]
 
-MAX_SEGMENT = 600.0  # seconds; HTDemucs allows far less (its training length)
-MAX_SHIFTS = 100
-MAX_BATCH_SIZE = 1024
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 
 
@@ -149,59 +146,6 @@ def _input(audio, sample_rate) -> Iterator[_Input]:
         yield _array_input(as_audio(audio, sample_rate))
 
 
-def _real(name: str, value: Any) -> float:
-    """``value`` as a finite float, or a :class:`ParameterError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ParameterError(f"Invalid {name}: {value!r}; give a number.")
-    if not math.isfinite(value):
-        raise ParameterError(f"Invalid {name}: {value!r}; give a finite number.")
-    return float(value)
-
-
-def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(f"Invalid {name}: {value!r}; give an int.")
-    if value < low or (high is not None and value > high):
-        bound = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise ParameterError(f"Invalid {name}: {value!r}; give an int {bound}.")
-    return int(value)
-
-
-def check_options(
-    *, segment=None, overlap=0.25, shifts=0, seed=0, batch_size=None
-) -> dict[str, Any]:
-    """Validate separation options (types and ranges); return them normalised.
-
-    Raises
-    ------
-    ParameterError
-        Naming the option and the value.
-
-    Examples
-    --------
-    >>> check_options(segment=7, overlap=0.5)["segment"]
-    7.0
-    """
-    if segment is not None:
-        segment = _real("segment", segment)
-        if not 0 < segment <= MAX_SEGMENT:
-            raise ParameterError(
-                f"Invalid segment: {segment!r}; give seconds in (0, {MAX_SEGMENT:g}] or None."
-            )
-    overlap = _real("overlap", overlap)
-    if not 0 <= overlap < 1:
-        raise ParameterError(f"Invalid overlap: {overlap!r}; it must be in [0, 1).")
-    return {
-        "segment": segment,
-        "overlap": overlap,
-        "shifts": _integer("shifts", shifts, 0, MAX_SHIFTS),
-        "seed": _integer("seed", seed, -(2**63), 2**63 - 1),
-        "batch_size": None
-        if batch_size is None
-        else _integer("batch_size", batch_size, 1, MAX_BATCH_SIZE),
-    }
-
-
 def _cache(cache) -> ResultCache | None:
     if cache is True:
         return ResultCache()
@@ -260,16 +204,16 @@ class Separator:
         *,
         device: str = "auto",
         repo: str | os.PathLike | None = None,
-        segment: float | None = None,
-        overlap: float = 0.25,
-        shifts: int = 0,
-        seed: int = 0,
-        batch_size: int | None = None,
+        segment: float | None = DEFAULTS.segment,
+        overlap: float = DEFAULTS.overlap,
+        shifts: int = DEFAULTS.shifts,
+        seed: int = DEFAULTS.seed,
+        batch_size: int | None = DEFAULTS.batch_size,
         cache: bool | str | os.PathLike | ResultCache = True,
         sha256: str | None = None,
         progress: bool = True,
     ):
-        options = check_options(
+        config = SeparationConfig(
             segment=segment, overlap=overlap, shifts=shifts, seed=seed, batch_size=batch_size
         )
         if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "forward"):
@@ -287,9 +231,10 @@ class Separator:
             )
         self.device = resolve_device(device)
         self.model_spec, self.repo, self.sha256 = model, repo, sha256
-        self.segment, self.overlap = options["segment"], options["overlap"]
-        self.shifts, self.seed = options["shifts"], options["seed"]
-        self.batch_size = options["batch_size"] or default_batch_size(self.device)
+        self.config = config
+        self.segment, self.overlap = config.segment, config.overlap
+        self.shifts, self.seed = config.shifts, config.seed
+        self.batch_size = config.batch_size or default_batch_size(self.device)
         self.progress = bool(progress)
         self.cache = _cache(cache)
         self._model: LoadedModel | None = None

@@ -1,0 +1,106 @@
+"""Separation options: one frozen, validated record, whose defaults are the only ones.
+
+:class:`Separator`, :func:`separate_many`, the ``bandscope`` command and :func:`run_report` all
+take their defaults from :data:`DEFAULTS`, so they cannot drift apart (a test checks it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ParameterError
+from .modelfiles import MAX_SEGMENT
+
+__all__ = ["DEFAULTS", "MAX_BATCH_SIZE", "MAX_SHIFTS", "SeparationConfig"]
+
+MAX_SHIFTS = 100
+MAX_BATCH_SIZE = 1024
+
+
+def _real(name: str, value: Any) -> float:
+    """``value`` as a finite float, or a :class:`ParameterError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"Invalid {name}: {value!r}; give a number.")
+    if not math.isfinite(value):
+        raise ParameterError(f"Invalid {name}: {value!r}; give a finite number.")
+    return float(value)
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"Invalid {name}: {value!r}; give an int.")
+    if not low <= value <= high:
+        raise ParameterError(f"Invalid {name}: {value!r}; give an int in {low}..{high}.")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class SeparationConfig:
+    """The options that change how a model is run, checked and normalised on creation.
+
+    Parameters
+    ----------
+    segment : float or None
+        Seconds per chunk, in ``(0, MAX_SEGMENT]``; None: the model's own.
+    overlap : float
+        Fraction of each chunk shared with the next, in ``[0, 1)``.
+    shifts : int
+        Random time shifts averaged, ``0..MAX_SHIFTS``.
+    seed : int
+        Seed of the shifts.
+    batch_size : int or None
+        Chunks per forward pass, ``1..MAX_BATCH_SIZE``; None: one per device.
+
+    Raises
+    ------
+    ParameterError
+        Naming the option and the value.
+
+    Examples
+    --------
+    >>> SeparationConfig(segment=7, overlap=0.5).segment
+    7.0
+    >>> SeparationConfig(shifts=-1)
+    Traceback (most recent call last):
+    ...
+    bandscope_nb.errors.ParameterError: Invalid shifts: -1; give an int in 0..100.
+    """
+
+    segment: float | None = None
+    overlap: float = 0.25
+    shifts: int = 0
+    seed: int = 0
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        normal = {
+            "overlap": _real("overlap", self.overlap),
+            "shifts": _integer("shifts", self.shifts, 0, MAX_SHIFTS),
+            "seed": _integer("seed", self.seed, -(2**63), 2**63 - 1),
+        }
+        if self.segment is not None:
+            normal["segment"] = _real("segment", self.segment)
+            if not 0 < normal["segment"] <= MAX_SEGMENT:
+                raise ParameterError(
+                    f"Invalid segment: {self.segment!r}; give seconds in (0, {MAX_SEGMENT:g}] "
+                    "or None."
+                )
+        if not 0 <= normal["overlap"] < 1:
+            raise ParameterError(f"Invalid overlap: {self.overlap!r}; it must be in [0, 1).")
+        if self.batch_size is not None:
+            normal["batch_size"] = _integer("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as a plain dict (for provenance and reports)."""
+        return dataclasses.asdict(self)
+
+
+#: The defaults of every entry point.
+DEFAULTS = SeparationConfig()
