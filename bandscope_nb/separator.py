@@ -172,20 +172,17 @@ class Separator:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; checked here.
     repo : str or os.PathLike or None
         Local folder of demucs models to look ``model`` up in.
-    segment : float or None
-        Seconds per chunk; default the model's own. HTDemucs cannot go above its training length.
-    overlap : float
-        Fraction of each chunk shared with the next, in ``[0, 1)``.
-    shifts : int
-        Random time shifts averaged (0 = none); drawn from ``seed`` so results repeat.
-    seed : int
-        Seed of the shifts.
-    batch_size : int or None
-        Chunks per forward pass; ``None`` picks one per device (1 on CPU).
+    segment, overlap, shifts, seed, batch_size
+        The run options, checked as a :class:`~bandscope_nb.config.SeparationConfig` (kept as
+        :attr:`config`): seconds per chunk (default the model's own, at most 60 s; HTDemucs
+        cannot go above its training length), the fraction shared by neighbouring chunks in
+        ``[0, 1)``, random time shifts averaged (0 to 100, drawn from ``seed`` so results
+        repeat), and chunks per forward pass (``None`` picks one per device, 1 on CPU).
     cache : bool, str, os.PathLike or ResultCache
         Use the result cache (default location, a given folder, or a given cache); False to skip.
     sha256 : str or None
-        Expected checksum of a single weights file.
+        Expected checksum of a single weights file: 8 to 64 hex digits. Only the full sha256
+        vouches for a ``.th`` file that needs a full unpickle.
     progress : bool
         Show a ``tqdm.auto`` progress bar in seconds of audio.
 
