@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CacheError, ParameterError
+from .files import file_stamp
 from .names import as_path
 from .streams import file_digest, open_stems
 
@@ -54,18 +55,15 @@ _STAGE_PREFIX = "stage-"
 _PAGE = 4096
 _SAMPLED_PAGES = 64
 _STALE_SECONDS = 24 * 3600
-#: Entries whose every byte this process has checked (or written), by :func:`_stamp`: the first
-#: read of an entry in a process checks its full digest, later reads its size and sampled pages.
+#: Entries whose every byte this process has checked (or written), by :func:`_entry_stamp`: the
+#: first read of an entry in a process checks its full digest, later reads its size and sampled
+#: pages.
 _VERIFIED: set[tuple] = set()
 
 
-def _stamp(folder: Path) -> tuple | None:
-    """What changes when an entry's data file is rewritten or replaced."""
-    try:
-        st = (folder / "stems.f32").stat()
-    except OSError:
-        return None
-    return (str(folder), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _entry_stamp(folder: Path) -> tuple:
+    """An entry's folder and what changes when its data file is rewritten or replaced."""
+    return (str(folder), file_stamp(folder / "stems.f32"))
 
 
 def cache_key(**parts) -> str:
@@ -272,7 +270,7 @@ class ResultCache:
         meta_file = folder / "meta.json"
         if not meta_file.is_file():
             return None
-        stamp = _stamp(folder)
+        stamp = _entry_stamp(folder)
         problem = self._check(folder, full=stamp not in _VERIFIED)
         if problem:
             warnings.warn(
@@ -361,7 +359,7 @@ class ResultCache:
         except OSError:
             if self.get(key) is None:  # not a twin written meanwhile: a real failure
                 raise
-        _VERIFIED.add(_stamp(target))  # its digest was just computed from these bytes
+        _VERIFIED.add(_entry_stamp(target))  # its digest was just computed from these bytes
         self.evict(keep=key)
         return CacheEntry(target, json.loads((target / "meta.json").read_text()))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write", "release_pages"]
+__all__ = ["atomic_path", "atomic_write", "file_stamp", "release_pages"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -62,6 +62,27 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def file_stamp(path: str | os.PathLike) -> tuple | None:
+    """What changes whenever ``path`` is rewritten or replaced, even with the same size and
+    mtime (its inode and ctime are in it); None when it cannot be read (missing, name too
+    long...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"1")
+    >>> before = file_stamp(p)
+    >>> _ = p.with_name("y").write_bytes(b"2"); os.replace(p.with_name("y"), p)  # same size
+    >>> file_stamp(p) != before, file_stamp(p.parent / "missing")
+    (True, None)
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def release_pages(row: np.ndarray) -> None:

@@ -54,7 +54,9 @@ ALLOWED_CLASSES = frozenset(
     {"demucs.htdemucs.HTDemucs", "demucs.hdemucs.HDemucs", "demucs.demucs.Demucs"}
 )
 _ALLOWED_STRUCTURE_MODULES = ("diffq.",)
-_TH_NAME = re.compile(r"^(?P<sig>[^-]+)-(?P<checksum>[0-9a-f]{8,64})$")
+#: A sha256 or a prefix of it that still checks something: 8 to 64 lower-case hex digits.
+SHA256_FORMAT = re.compile(r"[0-9a-f]{8,64}")
+_TH_NAME = re.compile(rf"^(?P<sig>[^-]+)-(?P<checksum>{SHA256_FORMAT.pattern})$")
 #: Largest weights file read (the biggest published demucs file is ~180 MB).
 MAX_WEIGHTS_BYTES = 2 * 1024**3
 #: Upper bounds of the init arguments that decide a model's size or loop counts.
@@ -223,7 +225,7 @@ def _checksum(where, expected: str) -> str:
     """``expected`` in lower case; a :class:`ModelIntegrityError` naming ``where`` unless it is
     at least 8 hex digits (a sha256 or a prefix of one)."""
     checksum = expected.lower() if isinstance(expected, str) else ""
-    if not 8 <= len(checksum) <= 64 or not re.fullmatch(r"[0-9a-f]+", checksum):
+    if not SHA256_FORMAT.fullmatch(checksum):
         raise ModelIntegrityError(
             f"{where}: checksum {expected!r} must be 8 to 64 hex digits (a sha256 or a prefix)."
         )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelIntegrityError, ModelUnavailableError, ParameterError
+from .files import file_stamp
 from .modelfiles import (
     MAX_SEGMENT,
     check_weights_file,
@@ -195,16 +196,6 @@ def _moved(loaded: LoadedModel, device) -> LoadedModel:
     return dataclasses.replace(loaded, parts=parts)
 
 
-def _stamp(path: Path) -> tuple | None:
-    """What changes whenever ``path`` is rewritten or replaced, even with the same size and
-    mtime (inode and ctime); None when it cannot be read (missing, name too long...)."""
-    try:
-        st = path.stat()
-    except (OSError, ValueError):
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def _cache_key(model: Any, repo: Any, sha256: str | None) -> tuple:
     """The memo key: a file by its stamp; a folder (``repo=`` or a model folder) by the stamps
     of its yaml and weights files, so rewritten weights are never served from memory."""
@@ -212,7 +203,7 @@ def _cache_key(model: Any, repo: Any, sha256: str | None) -> tuple:
         folder = Path(repo).expanduser()
         return ("repo", str(model), str(folder.resolve()), _folder_stamp(folder), sha256)
     path = Path(model).expanduser()
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     if stamp is None:  # not on disk: a pretrained name
         return ("name", str(model), sha256)
     if path.is_dir():
@@ -225,7 +216,9 @@ def _folder_stamp(folder: Path) -> tuple:
         files = sorted(folder.iterdir())
     except OSError:
         return ()
-    return tuple((p.name, _stamp(p)) for p in files if p.suffix in {".yaml", ".th", ".safetensors"})
+    return tuple(
+        (p.name, file_stamp(p)) for p in files if p.suffix in {".yaml", ".th", ".safetensors"}
+    )
 
 
 def _load(model: Any, repo: Any, sha256: str | None) -> LoadedModel:
@@ -243,7 +236,7 @@ def _load(model: Any, repo: Any, sha256: str | None) -> LoadedModel:
                 "bag yaml or weights file in that folder."
             )
         return _from_repo(str(model), Path(repo).expanduser())
-    stamp = _stamp(path)  # None for a name that is no path (even one too long to be one)
+    stamp = file_stamp(path)  # None for a name that is no path (even one too long to be one)
     if stamp is not None and path.is_dir():
         return _from_folder(path)
     if stamp is not None or os.path.lexists(path):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import os
-import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from .cache import ResultCache, cache_key
 from .config import DEFAULTS, SeparationConfig
 from .devices import default_batch_size, resolve_device
 from .errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
+from .modelfiles import SHA256_FORMAT
 from .models import LoadedModel, load_model, offline_reason
 from .names import as_path
 from .stems import Stems
@@ -30,6 +29,7 @@ from .streams import (
     RawSource,
     Source,
     StemWriter,
+    content_digest,
     file_digest,
     open_stems,
     prepare_file,
@@ -82,7 +82,7 @@ def _file_input(path: Path) -> Iterator[_Input]:
         except OSError:  # no space for a copy: hash and keep the bytes in memory
             snapshot.unlink(missing_ok=True)
             blob = path.read_bytes()
-            digest = hashlib.blake2b(blob, digest_size=20).hexdigest()
+            digest = content_digest(blob).hexdigest()
         if blob is None:
             _, info = open_checked(snapshot, name=name)
         else:
@@ -128,8 +128,7 @@ def _decode_in_memory(inp: _Input) -> tuple[np.ndarray, int]:
 
 def _array_input(audio: Audio) -> _Input:
     samples = np.ascontiguousarray(check_samples(audio.samples, audio.sample_rate))
-    h = hashlib.blake2b(digest_size=20)
-    h.update(f"{samples.shape}:{audio.sample_rate}".encode())
+    h = content_digest(f"{samples.shape}:{audio.sample_rate}".encode())
     h.update(memoryview(samples).cast("B"))
     name = str(audio.path) if audio.path else "audio array"
     return _Input(
@@ -220,7 +219,7 @@ class Separator:
         if repo is not None and not as_path(repo, what="repo").is_dir():
             raise ModelUnavailableError(f"Model repo {repo} is not a folder; check repo=.")
         if sha256 is not None and not (
-            isinstance(sha256, str) and re.fullmatch(r"[0-9a-fA-F]{8,64}", sha256)
+            isinstance(sha256, str) and SHA256_FORMAT.fullmatch(sha256.lower())
         ):
             raise ParameterError(
                 f"Invalid sha256: {sha256!r}; give the file's sha256 (64 hex digits) or a "
