@@ -227,6 +227,9 @@ class ResultCache:
         if self.root.exists() and not self.root.is_dir():
             raise CacheError(f"Cache folder {self.root} is a file; set BANDSCOPE_CACHE_DIR.")
         earlier = self.root.is_dir() and any(self.root.iterdir())
+        if earlier and marker.is_file():  # another process made the cache since the first look
+            self._no_links()
+            return True
         if earlier and not _earlier_cache(self.root):
             raise CacheError(
                 f"{self.root} is not empty and has no {MARKER} file, so it is not a bandscope "
