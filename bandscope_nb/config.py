@@ -16,10 +16,14 @@ import numpy as np
 from .errors import ParameterError
 from .modelfiles import MAX_SEGMENT
 
-__all__ = ["DEFAULTS", "MAX_BATCH_SIZE", "MAX_SHIFTS", "SeparationConfig"]
+__all__ = ["DEFAULTS", "MAX_BATCH_SIZE", "MAX_SHIFTS", "PRECISIONS", "SeparationConfig"]
 
 MAX_SHIFTS = 100
 MAX_BATCH_SIZE = 1024
+#: Arithmetic the network runs in: IEEE float32; TF32 convolutions and matrix products (CUDA);
+#: or mixed precision (``torch.autocast``) with bfloat16 or float16 matrix work. The STFT, the
+#: normalisation and the output stay float32 in every mode.
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
 def _real(name: str, value: Any) -> float:
@@ -55,6 +59,9 @@ class SeparationConfig:
         Seed of the shifts.
     batch_size : int or None
         Chunks per forward pass, ``1..MAX_BATCH_SIZE``; None: one per device.
+    precision : {"fp32", "tf32", "bf16", "fp16"}
+        ``"fp32"`` (IEEE float32 on every device); ``"tf32"``, ``"bf16"``, ``"fp16"`` trade a
+        little fidelity for speed on GPUs (docs/benchmarks.md has the measured fidelity).
 
     Raises
     ------
@@ -76,6 +83,7 @@ class SeparationConfig:
     shifts: int = 0
     seed: int = 0
     batch_size: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self):
         normal = {
@@ -94,6 +102,10 @@ class SeparationConfig:
             raise ParameterError(f"Invalid overlap: {self.overlap!r}; it must be in [0, 1).")
         if self.batch_size is not None:
             normal["batch_size"] = _integer("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise ParameterError(
+                f"Invalid precision: {self.precision!r}; give one of {', '.join(PRECISIONS)}."
+            )
         for name, value in normal.items():
             object.__setattr__(self, name, value)
 

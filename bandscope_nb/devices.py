@@ -6,7 +6,7 @@ import re
 
 from .errors import DeviceError
 
-__all__ = ["default_batch_size", "resolve_device"]
+__all__ = ["check_precision", "default_batch_size", "resolve_device"]
 
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
 
@@ -87,3 +87,48 @@ def default_batch_size(device) -> int:
     1
     """
     return {"cuda": 8, "mps": 4}.get(device.type, 1)
+
+
+#: Mixed precisions each device type runs (``torch.autocast``); fp32 runs everywhere.
+_PRECISIONS = {
+    "cpu": ("fp32", "bf16"),
+    "mps": ("fp32", "fp16"),
+    "cuda": ("fp32", "tf32", "bf16", "fp16"),
+}
+
+
+def check_precision(device, precision: str) -> str:
+    """Check that ``device`` (a ``torch.device``) can run the network in ``precision``.
+
+    CPUs run bf16 (fp16 matrix work on a CPU is slower than fp32); Apple GPUs run fp16; CUDA
+    GPUs run tf32 (plain fp32 before Ampere), fp16, and bf16 where the GPU supports it.
+
+    Raises
+    ------
+    DeviceError
+        Naming the device, the precision and what to use instead.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_precision(torch.device("cpu"), "bf16")
+    'bf16'
+    >>> check_precision(torch.device("cpu"), "fp16")
+    Traceback (most recent call last):
+    ...
+    bandscope_nb.errors.DeviceError: precision='fp16' does not run on cpu; use one of fp32, bf16.
+    """
+    allowed = _PRECISIONS.get(device.type, ("fp32",))
+    if precision not in allowed:
+        raise DeviceError(
+            f"precision={precision!r} does not run on {device}; use one of {', '.join(allowed)}."
+        )
+    if precision == "bf16" and device.type == "cuda":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise DeviceError(
+                f"precision='bf16' needs a GPU with bfloat16 support; {device} has none. "
+                "Use precision='fp16' or 'fp32'."
+            )
+    return precision

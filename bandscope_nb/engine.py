@@ -14,6 +14,7 @@ with per-source weights; ``shifts`` average over random time offsets of up to 0.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import warnings
 from collections.abc import Callable
@@ -69,48 +70,85 @@ def plan_passes(parts, frames: int, *, shifts: int = 0, seed: int = 0) -> list[P
     return passes
 
 
-def _triangle(length: int, power: float = 1.0) -> np.ndarray:
+def _triangle(length: int, power: float = 1.0):
     """``apply_model``'s transition weight: a triangle peaking mid-segment, to ``power``."""
     import torch
 
     weight = torch.cat(
         [torch.arange(1, length // 2 + 1), torch.arange(length - length // 2, 0, -1)]
     )
-    return ((weight / weight.max()) ** power).numpy()
+    return (weight / weight.max()) ** power
 
 
 class _OverlapAdd:
-    """Weighted accumulation over a sliding window; finished frames go to the writer."""
+    """Weighted accumulation over a sliding window, on the model's device.
 
-    def __init__(self, writer: StemWriter, scale: tuple[float, ...], frames: int, start: int):
-        self.writer, self.frames, self.start = writer, frames, start
-        self.scale = np.asarray(scale, dtype=np.float32)[:, None, None]
+    Chunks are added where the network left them (no copy to the host per chunk). Frames no
+    later chunk can reach are normalised by their summed weight and kept on the device until
+    at least ``block`` frames are finished; then they cross to the host in one copy (one device
+    synchronisation per block, not per chunk), are checked for NaN/Inf, and go to the writer.
+    """
+
+    def __init__(self, writer: StemWriter, scale, frames: int, start: int, *, device, block):
+        import torch
+
+        self.writer, self.frames, self.start, self.block = writer, frames, start, block
+        self.scale = torch.tensor(scale, dtype=torch.float32, device=device)[:, None, None]
         sources, channels, _ = writer.shape
-        self.acc = np.zeros((sources, channels, 0), np.float32)
-        self.wsum = np.zeros(0, np.float32)
+        self.acc = torch.zeros((sources, channels, 0), device=device)  # frames from self.start
+        self.wsum = torch.zeros(0, device=device)
+        self.done: list = []  # finished frames on the device, from self.done_at
+        self.done_at, self.done_frames = start, 0
 
-    def add(self, at: int, chunk: np.ndarray, weight: np.ndarray) -> None:
-        self.flush(at)
+    def add(self, at: int, chunk, weight) -> None:
+        self._finish(at)  # nothing before ``at`` can change any more
         end = at + chunk.shape[-1]
         grow = end - (self.start + self.wsum.shape[0])
         if grow > 0:
-            pad = np.zeros((*self.acc.shape[:2], grow), np.float32)
-            self.acc = np.concatenate([self.acc, pad], axis=-1)
-            self.wsum = np.concatenate([self.wsum, np.zeros(grow, np.float32)])
+            self.acc = _cat(self.acc, self.acc.new_zeros((*self.acc.shape[:2], grow)))
+            self.wsum = _cat(self.wsum, self.wsum.new_zeros(grow))
         lo, hi = at - self.start, end - self.start
         self.acc[..., lo:hi] += weight * chunk
         self.wsum[lo:hi] += weight
 
     def flush(self, until: int) -> None:
+        """Finish every frame before ``until`` and copy all finished frames to the writer."""
+        self._finish(until)
+        self._copy()
+
+    def _finish(self, until: int) -> None:
         n = min(until - self.start, self.wsum.shape[0])
         if n <= 0:
             return
-        done = self.acc[..., :n] / self.wsum[:n] * self.scale
-        lo, hi = max(self.start, 0), min(self.start + n, self.frames)
-        if hi > lo:
-            self.writer.add(lo, done[..., lo - self.start : hi - self.start])
-        self.acc, self.wsum = self.acc[..., n:].copy(), self.wsum[n:].copy()
+        self.done.append(self.acc[..., :n] / self.wsum[:n] * self.scale)
+        self.done_frames += n
+        self.acc, self.wsum = self.acc[..., n:].clone(), self.wsum[n:].clone()
         self.start += n
+        if self.done_frames >= self.block:
+            self._copy()
+
+    def _copy(self) -> None:
+        if not self.done:
+            return
+        block = _cat(*self.done).cpu().numpy()
+        first = self.done_at
+        self.done, self.done_at, self.done_frames = [], first + block.shape[-1], 0
+        if not np.isfinite(block).all():  # never let NaN stems reach a file or the cache
+            raise _NonFinite()
+        lo, hi = max(first, 0), min(first + block.shape[-1], self.frames)
+        if hi > lo:
+            self.writer.add(lo, block[..., lo - first : hi - first])
+
+
+def _cat(*tensors):
+    """Concatenate along time (the last axis)."""
+    import torch
+
+    return torch.cat(tensors, dim=-1)
+
+
+class _NonFinite(Exception):
+    """The network produced NaN or Inf (turned into a :class:`SeparationError` naming it)."""
 
 
 def _valid_length(model, chunk: int, segment: float | None) -> int:
@@ -130,11 +168,58 @@ def _center_trim(out: np.ndarray, length: int) -> np.ndarray:
     return out[..., delta // 2 : delta // 2 + length]
 
 
+_AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+@contextlib.contextmanager
+def _precision(device, precision: str):
+    """The arithmetic a forward pass runs in (see :data:`~bandscope_nb.config.PRECISIONS`).
+
+    ``"fp32"`` is IEEE float32 everywhere: on CUDA, cuDNN's convolutions default to TF32 (10-bit
+    mantissa), so they are switched to IEEE for the pass; ``"tf32"`` runs convolutions and
+    matrix products in TF32 (what torch does for convolutions by default). ``"bf16"`` and
+    ``"fp16"`` use ``torch.autocast``: only the matrix work runs in the reduced type; demucs
+    rescales the network's output by the input's float32 mean and std before the inverse STFT,
+    so the STFT, the masks and the stems stay float32.
+    """
+    import torch
+
+    if precision in _AUTOCAST:
+        with torch.autocast(device.type, dtype=getattr(torch, _AUTOCAST[precision])):
+            yield
+        return
+    if device.type != "cuda":
+        yield
+        return
+    flags, (tf32, ieee) = _tf32_flags(torch)
+    saved = [getattr(obj, name) for obj, name in flags]
+    for obj, name in flags:
+        setattr(obj, name, tf32 if precision == "tf32" else ieee)
+    try:
+        yield
+    finally:
+        for (obj, name), value in zip(flags, saved, strict=True):
+            setattr(obj, name, value)
+
+
+def _tf32_flags(torch):
+    """torch's switches between TF32 and IEEE float32 on CUDA, and their two values.
+
+    torch >= 2.9 has one ``fp32_precision`` per backend (the legacy ``allow_tf32`` flags must not
+    be mixed with it); older versions have only ``allow_tf32``.
+    """
+    b = torch.backends
+    if hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
+        flags = [(b.cudnn.conv, "fp32_precision"), (b.cudnn.rnn, "fp32_precision")]
+        return [*flags, (b.cuda.matmul, "fp32_precision")], ("tf32", "ieee")
+    return [(b.cudnn, "allow_tf32"), (b.cuda.matmul, "allow_tf32")], (True, False)
+
+
 class _Forward:
     """Runs batches through a model; on CUDA out-of-memory halves the batch and warns."""
 
-    def __init__(self, batch_size: int, device):
-        self.batch_size, self.device = batch_size, device
+    def __init__(self, batch_size: int, device, precision: str = "fp32"):
+        self.batch_size, self.device, self.precision = batch_size, device, precision
 
     def __call__(self, model, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -144,15 +229,9 @@ class _Forward:
         while i < len(batch):
             part = batch[i : i + self.batch_size]
             try:
-                with torch.inference_mode():
+                with _precision(self.device, self.precision):
                     x = torch.from_numpy(np.ascontiguousarray(part)).to(self.device)
-                    out = model(x).float().cpu().numpy()
-                if not np.isfinite(out).all():  # never let NaN stems reach a file or the cache
-                    raise SeparationError(
-                        f"{type(model).__name__} produced NaN or Inf on {self.device}; nothing "
-                        "was kept. Check the input's level and the model's weights."
-                    )
-                outs.append(out)
+                    outs.append(model(x).float())
                 i += len(part)
             except oom as exc:
                 if self.batch_size == 1:
@@ -166,7 +245,7 @@ class _Forward:
                     f"Out of memory on {self.device}; retrying with batch_size={self.batch_size}.",
                     stacklevel=2,
                 )
-        return np.concatenate(outs)
+        return torch.cat(outs)
 
 
 def separate_stream(
@@ -180,6 +259,7 @@ def separate_stream(
     shifts: int = 0,
     seed: int = 0,
     batch_size: int = 1,
+    precision: str = "fp32",
     transition_power: float = 1.0,
     progress: Callable[[float], None] | None = None,
 ) -> None:
@@ -202,6 +282,8 @@ def separate_stream(
         Number of random shifts (0 = none) and the seed they are drawn from.
     batch_size : int
         Chunks per forward pass.
+    precision : {"fp32", "bf16", "fp16"}
+        Arithmetic of the network (see :data:`~bandscope_nb.config.PRECISIONS`).
     transition_power : float
         Sharpness of the cross-fade (``>= 1``).
     progress : callable or None
@@ -218,39 +300,68 @@ def separate_stream(
     ...                 writer, device=torch.device("cpu"))
     >>> writer.close()
     """
-    forward = _Forward(batch_size, device)
-    for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
-        model = parts[p.model_index][0]
-        seg = segment if segment is not None else getattr(model, "segment", None)
-        if seg is None:
-            raise ParameterError(f"{type(model).__name__} has no segment attribute; pass segment=.")
-        seg_len = int(model.samplerate * seg)
-        stride = int((1 - overlap) * seg_len)
-        if stride < 1:
-            raise ParameterError(f"segment={seg} with overlap={overlap} leaves no stride.")
-        weight = _triangle(seg_len, transition_power)
-        length = source.frames - p.start
-        ola = _OverlapAdd(writer, p.scale, source.frames, p.start)
-        offsets = list(range(0, length, stride))
-        while offsets:
-            clen = min(seg_len, length - offsets[0])
-            valid = _valid_length(model, clen, segment)
-            group = [offsets.pop(0)]
-            while offsets and len(group) < forward.batch_size:
-                if min(seg_len, length - offsets[0]) != clen:
-                    break
-                group.append(offsets.pop(0))
-            delta = valid - clen
-            batch = np.stack(
-                [
-                    source.read(p.start + o - delta // 2, p.start + o - delta // 2 + valid)
-                    for o in group
-                ]
-            )
-            out = forward(model, batch)
-            for o, chunk in zip(group, out, strict=True):
-                ola.add(p.start + o, _center_trim(chunk, clen), weight[:clen])
-            if progress is not None:
-                done = min(group[-1] + stride, length) - min(group[0], length)
-                progress(done / model.samplerate)
-        ola.flush(source.frames)
+    import torch
+
+    forward = _Forward(batch_size, device, precision)
+    with torch.inference_mode():
+        for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
+            model = parts[p.model_index][0]
+            try:
+                _sweep(
+                    model, p, source, writer, forward, segment, overlap, transition_power, progress
+                )
+            except _NonFinite:
+                raise SeparationError(
+                    f"{type(model).__name__} produced NaN or Inf on {device}; nothing was kept. "
+                    "Check the input's level and the model's weights."
+                ) from None
+
+
+#: Finished frames cross from the device to the host in blocks of this many seconds.
+_COPY_SECONDS = 30
+
+
+def _sweep(model, p: Pass, source, writer, forward, segment, overlap, power, progress) -> None:
+    """One overlap-add sweep (:class:`Pass`) of ``model`` over ``source`` into ``writer``."""
+    seg = segment if segment is not None else getattr(model, "segment", None)
+    if seg is None:
+        raise ParameterError(f"{type(model).__name__} has no segment attribute; pass segment=.")
+    seg_len = int(model.samplerate * seg)
+    stride = int((1 - overlap) * seg_len)
+    if stride < 1:
+        raise ParameterError(f"segment={seg} with overlap={overlap} leaves no stride.")
+    weight = _triangle(seg_len, power).to(forward.device)
+    length = source.frames - p.start
+    ola = _OverlapAdd(
+        writer,
+        p.scale,
+        source.frames,
+        p.start,
+        device=forward.device,
+        block=_COPY_SECONDS * model.samplerate,
+    )
+    offsets = list(range(0, length, stride))
+    while offsets:
+        # Chunks of one length go through the network together: every chunk is ``seg_len``
+        # long except the last one or two, which the loop sends in a batch of their own.
+        clen = min(seg_len, length - offsets[0])
+        group = [offsets.pop(0)]
+        while offsets and len(group) < forward.batch_size:
+            if min(seg_len, length - offsets[0]) != clen:
+                break
+            group.append(offsets.pop(0))
+        # Each chunk is read with real context on both sides up to the model's valid length
+        # (HTDemucs: always its training length; the rest: what their convolutions need),
+        # and the output is trimmed back to the centre ``clen`` frames.
+        valid = _valid_length(model, clen, segment)
+        delta = valid - clen
+        batch = np.stack(
+            [source.read(p.start + o - delta // 2, p.start + o - delta // 2 + valid) for o in group]
+        )
+        out = forward(model, batch)
+        for o, chunk in zip(group, out, strict=True):
+            ola.add(p.start + o, _center_trim(chunk, clen), weight[:clen])
+        if progress is not None:
+            done = min(group[-1] + stride, length) - min(group[0], length)
+            progress(done / model.samplerate)
+    ola.flush(source.frames)

@@ -33,6 +33,9 @@ def test_values_are_normalised_and_frozen():
         ({"shifts": 101}, "shifts"),
         ({"seed": 2**64}, "seed"),
         ({"batch_size": 0}, "batch_size"),
+        ({"precision": "fp8"}, "precision"),
+        ({"precision": None}, "precision"),
+        ({"precision": ["fp32"]}, "precision"),
     ],
 )
 def test_invalid_values_name_the_option(kwargs, match):

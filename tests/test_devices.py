@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import bandscope_nb as bn
-from bandscope_nb.devices import default_batch_size
+from bandscope_nb.devices import check_precision, default_batch_size
 
 
 def test_auto_and_cpu():
@@ -30,3 +30,23 @@ def test_unknown_names(name):
 def test_batch_sizes():
     assert default_batch_size(torch.device("cpu")) == 1
     assert default_batch_size(torch.device("cuda", 0)) > 1
+
+
+@pytest.mark.parametrize(
+    ("device", "ok", "refused"),
+    [
+        ("cpu", ["fp32", "bf16"], ["tf32", "fp16"]),
+        ("mps", ["fp32", "fp16"], ["tf32", "bf16"]),
+    ],
+)
+def test_precisions_each_device_runs(device, ok, refused):
+    for precision in ok:
+        assert check_precision(torch.device(device), precision) == precision
+    for precision in refused:
+        with pytest.raises(bn.DeviceError, match=f"precision='{precision}' does not run on"):
+            check_precision(torch.device(device), precision)
+
+
+def test_separator_checks_precision_against_the_device_before_loading():
+    with pytest.raises(bn.DeviceError, match="fp16.*use one of fp32, bf16"):
+        bn.Separator("no-such-model", device="cpu", precision="fp16")

@@ -203,3 +203,26 @@ def test_out_of_memory_at_batch_one_is_a_device_error(tmp_path):
 
     with pytest.raises(DeviceError, match="batch_size=1"):
         run(NeedsSmallBatches(limit=0), np.zeros((1, 500), np.float32), tmp_path, batch_size=1)
+
+
+def test_bf16_runs_the_network_in_bfloat16_and_keeps_float32_stems(tmp_path):
+    model, x = tiny_htdemucs(), noise(2.0)
+    exact = run(model, x, tmp_path, precision="fp32")
+    mixed = run(model, x, tmp_path, precision="bf16")
+    assert mixed.dtype == np.float32 and np.isfinite(mixed).all()
+    assert 25 < snr_db(exact, mixed) < 120  # close to fp32, but not fp32: autocast ran
+
+
+def test_cuda_fp32_is_ieee_and_tf32_opt_in_and_flags_are_restored():
+    from bandscope_nb.engine import _precision, _tf32_flags
+
+    flags, (tf32, ieee) = _tf32_flags(torch)
+    before = [getattr(obj, name) for obj, name in flags]
+    cuda = torch.device("cuda")  # only the type matters: nothing runs
+    for precision, want in (("fp32", ieee), ("tf32", tf32)):
+        with _precision(cuda, precision):
+            assert [getattr(obj, name) for obj, name in flags] == [want] * len(flags)
+        assert [getattr(obj, name) for obj, name in flags] == before
+    with pytest.raises(RuntimeError), _precision(cuda, "fp32"):
+        raise RuntimeError("the flags come back after an error too")
+    assert [getattr(obj, name) for obj, name in flags] == before

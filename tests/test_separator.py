@@ -39,6 +39,19 @@ def test_parameters_reach_the_engine(ht_model):
         assert snr_db(ref[k], stems.data[k]) >= 60
 
 
+def test_precision_is_recorded_and_part_of_the_cache_key(ht_model, tmp_path):
+    x = noise(1.0)
+    runs = {
+        p: bn.Separator(ht_model, device="cpu", precision=p, cache=tmp_path, progress=False)
+        for p in ("fp32", "bf16")
+    }
+    exact, mixed = (runs[p].separate(x, RATE) for p in ("fp32", "bf16"))
+    assert (exact.info["precision"], mixed.info["precision"]) == ("fp32", "bf16")
+    assert exact.info["cache_key"] != mixed.info["cache_key"]
+    assert not mixed.info["cached"] and snr_db(exact.data, mixed.data) < 120
+    assert runs["bf16"].separate(x, RATE).info["cached"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -68,7 +81,20 @@ def test_invalid_parameters(kwargs, match):
         bn.Separator("htdemucs", **kwargs)
 
 
-@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps", "gpu", "cpu:2"])
+def _absent_devices() -> list[str]:
+    """Device names this machine lacks (a GPU machine runs this file too)."""
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    return [
+        *(["cuda"] if cuda == 0 else []),
+        *([f"cuda:{cuda}"]),
+        *(["mps"] if not mps else []),
+        "gpu",
+        "cpu:2",
+    ]
+
+
+@pytest.mark.parametrize("device", _absent_devices())
 def test_unavailable_devices_fail_up_front(device):
     with pytest.raises(bn.DeviceError, match=device.split(":")[0]):
         bn.Separator("htdemucs", device=device)
