@@ -42,10 +42,11 @@ report: setup
 		-o build/report/$(if $(INPUT),$(basename $(notdir $(INPUT))),demo).html \
 		$(if $(REFERENCES),--references "$(REFERENCES)")
 
-# Lint, then every test, docstring example and notebook (nbval), offline, with a private cache
-# under build/.
+# Lint, check the import contracts (the layers in pyproject.toml), then every test, docstring
+# example and notebook (nbval), offline, with a private cache under build/.
 test: setup system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(TESTENV) $(BIN)/python -m pytest --doctest-modules bandscope_nb tests
 	$(TESTENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks
 

@@ -5,12 +5,11 @@
 >>> stems = sep.separate(bn.demo.path())  # doctest: +SKIP
 """
 
-from . import classical, demo, masks, metrics, report
+from . import demo
+from ._version import __version__
 from .audio import Audio, load_audio, save_audio
-from .batch import BatchResult, separate_many
-from .cache import ResultCache
-from .config import SeparationConfig
-from .devices import resolve_device
+from .dsp import classical, masks, metrics
+from .dsp.masks import oracle_masks
 from .errors import (
     AudioError,
     BandscopeError,
@@ -22,12 +21,14 @@ from .errors import (
     ReportError,
     SeparationError,
 )
-from .masks import oracle_masks
-from .models import load_model
-from .separator import Separator
+from .notebook import report
+from .separation.batch import BatchResult, separate_many
+from .separation.cache import ResultCache
+from .separation.config import SeparationConfig
+from .separation.devices import resolve_device
+from .separation.models import load_model
+from .separation.separator import Separator
 from .stems import Stems
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):
@@ -35,7 +36,7 @@ def __getattr__(name: str):
     if name == "widgets":
         import importlib
 
-        return importlib.import_module(".widgets", __name__)
+        return importlib.import_module(".notebook.widgets", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -55,6 +56,7 @@ __all__ = [
     "SeparationError",
     "Separator",
     "Stems",
+    "__version__",
     "classical",
     "demo",
     "load_audio",

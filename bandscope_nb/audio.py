@@ -71,15 +71,15 @@ class Audio:
         return self.frames / self.sample_rate
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict | None:
-        """In a live kernel, the explorer widget (:func:`bandscope_nb.widgets.explore`);
+        """In a live kernel, the explorer widget (:func:`bandscope_nb.notebook.widgets.explore`);
         IPython adds :meth:`_repr_html_` beside it for static exports. None elsewhere."""
-        from .widgets import live_bundle
+        from .notebook.widgets import live_bundle
 
         return live_bundle(self)
 
     def _repr_html_(self) -> str:
         """Spectrogram (PNG) and a player for the first 30 s: what static exports show."""
-        from .embed import audio_html
+        from .notebook.embed import audio_html
 
         return audio_html(self)
 

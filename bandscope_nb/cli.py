@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DEFAULTS
 from .errors import BandscopeError, DeviceError, ParameterError
+from .separation.config import DEFAULTS
 
 __all__ = ["main"]
 
@@ -58,8 +58,8 @@ def _workers(text: str) -> int:
 
 
 def _cmd_separate(args) -> int:
-    from .batch import separate_many
-    from .separator import Separator
+    from .separation.batch import separate_many
+    from .separation.separator import Separator
 
     options = {
         "device": args.device,
@@ -98,8 +98,8 @@ def _cmd_separate(args) -> int:
 
 def _cmd_demo(args) -> int:
     from . import demo
-    from .metrics import sdr
-    from .separator import Separator
+    from .dsp.metrics import sdr
+    from .separation.separator import Separator
 
     out_dir = Path(args.out)
     stems = Separator(args.model, device=args.device).separate(demo.path())
@@ -120,7 +120,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .report import run_report
+    from .notebook.report import run_report
 
     path = run_report(
         args.input,
@@ -137,7 +137,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from .models import load_model, pretrained_names
+    from .separation.models import load_model, pretrained_names
 
     if args.action == "list":
         for name in pretrained_names():
@@ -149,7 +149,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_cache(args) -> int:
-    from .cache import ResultCache
+    from .separation.cache import ResultCache
 
     cache = ResultCache()
     if args.action == "clear":

@@ -102,15 +102,15 @@ class Stems(Mapping):
         )
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict | None:
-        """In a live kernel, the explorer widget (:func:`bandscope_nb.widgets.explore`);
+        """In a live kernel, the explorer widget (:func:`bandscope_nb.notebook.widgets.explore`);
         IPython adds :meth:`_repr_html_` beside it for static exports. None elsewhere."""
-        from .widgets import live_bundle
+        from .notebook.widgets import live_bundle
 
         return live_bundle(self)
 
     def _repr_html_(self) -> str:
         """Spectrogram grid and players (first 30 s): what static exports show."""
-        from .embed import stems_html
+        from .notebook.embed import stems_html
 
         return stems_html(self)
 

@@ -55,7 +55,7 @@ def run(folder: Path, model: str, workers: int | None) -> float:
 def main() -> None:
     from bench_engine import tiny_htdemucs
 
-    from bandscope_nb.modelfiles import save_safetensors
+    from bandscope_nb.separation.modelfiles import save_safetensors
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path)

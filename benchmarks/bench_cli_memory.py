@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60, 180])
     parser.add_argument("--write", type=Path, help="write the section into this Markdown file")
     args = parser.parse_args()
-    from bandscope_nb.modelfiles import save_safetensors
+    from bandscope_nb.separation.modelfiles import save_safetensors
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

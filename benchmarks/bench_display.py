@@ -46,7 +46,7 @@ def specshow_full(samples: np.ndarray, rate: int) -> None:
 
 def main() -> None:
     import bandscope_nb as bn
-    from bandscope_nb.widgets import SpectrogramView, StemExplorer
+    from bandscope_nb.notebook.widgets import SpectrogramView, StemExplorer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path)

@@ -41,7 +41,7 @@ def main() -> None:
     import museval
 
     import bandscope_nb as bn
-    from bandscope_nb.metrics import bss_eval
+    from bandscope_nb.dsp.metrics import bss_eval
 
     mix, truth = bn.demo.load()
     rate = mix.sample_rate
@@ -71,7 +71,7 @@ def main() -> None:
     lines = [
         HEADING,
         "",
-        "`benchmarks/bench_metrics.py`: `bandscope_nb.metrics.bss_eval` and "
+        "`benchmarks/bench_metrics.py`: `bandscope_nb.dsp.metrics.bss_eval` and "
         f"`museval.evaluate` {museval_version()} on the same arrays, in the same run: the oracle "
         "ratio mask's 4 stems of the demo song, as is and tiled to 60 s (44.1 kHz stereo, 1 s "
         "windows, 512-tap filters). One call each.",

@@ -26,7 +26,7 @@ def _isolated(tmp_path_factory, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hf" / "hub"))
     yield
-    from bandscope_nb import models
+    from bandscope_nb.separation import models
 
     models._LOADED.clear()  # each test loads its own models
 
@@ -53,7 +53,7 @@ def hd_model():
 def weights_server(tmp_path):
     """A tiny HTDemucs saved as demucs' ``htdemucs`` weights (``955717e8-<sha>.th``) and served
     over HTTP on 127.0.0.1; yields (base URL, the file)."""
-    from bandscope_nb.modelfiles import save_th
+    from bandscope_nb.separation.modelfiles import save_th
 
     path = save_th(tiny_htdemucs(), tmp_path / "served" / "955717e8.th")
     with serve_file(path) as url:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bandscope_nb.baselines import METHODS, demo_baselines, to_markdown
+from bandscope_nb.demo.baselines import METHODS, demo_baselines, to_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "baselines.md"
 

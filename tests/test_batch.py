@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import signal
 import time
@@ -14,8 +15,10 @@ import torch
 from helpers import RATE, noise, tiny_htdemucs
 
 import bandscope_nb as bn
-from bandscope_nb import batch
-from bandscope_nb.modelfiles import save_safetensors
+from bandscope_nb.separation import batch
+from bandscope_nb.separation.modelfiles import save_safetensors
+
+BATCH = "bandscope_nb.separation.batch"
 
 
 @pytest.fixture
@@ -117,7 +120,7 @@ def test_dask_cluster_matches_local_and_reruns_recompute_nothing(
     assert result.counts() == {"done": 6, "failed": 1}
     check_outputs(result, model, out)
     # one Separator (and so one model load) per worker process that ran tasks
-    per_worker = client.run(lambda: len(__import__("bandscope_nb.batch").batch._SEPARATORS))
+    per_worker = client.run(lambda: len(importlib.import_module(BATCH)._SEPARATORS))
     assert set(per_worker.values()) <= {0, 1} and sum(per_worker.values()) >= 1
     again = to_out()
     assert again.counts() == {"skipped": 6, "failed": 1}

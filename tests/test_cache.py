@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from helpers import tiny_htdemucs
 
-from bandscope_nb.cache import MARKER, ResultCache, cache_key
 from bandscope_nb.errors import CacheError, ParameterError
-from bandscope_nb.modelfiles import save_safetensors
-from bandscope_nb.separator import Separator
+from bandscope_nb.separation.cache import MARKER, ResultCache, cache_key
+from bandscope_nb.separation.modelfiles import save_safetensors
+from bandscope_nb.separation.separator import Separator
 
 
 def entry_dirs(cache: ResultCache):
@@ -276,10 +276,10 @@ def test_the_key_is_what_was_decoded_not_the_path(tmp_path, ht_model):
 
 
 def test_keys_include_the_package_version(monkeypatch):
-    import bandscope_nb
+    from bandscope_nb import _version
 
     key = cache_key(audio="a")
-    monkeypatch.setattr(bandscope_nb, "__version__", "99.0")
+    monkeypatch.setattr(_version, "__version__", "99.0")
     assert cache_key(audio="a") != key
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandscope_nb import classical
+from bandscope_nb.dsp import classical
 
 SR = 22050
 

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from helpers import RATE, noise, tiny_htdemucs
 
-from bandscope_nb.batch import output_names
 from bandscope_nb.cli import main
-from bandscope_nb.modelfiles import save_safetensors
+from bandscope_nb.separation.batch import output_names
+from bandscope_nb.separation.modelfiles import save_safetensors
 
 
 @pytest.fixture
@@ -187,7 +187,7 @@ def test_killed_mid_separation_leaves_nothing_taken_as_complete(how, model, tmp_
     import signal
     import time
 
-    from bandscope_nb.cache import ResultCache
+    from bandscope_nb.separation.cache import ResultCache
 
     song = tmp_path / "long.wav"
     sf.write(song, noise(40.0).T, RATE)
@@ -456,7 +456,7 @@ def test_odd_checksums_and_names_fail_typed(args, model, inputs, tmp_path, capsy
 def test_report_never_replaces_the_notebook_it_runs_or_a_users_notebook(tmp_path, capsys):
     import shutil
 
-    from bandscope_nb.report import NOTEBOOK
+    from bandscope_nb.notebook.report import NOTEBOOK
 
     nb = tmp_path / "rep.ipynb"
     shutil.copy(NOTEBOOK, nb)

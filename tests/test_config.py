@@ -10,8 +10,8 @@ import pytest
 
 import bandscope_nb as bn
 from bandscope_nb.cli import _parser
-from bandscope_nb.config import DEFAULTS, SeparationConfig
-from bandscope_nb.report import run_report
+from bandscope_nb.notebook.report import run_report
+from bandscope_nb.separation.config import DEFAULTS, SeparationConfig
 
 
 def test_values_are_normalised_and_frozen():

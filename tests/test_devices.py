@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import bandscope_nb as bn
-from bandscope_nb.devices import check_precision, default_batch_size
+from bandscope_nb.separation.devices import check_precision, default_batch_size
 
 
 def test_auto_and_cpu():
@@ -48,5 +48,5 @@ def test_precisions_each_device_runs(device, ok, refused):
 
 
 def test_separator_checks_precision_against_the_device_before_loading():
-    with pytest.raises(bn.DeviceError, match="fp16.*use one of fp32, bf16"):
+    with pytest.raises(bn.DeviceError, match=r"fp16.*use one of fp32, bf16"):
         bn.Separator("no-such-model", device="cpu", precision="fp16")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bandscope_nb as bn
-from bandscope_nb.display import specshow, spectrogram_image, stems_figure, waveform
+from bandscope_nb.notebook.display import specshow, spectrogram_image, stems_figure, waveform
 
 SR = 22050
 

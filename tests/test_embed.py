@@ -12,7 +12,7 @@ import soundfile as sf
 from helpers import five_minute_stems
 
 import bandscope_nb as bn
-from bandscope_nb.embed import audio_element, encode_audio, stems_html
+from bandscope_nb.notebook.embed import audio_element, encode_audio, stems_html
 
 
 def test_ogg_window_round_trip():

@@ -13,10 +13,16 @@ from helpers import RATE, noise, snr_db, tiny_hdemucs, tiny_htdemucs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandscope_nb.engine import plan_passes, separate_stream
 from bandscope_nb.errors import ParameterError
-from bandscope_nb.models import load_model
-from bandscope_nb.streams import ArraySource, RawSource, StemWriter, open_stems, prepare_file
+from bandscope_nb.separation.engine import plan_passes, separate_stream
+from bandscope_nb.separation.models import load_model
+from bandscope_nb.separation.streams import (
+    ArraySource,
+    RawSource,
+    StemWriter,
+    open_stems,
+    prepare_file,
+)
 
 CPU = torch.device("cpu")
 
@@ -214,7 +220,7 @@ def test_bf16_runs_the_network_in_bfloat16_and_keeps_float32_stems(tmp_path):
 
 
 def test_cuda_fp32_is_ieee_and_tf32_opt_in_and_flags_are_restored():
-    from bandscope_nb.engine import _precision, _tf32_flags
+    from bandscope_nb.separation.engine import _precision, _tf32_flags
 
     flags, (tf32, ieee) = _tf32_flags(torch)
     before = [getattr(obj, name) for obj, name in flags]

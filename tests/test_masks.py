@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bandscope_nb as bn
-from bandscope_nb.masks import oracle_masks
+from bandscope_nb.dsp.masks import oracle_masks
 
 SR = 8000
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bandscope_nb as bn
-from bandscope_nb.metrics import bss_eval, evaluate, sdr, si_sdr
+from bandscope_nb.dsp.metrics import bss_eval, evaluate, sdr, si_sdr
 
 
 def museval_medians(refs, ests, rate, window=1.0):

@@ -16,7 +16,7 @@ from helpers import tiny_hdemucs, tiny_htdemucs
 from safetensors.torch import save_file
 
 from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError
-from bandscope_nb.modelfiles import (
+from bandscope_nb.separation.modelfiles import (
     download_file,
     load_safetensors,
     load_th,
@@ -128,7 +128,7 @@ def test_th_needing_a_full_unpickle_loads_only_with_the_full_sha256(tmp_path):
 
 
 def test_published_digests_are_trusted_for_a_full_unpickle(tmp_path, monkeypatch):
-    from bandscope_nb import modelfiles
+    from bandscope_nb.separation import modelfiles
 
     model, path = extra_globals_th(tmp_path)
     monkeypatch.setitem(modelfiles.PUBLISHED_SHA256, "test.th", sha256_file(path))
@@ -138,7 +138,7 @@ def test_published_digests_are_trusted_for_a_full_unpickle(tmp_path, monkeypatch
 def test_published_digests_extend_demucs_own_checksum_prefixes():
     from demucs.pretrained import REMOTE_ROOT
 
-    from bandscope_nb.published_weights import PUBLISHED_SHA256
+    from bandscope_nb.separation.published_weights import PUBLISHED_SHA256
 
     listed = (Path(REMOTE_ROOT) / "files.txt").read_text()
     for name, digest in PUBLISHED_SHA256.items():

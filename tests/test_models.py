@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import tiny_hdemucs, tiny_htdemucs
 
-from bandscope_nb import models
 from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError, ParameterError
-from bandscope_nb.modelfiles import save_safetensors, save_th
-from bandscope_nb.models import load_model, offline_reason, pretrained_names
+from bandscope_nb.separation import models
+from bandscope_nb.separation.modelfiles import save_safetensors, save_th
+from bandscope_nb.separation.models import load_model, offline_reason, pretrained_names
 
 
 @pytest.fixture

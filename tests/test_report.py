@@ -20,14 +20,14 @@ from helpers import RATE, SOURCES, noise, tiny_htdemucs
 
 import bandscope_nb as bn
 from bandscope_nb.cli import main
-from bandscope_nb.modelfiles import save_safetensors
-from bandscope_nb.report import (
+from bandscope_nb.notebook.report import (
     level_figure,
     levels,
     load_references,
     provenance,
     run_report,
 )
+from bandscope_nb.separation.modelfiles import save_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,11 +205,11 @@ def test_an_installed_wheel_carries_the_report_notebook(song, tmp_path):
         tar.extractall(tmp_path / "sdist", filter="data")
     (unpacked,) = (tmp_path / "sdist").iterdir()
     shutil.unpack_archive(pep517("build_wheel", unpacked, dist), site, format="zip")
-    packaged = site / "bandscope_nb" / "report.ipynb"
+    packaged = site / "bandscope_nb" / "notebook" / "report.ipynb"
     assert packaged.read_bytes() == (ROOT / "notebooks" / "03_report.ipynb").read_bytes()
 
     env = {**os.environ, "PYTHONPATH": str(site)}
-    where = [sys.executable, "-c", "import bandscope_nb.report as r; print(r.NOTEBOOK)"]
+    where = [sys.executable, "-c", "import bandscope_nb.notebook.report as r; print(r.NOTEBOOK)"]
     found = subprocess.run(where, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert found.stdout.strip() == str(packaged), found.stderr
     mix, _, _ = song

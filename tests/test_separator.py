@@ -10,7 +10,7 @@ from demucs.apply import apply_model
 from helpers import RATE, noise, snr_db, tiny_htdemucs
 
 import bandscope_nb as bn
-from bandscope_nb.modelfiles import save_safetensors
+from bandscope_nb.separation.modelfiles import save_safetensors
 
 
 def test_fidelity_against_apply_model_from_a_file(wav, tmp_path):

@@ -89,7 +89,7 @@ def test_save_refuses_paths_outside_the_folder_and_folders_in_the_way(tmp_path):
 SAVE_CHILD = """
 import resource, sys, numpy as np
 import bandscope_nb as bn
-from bandscope_nb.streams import open_stems
+from bandscope_nb.separation.streams import open_stems
 frames = int(sys.argv[2])
 data = open_stems(sys.argv[1], (4, 2, frames))
 stems = bn.Stems(data, ["drums", "bass", "other", "vocals"], 22050)

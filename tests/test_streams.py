@@ -8,7 +8,13 @@ import soundfile as sf
 from helpers import RATE, noise
 
 import bandscope_nb as bn
-from bandscope_nb.streams import ArraySource, RawSource, StemWriter, open_stems, prepare_file
+from bandscope_nb.separation.streams import (
+    ArraySource,
+    RawSource,
+    StemWriter,
+    open_stems,
+    prepare_file,
+)
 
 
 def test_array_source_pads_with_zeros():

@@ -12,8 +12,14 @@ import soundfile as sf
 from helpers import five_minute_stems
 
 import bandscope_nb as bn
-from bandscope_nb.masks import oracle_masks
-from bandscope_nb.widgets import MaskExplorer, SpectrogramView, StemExplorer, explore, live_bundle
+from bandscope_nb.dsp.masks import oracle_masks
+from bandscope_nb.notebook.widgets import (
+    MaskExplorer,
+    SpectrogramView,
+    StemExplorer,
+    explore,
+    live_bundle,
+)
 
 
 @pytest.fixture(scope="module")

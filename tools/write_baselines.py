@@ -5,7 +5,7 @@ Usage: python tools/write_baselines.py
 
 from pathlib import Path
 
-from bandscope_nb.baselines import demo_baselines, to_markdown
+from bandscope_nb.demo.baselines import demo_baselines, to_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "baselines.md"
 BEGIN, END = "<!-- table -->", "<!-- /table -->"

@@ -5,8 +5,9 @@ The maths is demucs' ``apply_model`` (``demucs/apply.py``): chunks of ``segment`
 trimmed, weighted by a triangle and normalised by the summed weights; bags of models are averaged
 with per-source weights; ``shifts`` average over random time offsets of up to 0.5 s. Differences:
 
-- finished regions go straight to a :class:`~bandscope_nb.streams.StemWriter` on disk, so memory
-  does not grow with track length (``apply_model`` allocates the whole output);
+- overlap-add happens on the model's device; finished regions go to a
+  :class:`~bandscope_nb.separation.streams.StemWriter` on disk, so memory does not grow with
+  track length (``apply_model`` allocates the whole output);
 - several chunks of equal length go through the network in one batch;
 - the shift offsets come from a seeded RNG, so results are repeatable (and cacheable);
 - progress and abort go through a plain callback, with no UI here.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DeviceError, ParameterError, SeparationError
+from ..errors import DeviceError, ParameterError, SeparationError
 from .streams import Source, StemWriter
 
 __all__ = ["Pass", "plan_passes", "separate_stream"]
@@ -173,7 +174,7 @@ _AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 
 @contextlib.contextmanager
 def _precision(device, precision: str):
-    """The arithmetic a forward pass runs in (see :data:`~bandscope_nb.config.PRECISIONS`).
+    """The arithmetic a forward pass runs in (:data:`.config.PRECISIONS`).
 
     ``"fp32"`` is IEEE float32 everywhere: on CUDA, cuDNN's convolutions default to TF32 (10-bit
     mantissa), so they are switched to IEEE for the pass; ``"tf32"`` runs convolutions and
@@ -283,7 +284,7 @@ def separate_stream(
     batch_size : int
         Chunks per forward pass.
     precision : {"fp32", "bf16", "fp16"}
-        Arithmetic of the network (see :data:`~bandscope_nb.config.PRECISIONS`).
+        Arithmetic of the network (see :data:`~bandscope_nb.separation.config.PRECISIONS`).
     transition_power : float
         Sharpness of the cross-fade (``>= 1``).
     progress : callable or None
@@ -293,7 +294,7 @@ def separate_stream(
     --------
     >>> import numpy as np, torch, tempfile, pathlib
     >>> from demucs.hdemucs import HDemucs
-    >>> from bandscope_nb.streams import ArraySource, StemWriter
+    >>> from bandscope_nb.separation.streams import ArraySource, StemWriter
     >>> net = HDemucs(["a", "b"], channels=4, depth=2, nfft=64, segment=1).eval()
     >>> writer = StemWriter(pathlib.Path(tempfile.mkdtemp()) / "out.f32", 2, 2, 50_000)
     >>> separate_stream([(net, [1.0, 1.0])], ArraySource(np.zeros((2, 50_000), np.float32)),

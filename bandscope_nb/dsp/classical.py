@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import as_audio
+from ..audio import as_audio
+from ..stems import Stems
 from .spectral import istft, stft
-from .stems import Stems
 
 __all__ = ["FOUR_STEMS", "hpss", "nmf", "repet_sim", "separate_four"]
 

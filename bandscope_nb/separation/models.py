@@ -23,8 +23,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelIntegrityError, ModelUnavailableError, ParameterError
-from .files import file_stamp
+from ..errors import ModelIntegrityError, ModelUnavailableError, ParameterError
+from ..files import file_stamp
+from ..names import check_stem_names
 from .modelfiles import (
     MAX_SEGMENT,
     check_weights_file,
@@ -34,7 +35,6 @@ from .modelfiles import (
     max_segment,
     th_checksum,
 )
-from .names import check_stem_names
 
 __all__ = ["LoadedModel", "is_offline", "load_model", "offline_reason", "pretrained_names"]
 
@@ -284,7 +284,7 @@ def _integer(value) -> bool:
 def _check_contract(module, where: str, error: type[Exception]) -> None:
     """Check the attributes the engine and the output paths rely on, whatever the model's
     origin: safe unique stem names, a plausible sample rate, channel count and segment."""
-    from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
     check_stem_names(module.sources, where=f"{where}: sources", error=error)
     rate, channels = module.samplerate, module.audio_channels

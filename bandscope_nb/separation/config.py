@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
 from .modelfiles import MAX_SEGMENT
 
 __all__ = ["DEFAULTS", "MAX_BATCH_SIZE", "MAX_SHIFTS", "PRECISIONS", "SeparationConfig"]

@@ -5,19 +5,20 @@ the true stems (median SDR over 1 s frames, as SiSEC):
 
 - ``mix``: the mixture itself as every stem's estimate (the floor any method should beat);
 - ``hpss``: HPSS alone: drums = percussive part, the harmonic part shared equally by the rest;
-- ``classical``: the classical 4-stem recipe (:func:`~bandscope_nb.classical.separate_four`);
+- ``classical``: the classical 4-stem recipe (:func:`~bandscope_nb.dsp.classical.separate_four`);
 - ``oracle_ibm``, ``oracle_irm``, ``oracle_wiener``: oracle masks from the true stems
-  (:func:`~bandscope_nb.masks.oracle_masks`), the ceiling for mask-based methods.
+  (:func:`~bandscope_nb.dsp.masks.oracle_masks`), the ceiling for mask-based methods.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import classical, demo
-from .masks import oracle_masks
-from .metrics import evaluate
-from .stems import Stems
+from .. import demo
+from ..dsp import classical
+from ..dsp.masks import oracle_masks
+from ..dsp.metrics import evaluate
+from ..stems import Stems
 
 __all__ = ["METHODS", "demo_baselines", "to_markdown"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 __all__ = ["check_precision", "default_batch_size", "resolve_device"]
 

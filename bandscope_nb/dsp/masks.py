@@ -19,10 +19,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .audio import as_audio
-from .errors import ParameterError
+from ..audio import as_audio
+from ..errors import ParameterError
+from ..stems import Stems
 from .spectral import istft, stft
-from .stems import Stems
 
 __all__ = ["OracleResult", "check_references", "oracle_masks", "stem_mask"]
 

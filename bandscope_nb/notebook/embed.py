@@ -14,7 +14,7 @@ from html import escape
 
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = ["audio_element", "audio_html", "encode_audio", "figure_png", "stems_html"]
 
@@ -128,8 +128,8 @@ def audio_html(audio, *, duration: float | None = 30.0) -> str:
     >>> audio_html(bn.Audio(np.zeros((1, 8000), np.float32), 8000)).count("<audio")
     1
     """
+    from ..stems import Stems
     from .display import stems_figure
-    from .stems import Stems
 
     figure = stems_figure(Stems(audio.samples[None], ["audio"], audio.sample_rate))
     label = _window_label("", audio.duration, duration)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .audio import open_checked
-from .errors import ParameterError
-from .files import atomic_write
-from .names import as_path, safe_stem
+from ..audio import open_checked
+from ..errors import ParameterError
+from ..files import atomic_write
+from ..names import as_path, safe_stem
 from .streams import file_digest
 
 __all__ = ["BatchResult", "expand_inputs", "output_names", "separate_many"]
@@ -273,7 +273,7 @@ def separate_many(
     client : dask.distributed.Client or None
         ``None`` runs here, in this process; a client submits one task per file.
     model : str, os.PathLike or torch.nn.Module
-        As for :class:`~bandscope_nb.separator.Separator`.
+        As for :class:`~bandscope_nb.separation.separator.Separator`.
     format : {"flac", "wav"}
     force : bool
         Redo files whose stems are already in ``out_dir``.
@@ -294,7 +294,7 @@ def separate_many(
     >>> result.counts()
     {'done': 1}
     """
-    from .audio import SAVE_SUBTYPES
+    from ..audio import SAVE_SUBTYPES
     from .separator import Separator
 
     # Check every option here, before any task runs (the device is the workers' to check).

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .classical import FOUR_STEMS, separate_four
+from ..dsp.classical import FOUR_STEMS, separate_four
 
 __all__ = ["ClassicalModel"]
 
 
 class ClassicalModel(torch.nn.Module):
-    """:func:`~bandscope_nb.classical.separate_four` as a ``torch.nn.Module``.
+    """:func:`~bandscope_nb.dsp.classical.separate_four` as a ``torch.nn.Module``.
 
     Parameters
     ----------
@@ -20,7 +20,7 @@ class ClassicalModel(torch.nn.Module):
     segment : float
         Seconds per chunk; REPET-SIM needs several seconds to find repetitions.
     **options
-        Passed to :func:`~bandscope_nb.classical.separate_four`.
+        Passed to :func:`~bandscope_nb.dsp.classical.separate_four`.
 
     Examples
     --------

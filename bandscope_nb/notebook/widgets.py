@@ -1,8 +1,8 @@
 """Notebook widgets: look at and listen to signals and stems (ipywidgets 8).
 
-The widgets do no DSP of their own: images come from :mod:`bandscope_nb.display` (at screen
-resolution, cached per view), masks from :mod:`bandscope_nb.masks`, sound from
-:mod:`bandscope_nb.embed`. Each is a ``VBox`` that builds its controls, wires them with
+The widgets do no DSP of their own: images come from :mod:`bandscope_nb.notebook.display` (at screen
+resolution, cached per view), masks from :mod:`bandscope_nb.dsp.masks`, sound from
+:mod:`bandscope_nb.notebook.embed`. Each is a ``VBox`` that builds its controls, wires them with
 ``observe(..., names="value")`` and updates its artists in place. In a live kernel with ipympl
 installed the figure is ipympl's interactive canvas; otherwise (or with ``canvas="image"``) a PNG
 ``Image`` widget, which works in every front end and in exported notebooks.
@@ -19,10 +19,10 @@ import io
 import ipywidgets as W
 import numpy as np
 
+from ..errors import ParameterError
+from ..stems import Stems
 from .display import KINDS, signal_rows, specshow, spectrogram_image, style_axis
 from .embed import audio_element
-from .errors import ParameterError
-from .stems import Stems
 
 __all__ = ["MaskExplorer", "SpectrogramView", "StemExplorer", "explore", "live_bundle"]
 
@@ -96,7 +96,7 @@ class FigureWidget:
 
 def _signals(data, sample_rate) -> tuple[list[tuple[str, np.ndarray]], int]:
     """``[(name, (channels, frames))]`` and the rate, from Audio, Stems, dict or an array."""
-    from .audio import Audio
+    from ..audio import Audio
 
     if isinstance(data, Stems):
         return [(n, data[n]) for n in data.names], data.sample_rate
@@ -358,7 +358,7 @@ class MaskExplorer(W.VBox):
 
     Three aligned panels (the mixture, the mask, the masked mixture) for a window of at most
     30 s, and players for the masked result, the true stem and the mix. The mask comes from
-    :func:`bandscope_nb.masks.stem_mask`: ``"irm"`` with an exponent slider (2 is the
+    :func:`bandscope_nb.dsp.masks.stem_mask`: ``"irm"`` with an exponent slider (2 is the
     Wiener-style soft mask), ``"ibm"`` with a threshold slider in dB. Moving either recomputes
     the mask, the masked estimate (per channel, inverse STFT) and its SDR against the true stem.
 
@@ -403,8 +403,8 @@ class MaskExplorer(W.VBox):
     ):
         from matplotlib.figure import Figure
 
-        from .masks import check_references
-        from .spectral import stft
+        from ..dsp.masks import check_references
+        from ..dsp.spectral import stft
 
         mix = check_references(mix, references)
         stem = references.names[-1] if stem is None else stem
@@ -488,9 +488,9 @@ class MaskExplorer(W.VBox):
         return 10 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
 
     def _update(self, change=None) -> None:
-        from .masks import stem_mask
-        from .metrics import sdr
-        from .spectral import istft
+        from ..dsp.masks import stem_mask
+        from ..dsp.metrics import sdr
+        from ..dsp.spectral import istft
 
         index = self.names.index(self.stem.value)
         irm = self.kind.value == "irm"
@@ -538,7 +538,7 @@ def explore(obj, *, mix: np.ndarray | None = None, canvas: str = "auto") -> W.Wi
     >>> type(explore(truth)).__name__, type(explore(mix)).__name__
     ('StemExplorer', 'VBox')
     """
-    from .audio import as_audio
+    from ..audio import as_audio
 
     if isinstance(obj, Stems):
         return StemExplorer(obj, mix=mix, canvas=canvas)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import iter_blocks, open_checked
+from ..audio import iter_blocks, open_checked
 
 __all__ = ["ArraySource", "RawSource", "StemWriter", "prepare_file"]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DEFAULTS
-from .errors import ParameterError, ReportError
-from .files import atomic_write
-from .modelfiles import sha256_file
-from .names import as_path
-from .stems import Stems
+from ..errors import ParameterError, ReportError
+from ..files import atomic_write
+from ..names import as_path
+from ..separation.config import DEFAULTS
+from ..separation.modelfiles import sha256_file
+from ..stems import Stems
 
 __all__ = [
     "level_figure",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 _HERE = Path(__file__).resolve().parent
-_CHECKOUT_NOTEBOOK = _HERE.parent / "notebooks" / "03_report.ipynb"
+_CHECKOUT_NOTEBOOK = _HERE.parents[1] / "notebooks" / "03_report.ipynb"
 #: The report notebook: the repository's ``notebooks/03_report.ipynb`` in a source checkout,
 #: else the copy an installed wheel carries (see setup.py).
 NOTEBOOK = _CHECKOUT_NOTEBOOK if _CHECKOUT_NOTEBOOK.is_file() else _HERE / "report.ipynb"
@@ -166,10 +166,10 @@ def load_references(references: str | os.PathLike, like: Stems) -> Stems:
     >>> load_references("demo", truth).names
     ('drums', 'bass', 'other', 'vocals')
     """
-    from .audio import load_audio
+    from ..audio import load_audio
 
     if str(references) == "demo":
-        from . import demo
+        from .. import demo
 
         truth = demo.load()[1]
     else:
@@ -305,8 +305,8 @@ def run_report(
     ...
     bandscope_nb.errors.AudioError: missing.wav: no such file; check the path.
     """
-    from .audio import open_checked
-    from .separator import Separator
+    from ..audio import open_checked
+    from ..separation.separator import Separator
 
     if input is not None:
         input = str(open_checked(input)[0].resolve())

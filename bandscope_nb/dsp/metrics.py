@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ParameterError
-from .stems import Stems
+from ..errors import ParameterError
+from ..stems import Stems
 
 __all__ = ["EvaluationTable", "bss_eval", "evaluate", "sdr", "si_sdr"]
 

@@ -32,9 +32,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelIntegrityError, ModelUnavailableError
-from .files import atomic_path, atomic_write
-from .names import check_stem_names
+from ..errors import ModelIntegrityError, ModelUnavailableError
+from ..files import atomic_path, atomic_write
+from ..names import check_stem_names
 from .published_weights import PUBLISHED_SHA256
 
 __all__ = [
@@ -88,7 +88,8 @@ _MAX_MODEL_RATE = 96_000
 _CONVERT_HINT = (
     "If you trust this file (e.g. you downloaded it yourself from demucs' published URL), pass "
     "its full sha256 (sha256='<64 hex digits>', --sha256) once and save the model as "
-    "safetensors with bandscope_nb.modelfiles.save_safetensors(model, 'model.safetensors'); "
+    "safetensors with bandscope_nb.separation.modelfiles.save_safetensors(model, "
+    "'model.safetensors'); "
     "safetensors files run no code when loaded."
 )
 
@@ -420,7 +421,7 @@ def _plain(path: Path, value: Any, key: str = "", depth: int = 0) -> None:
 
 def _check_init(path: Path, klass, args: Any, kwargs: Any) -> None:
     """Check a model's init arguments before anything is built from them."""
-    from .audio import MIN_SAMPLE_RATE
+    from ..audio import MIN_SAMPLE_RATE
 
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or len(args) > 1:
         raise ModelIntegrityError(

@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .audio import Audio, as_audio, check_samples, iter_blocks, open_checked, resample
+from ..audio import Audio, as_audio, check_samples, iter_blocks, open_checked, resample
+from ..errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
+from ..names import as_path
+from ..stems import Stems
 from .cache import ResultCache, cache_key
 from .config import DEFAULTS, SeparationConfig
 from .devices import check_precision, default_batch_size, resolve_device
-from .errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
 from .modelfiles import SHA256_FORMAT
 from .models import LoadedModel, load_model, offline_reason
-from .names import as_path
-from .stems import Stems
 from .streams import (
     ArraySource,
     RawSource,
@@ -172,7 +172,7 @@ class Separator:
     repo : str or os.PathLike or None
         Local folder of demucs models to look ``model`` up in.
     segment, overlap, shifts, seed, batch_size, precision
-        The run options, checked as a :class:`~bandscope_nb.config.SeparationConfig` (kept as
+        The run options, checked as a :class:`~.config.SeparationConfig` (kept as
         :attr:`config`): seconds per chunk (default the model's own, at most 60 s; HTDemucs
         cannot go above its training length), the fraction shared by neighbouring chunks in
         ``[0, 1)``, random time shifts averaged (0 to 100, drawn from ``seed`` so results
@@ -289,7 +289,7 @@ class Separator:
         from .classical_model import ClassicalModel
 
         loaded = load_model(ClassicalModel(), device=self.device)
-        return dataclasses.replace(loaded, name="classical", origin="bandscope_nb.classical")
+        return dataclasses.replace(loaded, name="classical", origin="bandscope_nb.dsp.classical")
 
     def separate(self, audio, sample_rate: int | None = None) -> Stems:
         """Separate ``audio`` into the model's stems.

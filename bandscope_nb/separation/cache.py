@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CacheError, ParameterError
-from .files import file_stamp
-from .names import as_path
+from ..errors import CacheError, ParameterError
+from ..files import file_stamp
+from ..names import as_path
 from .streams import file_digest, open_stems
 
 __all__ = ["FORMAT_VERSION", "MARKER", "CacheEntry", "ResultCache", "cache_key"]
@@ -75,7 +75,7 @@ def cache_key(**parts) -> str:
     ...     params={"overlap": 0.25}, model="m", audio="a")
     True
     """
-    from . import __version__
+    from .._version import __version__
 
     payload = json.dumps(
         {"format": FORMAT_VERSION, "package": __version__, **parts}, sort_keys=True, default=str

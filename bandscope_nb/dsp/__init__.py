@@ -1,0 +1,1 @@
+"""Signal processing: spectrograms, masks, classical separators, metrics (numpy and librosa)."""
