@@ -137,7 +137,8 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from .separation.models import load_model, pretrained_names
+    from .separation.models import load_model
+    from .separation.pretrained import pretrained_names
 
     if args.action == "list":
         for name in pretrained_names():

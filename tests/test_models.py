@@ -11,9 +11,10 @@ import torch
 from helpers import tiny_hdemucs, tiny_htdemucs
 
 from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError, ParameterError
-from bandscope_nb.separation import models
+from bandscope_nb.separation import pretrained
 from bandscope_nb.separation.modelfiles import save_safetensors, save_th
-from bandscope_nb.separation.models import load_model, offline_reason, pretrained_names
+from bandscope_nb.separation.models import load_model
+from bandscope_nb.separation.pretrained import offline_reason, pretrained_names
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def legacy_mirror(weights_server, monkeypatch):
     url, served = weights_server
     monkeypatch.delenv("BANDSCOPE_OFFLINE")
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(models, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(pretrained, "_hub_reachable", lambda: True)
     table = {"955717e8": f"{url}/{served.name}"}
     monkeypatch.setattr(demucs.pretrained, "_parse_remote_files", lambda _: table)
     return table, served
@@ -169,7 +170,7 @@ def legacy_mirror(weights_server, monkeypatch):
 def test_pretrained_downloaded_from_the_legacy_repo(legacy_mirror):
     """The legacy route downloads over HTTP, checks the sha256 in the name, then loads."""
     _, served = legacy_mirror
-    loaded = models._from_legacy("htdemucs")
+    loaded = pretrained._from_legacy("htdemucs")
     assert loaded.origin == "demucs legacy repo"
     target = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / served.name
     assert target.read_bytes() == served.read_bytes()
@@ -182,7 +183,7 @@ def test_legacy_download_not_matching_its_name_keeps_nothing(legacy_mirror):
     table, _ = legacy_mirror
     table["955717e8"] = table["955717e8"].rsplit("-", 1)[0] + "-8726e21a.th"
     with pytest.raises(ModelIntegrityError, match=r"955717e8-8726e21a\.th: sha256"):
-        models._from_legacy("htdemucs")
+        pretrained._from_legacy("htdemucs")
     checkpoints = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
     assert not any(checkpoints.iterdir())
 

@@ -95,7 +95,7 @@ def models() -> list[dict]:
     """The hand-kept model list, completed with signatures, checksums and URLs."""
     from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
 
-    from bandscope_nb.separation.models import _hf_repo
+    from bandscope_nb.separation.pretrained import _hf_repo
     from bandscope_nb.separation.published_weights import PUBLISHED_SHA256
 
     legacy = _parse_remote_files(Path(REMOTE_ROOT) / "files.txt")

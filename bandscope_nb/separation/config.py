@@ -7,14 +7,11 @@ take their defaults from :data:`DEFAULTS`, so they cannot drift apart (a test ch
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..errors import ParameterError
-from .modelfiles import MAX_SEGMENT
+from .model_rules import MAX_SEGMENT, is_number
 
 __all__ = ["DEFAULTS", "MAX_BATCH_SIZE", "MAX_SHIFTS", "PRECISIONS", "SeparationConfig"]
 
@@ -28,17 +25,13 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 def _real(name: str, value: Any) -> float:
     """``value`` as a finite float, or a :class:`ParameterError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ParameterError(f"Invalid {name}: {value!r}; give a number.")
-    if not math.isfinite(value):
+    if not is_number(value):
         raise ParameterError(f"Invalid {name}: {value!r}; give a finite number.")
     return float(value)
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(f"Invalid {name}: {value!r}; give an int.")
-    if not low <= value <= high:
+    if not is_number(value, integral=True) or not low <= value <= high:
         raise ParameterError(f"Invalid {name}: {value!r}; give an int in {low}..{high}.")
     return int(value)
 

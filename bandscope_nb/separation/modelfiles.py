@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import pickle
 import re
@@ -33,15 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelIntegrityError, ModelUnavailableError
-from ..files import atomic_path, atomic_write
-from ..names import check_stem_names
+from ..files import atomic_write
+from .model_rules import ALLOWED_CLASSES, check_init, check_size
 from .published_weights import PUBLISHED_SHA256
 
 __all__ = [
-    "MAX_SEGMENT",
     "MAX_WEIGHTS_BYTES",
     "check_weights_file",
-    "download_file",
     "load_safetensors",
     "load_th",
     "save_safetensors",
@@ -49,42 +46,12 @@ __all__ = [
     "sha256_file",
 ]
 
-#: Model classes a weights file may name; anything else is refused before import.
-ALLOWED_CLASSES = frozenset(
-    {"demucs.htdemucs.HTDemucs", "demucs.hdemucs.HDemucs", "demucs.demucs.Demucs"}
-)
 _ALLOWED_STRUCTURE_MODULES = ("diffq.",)
 #: A sha256 or a prefix of it that still checks something: 8 to 64 lower-case hex digits.
 SHA256_FORMAT = re.compile(r"[0-9a-f]{8,64}")
 _TH_NAME = re.compile(rf"^(?P<sig>[^-]+)-(?P<checksum>{SHA256_FORMAT.pattern})$")
 #: Largest weights file read (the biggest published demucs file is ~180 MB).
 MAX_WEIGHTS_BYTES = 2 * 1024**3
-#: Upper bounds of the init arguments that decide a model's size or loop counts.
-_INIT_LIMITS = {
-    "audio_channels": 8,
-    "channels": 4096,
-    "bottom_channels": 8192,
-    "depth": 16,
-    "growth": 8,
-    "nfft": 65536,
-    "t_layers": 64,
-    "t_heads": 64,
-    "t_hidden_scale": 16,
-    "lstm_layers": 8,
-    "dconv_depth": 8,
-    "kernel_size": 64,
-    "stride": 64,
-    "wiener_iters": 10,  # each iteration is a full Wiener pass over the chunk
-    "end_iters": 10,
-}
-_MAX_NUMBER = 1e7  # any other number in the init arguments
-#: Longest segment (s) a model or a caller may ask for: a chunk of this length goes through the
-#: network at once, so it bounds the memory of a forward pass.
-MAX_SEGMENT = 60.0
-#: HTDemucs pads every chunk to its own segment and attends over all of it: published models
-#: use 7.8 s, and the attention's cost grows with the square of the length.
-MAX_HTDEMUCS_SEGMENT = 15.0
-_MAX_MODEL_RATE = 96_000
 _CONVERT_HINT = (
     "If you trust this file (e.g. you downloaded it yourself from demucs' published URL), pass "
     "its full sha256 (sha256='<64 hex digits>', --sha256) once and save the model as "
@@ -138,80 +105,6 @@ def sha256_file(path: Path) -> str:
         while data := f.read(1 << 22):
             h.update(data)
     return h.hexdigest()
-
-
-def download_file(url: str, path: str | os.PathLike, *, sha256: str, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``path``; the file appears only once complete and its sha256 matches.
-
-    Parameters
-    ----------
-    url : str
-    path : path
-        Where the file goes; it is written to a temporary name beside it and renamed.
-    sha256 : str
-        The expected sha256, or a prefix of it of at least 8 hex digits (as in demucs' file
-        names).
-    timeout : float
-        Seconds to wait for the connection and for each read; a server that stops sending
-        fails the download instead of hanging it.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    ModelUnavailableError
-        The server cannot be reached, answers with an error, or stalls.
-    ModelIntegrityError
-        The downloaded bytes do not match ``sha256`` (nothing is kept).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> source = folder / "w.bin"; _ = source.write_bytes(b"weights")
-    >>> digest = sha256_file(source)
-    >>> download_file(source.as_uri(), folder / "copy.bin", sha256=digest[:8]).read_bytes()
-    b'weights'
-    """
-    import http.client
-    import urllib.request
-
-    expected = _checksum(url, sha256)
-    digest = hashlib.sha256()
-    try:
-        with (
-            atomic_path(path) as tmp,
-            urllib.request.urlopen(url, timeout=timeout) as response,
-            open(tmp, "wb") as out,
-        ):
-            received = 0
-            while data := response.read(1 << 20):
-                out.write(data)
-                digest.update(data)
-                received += len(data)
-            size = response.headers.get("Content-Length")
-            if size is not None and received < int(size):
-                raise ModelUnavailableError(
-                    f"{url}: the connection closed after {received} of {size} bytes; nothing "
-                    "was kept. Retry."
-                )
-            if not digest.hexdigest().startswith(expected):
-                raise ModelIntegrityError(
-                    f"{url}: sha256 {digest.hexdigest()[: len(expected)]} does not match the "
-                    f"expected {expected}; nothing was kept. Try again, or fetch the file by "
-                    "another route and check it."
-                )
-    except TimeoutError as exc:
-        raise ModelUnavailableError(
-            f"{url}: no data for {timeout:g} s; nothing was kept. Check the network and retry."
-        ) from exc
-    except (OSError, http.client.HTTPException) as exc:  # HTTP errors, refused, cut short
-        raise ModelUnavailableError(
-            f"{url}: {type(exc).__name__}: {exc}; nothing was kept."
-        ) from exc
-    return Path(path)
 
 
 def th_checksum(path: Path) -> tuple[str, str | None]:
@@ -379,104 +272,10 @@ def _unpickle(path: Path, data: bytes, *, trusted: bool) -> Any:
     ) from None
 
 
-def _plain(path: Path, value: Any, key: str = "", depth: int = 0) -> None:
-    """Check an init argument is plain, bounded data (no objects, no NaN, no huge numbers)."""
-    if depth > 4:
-        raise ModelIntegrityError(f"{path}: init arguments nest too deeply.")
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, str):
-        if len(value) > 256:
-            raise ModelIntegrityError(
-                f"{path}: init argument {key or 'value'} is a string of {len(value)} characters "
-                "(at most 256)."
-            )
-        return
-    if isinstance(value, (int, float, Fraction)):
-        limit = _INIT_LIMITS.get(key, _MAX_NUMBER)
-        try:
-            number = float(value)
-        except (OverflowError, ValueError):  # a Fraction or int beyond float's range
-            number = math.inf
-        if not (math.isfinite(number) and abs(number) <= limit):
-            raise ModelIntegrityError(
-                f"{path}: init argument {key or 'value'}={value!r} is out of range "
-                f"(finite, at most {limit:g})."
-            )
-        return
-    if isinstance(value, (list, tuple)) and len(value) <= 256:
-        for item in value:
-            _plain(path, item, key, depth + 1)
-        return
-    if isinstance(value, dict) and len(value) <= 256:
-        for k, item in value.items():
-            if not isinstance(k, str):
-                raise ModelIntegrityError(f"{path}: init argument keys must be str, got {k!r}.")
-            _plain(path, item, k, depth + 1)
-        return
-    raise ModelIntegrityError(
-        f"{path}: init argument {key or 'value'} of type {type(value).__name__} is not plain data."
-    )
-
-
-def _check_init(path: Path, klass, args: Any, kwargs: Any) -> None:
-    """Check a model's init arguments before anything is built from them."""
-    from ..audio import MIN_SAMPLE_RATE
-
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or len(args) > 1:
-        raise ModelIntegrityError(
-            f"{path}: 'args' must be a list holding at most the sources, and 'kwargs' a dict."
-        )
-    _plain(path, list(args))
-    _plain(path, kwargs)
-    sources = args[0] if args else kwargs.get("sources")
-    check_stem_names(sources, where=f"{path}: sources", error=ModelIntegrityError)
-    rate = kwargs.get("samplerate", 44100)
-    if not (_number(rate) and MIN_SAMPLE_RATE <= rate <= _MAX_MODEL_RATE):
-        raise ModelIntegrityError(
-            f"{path}: samplerate={rate!r} is not a plausible model rate "
-            f"({MIN_SAMPLE_RATE}..{_MAX_MODEL_RATE} Hz)."
-        )
-    segment = kwargs.get("segment")
-    limit = max_segment(klass)
-    if segment is not None and not (_number(segment) and 0 < segment <= limit):
-        raise ModelIntegrityError(f"{path}: segment={segment!r} s is out of range (0, {limit:g}].")
-
-
-def max_segment(klass) -> float:
-    """Longest segment (s) allowed for a model class (HTDemucs less: see the constants)."""
-    name = getattr(klass, "__name__", str(klass))
-    return MAX_HTDEMUCS_SEGMENT if name.endswith("HTDemucs") else MAX_SEGMENT
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float, Fraction)) and not isinstance(value, bool)
-
-
-def _check_size(path: Path, package: dict, file_bytes: int) -> None:
-    """Build the model on the ``meta`` device (no memory) and refuse one that would be far
-    larger than its file: hostile arguments must not allocate gigabytes."""
-    import torch
-
-    try:
-        with torch.device("meta"):
-            model = package["klass"](*package["args"], **package["kwargs"])
-    except (Exception, SystemExit) as exc:
-        raise ModelIntegrityError(
-            f"{path}: its init arguments do not build a model ({exc})."
-        ) from exc
-    nbytes = 4 * sum(p.numel() for p in model.parameters())
-    if nbytes > 16 * file_bytes + 64 * 1024**2:
-        raise ModelIntegrityError(
-            f"{path}: its init arguments describe a model of {nbytes / 1e6:.0f} MB, far more than "
-            f"the {file_bytes / 1e6:.1f} MB of weights in the file; refused."
-        )
-
-
 def _build(path: Path, package: dict, file_bytes: int):
     from demucs.states import load_model
 
-    _check_init(path, package["klass"], package["args"], package["kwargs"])
+    check_init(path, package["klass"], package["args"], package["kwargs"])
     state = package["state"]
     if not isinstance(state, dict):
         raise ModelIntegrityError(f"{path}: 'state' is not a dict of tensors.")
@@ -488,7 +287,7 @@ def _build(path: Path, package: dict, file_bytes: int):
                 f"{path}: holds a diffq-quantized model; install diffq (pip install diffq) to "
                 "load it, or use an unquantized model."
             ) from None
-    _check_size(path, package, file_bytes)
+    check_size(path, package, file_bytes)
     try:
         model = load_model(package)
     except (Exception, SystemExit) as exc:  # demucs calls sys.exit on some bad packages

@@ -23,7 +23,8 @@ from .cache import ResultCache, cache_key
 from .config import DEFAULTS, SeparationConfig
 from .devices import check_precision, default_batch_size, resolve_device
 from .modelfiles import SHA256_FORMAT
-from .models import LoadedModel, load_model, offline_reason
+from .models import LoadedModel, load_model
+from .pretrained import offline_reason
 from .streams import (
     ArraySource,
     RawSource,

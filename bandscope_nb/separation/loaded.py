@@ -1,0 +1,101 @@
+"""A loaded model as the engine sees it: its parts (models with per-source weights), name,
+origin and content identity; and building one from a module or a weights file."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelIntegrityError, ParameterError
+from .model_rules import check_contract
+from .modelfiles import load_safetensors, load_th
+
+__all__ = ["LoadedModel", "from_module", "load_file"]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine.
+
+    Attributes
+    ----------
+    name : str
+        How the user named it.
+    origin : str
+        Where the weights came from (file, folder, hub, legacy repo, module).
+    parts : list of (torch.nn.Module, list of float)
+        The models of the bag with their per-source weights (one part for a single model).
+    identity : str
+        Digest of every weight tensor, the bag weights and the classes: the model's identity in
+        cache keys, whatever format it was loaded from.
+    """
+
+    name: str
+    origin: str
+    parts: list[tuple[Any, list[float]]]
+    identity: str
+    module: Any = field(repr=False, default=None)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.parts[0][0].sources)
+
+    @property
+    def samplerate(self) -> int:
+        return int(self.parts[0][0].samplerate)
+
+    @property
+    def audio_channels(self) -> int:
+        return int(self.parts[0][0].audio_channels)
+
+    @property
+    def max_segment(self) -> float:
+        """Longest segment (s) every part accepts: HTDemucs cannot exceed its training length."""
+        from demucs.htdemucs import HTDemucs
+
+        limits = [float(m.segment) for m, _ in self.parts if isinstance(m, HTDemucs)]
+        return min(limits, default=float("inf"))
+
+
+def load_file(path: Path, sha256: str | None = None):
+    if path.suffix == ".safetensors":
+        return load_safetensors(path, sha256=sha256)
+    if path.suffix == ".th":
+        return load_th(path, sha256=sha256)
+    raise ParameterError(f"{path}: unsupported weights file; use .safetensors or .th.")
+
+
+def from_module(module, name: str, origin: str) -> LoadedModel:
+    from demucs.apply import BagOfModels
+
+    if isinstance(module, BagOfModels):
+        parts = [
+            (m, list(map(float, w))) for m, w in zip(module.models, module.weights, strict=True)
+        ]
+    else:
+        missing = [a for a in ("sources", "samplerate", "audio_channels") if not hasattr(module, a)]
+        if missing:
+            raise ParameterError(
+                f"Model {name} lacks the attribute(s) {missing}; a custom model must expose "
+                "sources, samplerate and audio_channels like a demucs model."
+            )
+        parts = [(module, [1.0] * len(module.sources))]
+    error = ParameterError if origin == "module" else ModelIntegrityError
+    for m, _ in parts:
+        check_contract(m, f"Model {name}", error)
+        m.eval()
+    return LoadedModel(name, origin, parts, _identity(parts), module)
+
+
+def _identity(parts) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for module, weights in parts:
+        h.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+        segment = str(getattr(module, "segment", None))
+        h.update(repr((list(module.sources), weights, segment, module.extra_repr())).encode())
+        for key, tensor in module.state_dict().items():
+            h.update(key.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
