@@ -15,13 +15,13 @@ import torch
 from helpers import tiny_hdemucs, tiny_htdemucs
 from safetensors.torch import save_file
 
+from bandscope_nb.digests import sha256_file
 from bandscope_nb.errors import ModelIntegrityError, ModelUnavailableError
 from bandscope_nb.separation.modelfiles import (
     load_safetensors,
     load_th,
     save_safetensors,
     save_th,
-    sha256_file,
 )
 from bandscope_nb.separation.pretrained import download_file
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..digests import sha256_file
 from ..errors import ParameterError, ReportError
 from ..files import atomic_write
 from ..names import as_path
 from ..separation.config import DEFAULTS
-from ..separation.modelfiles import sha256_file
 from ..stems import Stems
 
 __all__ = [

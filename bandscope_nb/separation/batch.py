@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import open_checked
+from ..digests import file_digest
 from ..errors import ParameterError
 from ..files import atomic_write
 from ..names import as_path, safe_stem
-from .streams import file_digest
 
 __all__ = ["BatchResult", "expand_inputs", "output_names", "separate_many"]
 

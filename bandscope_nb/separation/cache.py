@@ -25,10 +25,8 @@ entries are evicted beyond ``max_bytes``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -38,10 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CacheError, ParameterError
+from ..digests import content_digest, file_digest, sampled_digest
+from ..errors import ParameterError
 from ..files import file_stamp
 from ..names import as_path
-from .streams import file_digest, open_stems
+from .cache_root import KEY, MARKER, claim, default_root
+from .streams import open_stems
 
 __all__ = ["FORMAT_VERSION", "MARKER", "CacheEntry", "ResultCache", "cache_key"]
 
@@ -49,11 +49,7 @@ __all__ = ["FORMAT_VERSION", "MARKER", "CacheEntry", "ResultCache", "cache_key"]
 FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 20 * 1024**3
 #: The file that marks a folder as a bandscope cache.
-MARKER = ".bandscope-cache"
-_KEY = re.compile(r"[0-9a-f]{40}")
 _STAGE_PREFIX = "stage-"
-_PAGE = 4096
-_SAMPLED_PAGES = 64
 _STALE_SECONDS = 24 * 3600
 #: Entries whose every byte this process has checked (or written), by :func:`_entry_stamp`: the
 #: first read of an entry in a process checks its full digest, later reads its size and sampled
@@ -80,20 +76,7 @@ def cache_key(**parts) -> str:
     payload = json.dumps(
         {"format": FORMAT_VERSION, "package": __version__, **parts}, sort_keys=True, default=str
     )
-    return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
-
-
-def sampled_digest(path: Path) -> str:
-    """Digest of 64 evenly spaced pages and the last page of ``path``: a quick integrity check."""
-    size = path.stat().st_size
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(size).encode())
-    with open(path, "rb") as f:
-        positions = np.linspace(0, max(size - _PAGE, 0), _SAMPLED_PAGES).astype(np.int64)
-        for pos in sorted({*positions.tolist(), max(size - _PAGE, 0)}):
-            f.seek(pos)
-            h.update(f.read(_PAGE))
-    return h.hexdigest()
+    return content_digest(payload.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -106,71 +89,6 @@ class CacheEntry:
     @property
     def data(self) -> np.ndarray:
         return open_stems(self.path / "stems.f32", tuple(self.meta["shape"]))
-
-
-def _default_root() -> Path:
-    env = os.environ.get("BANDSCOPE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("bandscope-nb"))
-
-
-_ENTRY_FILES = {"stems.f32", "meta.json", "meta.json.part", "input.f32"}
-
-
-def _real_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
-
-
-def _only(folder: Path, files: set[str]) -> bool:
-    """A real folder holding nothing but real files named in ``files``."""
-    return _real_dir(folder) and all(
-        p.is_file() and not p.is_symlink() and p.name in files for p in folder.iterdir()
-    )
-
-
-def _earlier_entries(v1: Path) -> bool:
-    """``v1/<2 hex>/<key>/`` folders holding only entry files."""
-    return _real_dir(v1) and all(
-        re.fullmatch(r"[0-9a-f]{2}", shard.name)
-        and _real_dir(shard)
-        and all(
-            _KEY.fullmatch(entry.name)
-            and entry.name[:2] == shard.name
-            and _only(entry, _ENTRY_FILES)
-            for entry in shard.iterdir()
-        )
-        for shard in v1.iterdir()
-    )
-
-
-def _earlier_staging(tmp: Path) -> bool:
-    """``tmp/tmp*/`` folders (``mkdtemp``'s names) holding only entry files."""
-    return _real_dir(tmp) and all(
-        stage.name.startswith("tmp") and _only(stage, _ENTRY_FILES) for stage in tmp.iterdir()
-    )
-
-
-def _earlier_locks(locks: Path) -> bool:
-    """``locks/<key>.lock`` files only."""
-    return _only(locks, {p.name for p in locks.iterdir() if _KEY.fullmatch(p.stem)}) and all(
-        p.suffix == ".lock" for p in locks.iterdir()
-    )
-
-
-_EARLIER = {"v1": _earlier_entries, "tmp": _earlier_staging, "locks": _earlier_locks}
-
-
-def _earlier_cache(root: Path) -> bool:
-    """Whether ``root`` holds exactly the layout that bandscope-nb 0.1.0 wrote before it had a
-    marker, and nothing else (checked by the ``_earlier_*`` helpers). Such a folder is adopted
-    (marked); one with any other file or folder, a symlink, or no ``v1/`` is not."""
-    children = list(root.iterdir())
-    return (root / "v1").is_dir() and all(
-        child.name in _EARLIER and _EARLIER[child.name](child) for child in children
-    )
 
 
 class ResultCache:
@@ -192,7 +110,7 @@ class ResultCache:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, max_bytes: int | None = None):
-        self.root = as_path(root, what="cache folder") if root is not None else _default_root()
+        self.root = as_path(root, what="cache folder") if root is not None else default_root()
         if max_bytes is None:
             env = os.environ.get("BANDSCOPE_CACHE_MAX_BYTES", "").strip()
             try:
@@ -207,54 +125,13 @@ class ResultCache:
         self.entries = self.root / f"v{FORMAT_VERSION}"
 
     def _dir(self, key: str) -> Path:
-        if not _KEY.fullmatch(key):
+        if not KEY.fullmatch(key):
             raise ParameterError(f"Invalid cache key {key!r}.")
         return self.entries / key[:2] / key
 
     def _ours(self, *, create: bool) -> bool:
-        """Whether the root is a bandscope cache (creating it, or marking an empty folder, when
-        ``create``; adopting a folder an earlier version wrote); False when there is none yet.
-
-        Raises
-        ------
-        CacheError
-            The root is a file, or a non-empty folder without the marker.
-        """
-        marker = self.root / MARKER
-        if marker.is_file():
-            self._no_links()
-            return True
-        if self.root.exists() and not self.root.is_dir():
-            raise CacheError(f"Cache folder {self.root} is a file; set BANDSCOPE_CACHE_DIR.")
-        earlier = self.root.is_dir() and any(self.root.iterdir())
-        if earlier and marker.is_file():  # another process made the cache since the first look
-            self._no_links()
-            return True
-        if earlier and not _earlier_cache(self.root):
-            raise CacheError(
-                f"{self.root} is not empty and has no {MARKER} file, so it is not a bandscope "
-                "cache; the cache only deletes what it made and will not use it. Point "
-                "BANDSCOPE_CACHE_DIR at a new or empty folder."
-            )
-        if not (create or earlier):
-            return False
-        self._no_links()
-        self.root.mkdir(parents=True, exist_ok=True)
-        marker.write_text("bandscope-nb result cache; everything in this folder may be deleted\n")
-        return True
-
-    def _no_links(self) -> None:
-        """Refuse a cache whose own folders (``v1``, ``tmp``, ``locks``, a shard) are symlinks:
-        deleting through one would delete whatever it points at."""
-        dirs = [self.entries, self.root / "tmp", self.root / "locks"]
-        if self.entries.is_dir():
-            dirs += list(self.entries.iterdir())
-        links = [str(d) for d in dirs if d.is_symlink()]
-        if links:
-            raise CacheError(
-                f"Cache folder {self.root} holds symlinks where its own folders go "
-                f"({', '.join(links[:3])}); the cache will not use or clear it. Remove them."
-            )
+        """Whether the root is a bandscope cache (see :func:`.cache_root.claim`)."""
+        return claim(self.root, self.entries, create=create)
 
     def lock(self, key: str):
         """An inter-process :class:`filelock.FileLock` for ``key``."""
@@ -385,7 +262,7 @@ class ResultCache:
         found = []
         for meta in self.entries.glob("*/*/meta.json"):
             folder = meta.parent
-            named = _KEY.fullmatch(folder.name) and folder.parent.name == folder.name[:2]
+            named = KEY.fullmatch(folder.name) and folder.parent.name == folder.name[:2]
             if not named or folder.is_symlink():
                 continue
             try:
@@ -451,6 +328,6 @@ class ResultCache:
         locks = self.root / "locks"
         if locks.is_dir():
             for lock in locks.iterdir():
-                if lock.suffix == ".lock" and _KEY.fullmatch(lock.stem) and lock.is_file():
+                if lock.suffix == ".lock" and KEY.fullmatch(lock.stem) and lock.is_file():
                     lock.unlink(missing_ok=True)
         return len(entries)

@@ -3,11 +3,11 @@ origin and content identity; and building one from a module or a weights file.""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..digests import content_digest
 from ..errors import ModelIntegrityError, ParameterError
 from .model_rules import check_contract
 from .modelfiles import load_safetensors, load_th
@@ -90,7 +90,7 @@ def from_module(module, name: str, origin: str) -> LoadedModel:
 
 
 def _identity(parts) -> str:
-    h = hashlib.blake2b(digest_size=16)
+    h = content_digest()
     for module, weights in parts:
         h.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
         segment = str(getattr(module, "segment", None))

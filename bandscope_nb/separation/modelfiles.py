@@ -31,6 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..digests import SHA256_FORMAT, sha256_file
 from ..errors import ModelIntegrityError, ModelUnavailableError
 from ..files import atomic_write
 from .model_rules import ALLOWED_CLASSES, check_init, check_size
@@ -43,12 +44,9 @@ __all__ = [
     "load_th",
     "save_safetensors",
     "save_th",
-    "sha256_file",
 ]
 
 _ALLOWED_STRUCTURE_MODULES = ("diffq.",)
-#: A sha256 or a prefix of it that still checks something: 8 to 64 lower-case hex digits.
-SHA256_FORMAT = re.compile(r"[0-9a-f]{8,64}")
 _TH_NAME = re.compile(rf"^(?P<sig>[^-]+)-(?P<checksum>{SHA256_FORMAT.pattern})$")
 #: Largest weights file read (the biggest published demucs file is ~180 MB).
 MAX_WEIGHTS_BYTES = 2 * 1024**3
@@ -88,23 +86,6 @@ def check_weights_file(path: Path) -> int:
             f"{MAX_WEIGHTS_BYTES // 1024**3} GiB)."
         )
     return info.st_size
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "f"; _ = p.write_bytes(b"")
-    >>> sha256_file(p)[:8]
-    'e3b0c442'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(1 << 22):
-            h.update(data)
-    return h.hexdigest()
 
 
 def th_checksum(path: Path) -> tuple[str, str | None]:

@@ -46,7 +46,7 @@ def download_file(url: str, path: str | os.PathLike, *, sha256: str, timeout: fl
     Examples
     --------
     >>> import tempfile
-    >>> from bandscope_nb.separation.modelfiles import sha256_file
+    >>> from bandscope_nb.digests import sha256_file
     >>> folder = Path(tempfile.mkdtemp())
     >>> source = folder / "w.bin"; _ = source.write_bytes(b"weights")
     >>> digest = sha256_file(source)

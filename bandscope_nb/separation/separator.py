@@ -2,148 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..audio import Audio, as_audio, check_samples, iter_blocks, open_checked, resample
+from ..digests import SHA256_FORMAT
 from ..errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
 from ..names import as_path
 from ..stems import Stems
 from .cache import ResultCache, cache_key
 from .config import DEFAULTS, SeparationConfig
 from .devices import check_precision, default_batch_size, resolve_device
-from .modelfiles import SHA256_FORMAT
+from .inputs import Input, open_source, read_input
 from .models import LoadedModel, load_model
 from .pretrained import offline_reason
 from .streams import (
-    ArraySource,
-    RawSource,
-    Source,
     StemWriter,
-    content_digest,
-    file_digest,
     open_stems,
-    prepare_file,
 )
 
 __all__ = ["Separator"]
-
-_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
-
-
-@dataclass(frozen=True)
-class _Input:
-    """A validated input: a private snapshot of a file (what is hashed is what is decoded), the
-    file's bytes in memory (no disk space for a snapshot), or in-memory samples."""
-
-    name: str
-    digest: str
-    channels: int
-    sample_rate: int
-    path: Path | None = None
-    blob: bytes | None = None
-    samples: np.ndarray | None = None
-
-
-class _Upmix(Source):
-    """Mono source repeated on ``channels`` channels (mono input, stereo model)."""
-
-    def __init__(self, source: Source, channels: int):
-        self.source, self.channels, self.frames = source, channels, source.frames
-
-    def _read(self, start: int, stop: int) -> np.ndarray:
-        return np.repeat(self.source._read(start, stop), self.channels, axis=0)
-
-
-@contextlib.contextmanager
-def _file_input(path: Path) -> Iterator[_Input]:
-    """Check ``path``, then read it once into a private snapshot while hashing those bytes.
-
-    The cache key is the snapshot's digest and the snapshot is what gets decoded, so a file
-    changed during (or between) separations can never store one file's stems under another's
-    key. With no disk space for the snapshot, the bytes are held in memory instead.
-    """
-    path, _ = open_checked(path)
-    name = str(path)
-    with tempfile.TemporaryDirectory(prefix="bandscope-input-") as tmp:
-        snapshot = Path(tmp) / f"input{path.suffix.lower()}"
-        try:
-            digest = file_digest(path, copy_to=snapshot)
-            blob = None
-        except OSError:  # no space for a copy: hash and keep the bytes in memory
-            snapshot.unlink(missing_ok=True)
-            blob = path.read_bytes()
-            digest = content_digest(blob).hexdigest()
-        if blob is None:
-            _, info = open_checked(snapshot, name=name)
-        else:
-            info = _decoded_info(blob, name)
-        inp = _Input(
-            name,
-            "file:" + digest,
-            info.channels,
-            info.samplerate,
-            path=snapshot if blob is None else None,
-            blob=blob,
-        )
-        if info.subtype in _FLOAT_SUBTYPES:  # only float files hold NaN/Inf: scan before work
-            if blob is None:
-                for _ in iter_blocks(snapshot, name=name):
-                    pass
-            else:
-                _decode_in_memory(inp)
-        yield inp
-
-
-def _decoded_info(blob: bytes, name: str):
-    import soundfile as sf
-
-    try:
-        return sf.info(io.BytesIO(blob))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"{name}: not a readable audio file ({exc}).") from exc
-
-
-def _decode_in_memory(inp: _Input) -> tuple[np.ndarray, int]:
-    """Decode a snapshot (or its in-memory bytes) whole, checked: the fallback with no disk
-    space. Returns float32 ``(channels, frames)`` samples and their rate."""
-    import soundfile as sf
-
-    blob = inp.blob if inp.blob is not None else inp.path.read_bytes()
-    try:
-        samples, rate = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as exc:
-        raise AudioError(f"{inp.name}: decoding failed ({exc}); the file is corrupt.") from exc
-    return check_samples(samples.T, rate, name=inp.name), rate
-
-
-def _array_input(audio: Audio) -> _Input:
-    samples = np.ascontiguousarray(check_samples(audio.samples, audio.sample_rate))
-    h = content_digest(f"{samples.shape}:{audio.sample_rate}".encode())
-    h.update(memoryview(samples).cast("B"))
-    name = str(audio.path) if audio.path else "audio array"
-    return _Input(
-        name, "samples:" + h.hexdigest(), samples.shape[0], audio.sample_rate, samples=samples
-    )
-
-
-@contextlib.contextmanager
-def _input(audio, sample_rate) -> Iterator[_Input]:
-    if isinstance(audio, (str, os.PathLike)):
-        with _file_input(Path(audio)) as inp:
-            yield inp
-    else:
-        yield _array_input(as_audio(audio, sample_rate))
 
 
 def _cache(cache) -> ResultCache | None:
@@ -311,10 +194,10 @@ class Separator:
         ------
         AudioError, ModelUnavailableError, ModelIntegrityError, DeviceError, ParameterError
         """
-        with _input(audio, sample_rate) as inp:
+        with read_input(audio, sample_rate) as inp:
             return self._separate(inp)
 
-    def _separate(self, inp: _Input) -> Stems:
+    def _separate(self, inp: Input) -> Stems:
         model = self.model
         if inp.channels > model.audio_channels:
             raise AudioError(
@@ -361,7 +244,7 @@ class Separator:
             data = self._run(inp, model, None)
         return Stems(data, model.sources, model.samplerate, info={**info, "cached": False})
 
-    def _cached(self, inp: _Input, model: LoadedModel, key: str, info: dict) -> Stems:
+    def _cached(self, inp: Input, model: LoadedModel, key: str, info: dict) -> Stems:
         cache = self.cache
         entry, computed = self._entry(key, model), False
         if entry is None:
@@ -406,28 +289,12 @@ class Separator:
             return None
         return entry
 
-    def _source(self, inp: _Input, model: LoadedModel, workdir: Path | None) -> Source:
-        if inp.samples is None and (workdir is None or inp.path is None):
-            samples, rate = _decode_in_memory(inp)
-            source: Source = ArraySource(resample(samples, rate, model.samplerate))
-        elif inp.samples is None:
-            raw = workdir / "input.f32"
-            channels, _ = prepare_file(inp.path, raw, target_rate=model.samplerate, name=inp.name)
-            source = RawSource(raw, channels)
-        else:
-            source = ArraySource(resample(inp.samples, inp.sample_rate, model.samplerate))
-        if source.frames == 0:
-            raise AudioError(f"{inp.name}: no frames left after resampling; it is too short.")
-        if source.channels < model.audio_channels:
-            source = _Upmix(source, model.audio_channels)
-        return source
-
-    def _run(self, inp: _Input, model: LoadedModel, workdir: Path | None) -> np.ndarray:
+    def _run(self, inp: Input, model: LoadedModel, workdir: Path | None) -> np.ndarray:
         """Separate into ``workdir/stems.f32`` and return it as a read-only memory map; with
         ``workdir=None`` (no disk space) everything stays in memory."""
         from .engine import plan_passes, separate_stream
 
-        source = self._source(inp, model, workdir)
+        source = open_source(inp, model.samplerate, model.audio_channels, workdir)
         shape = (len(model.sources), model.audio_channels, source.frames)
         writer = StemWriter(workdir / "stems.f32" if workdir else None, *shape)
         total = (

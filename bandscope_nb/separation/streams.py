@@ -9,8 +9,6 @@ not pile up in the process' resident memory.
 
 from __future__ import annotations
 
-import hashlib
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -163,19 +161,3 @@ def open_stems(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     return np.memmap(path, dtype=_F32, mode="r", shape=shape)
 
 
-def content_digest(data: bytes = b"") -> hashlib.blake2b:
-    """The hash that identifies content (inputs, cached results): BLAKE2b-160 over ``data``;
-    feed more with ``update``."""
-    return hashlib.blake2b(data, digest_size=20)
-
-
-def file_digest(path: Path, *, chunk: int = 1 << 22, copy_to: Path | None = None) -> str:
-    """:func:`content_digest` of a file's bytes, read once in chunks; with ``copy_to`` the same
-    bytes are also written there, so the copy is exactly what was hashed."""
-    h = content_digest()
-    with open(path, "rb") as f, open(copy_to, "wb") if copy_to else nullcontext() as out:
-        while data := f.read(chunk):
-            h.update(data)
-            if out is not None:
-                out.write(data)
-    return h.hexdigest()
