@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import BandscopeError, DeviceError, ParameterError
-from .separation.config import DEFAULTS
+from .separation.config import DEFAULTS, PRECISIONS
 
 __all__ = ["main"]
 
@@ -57,28 +57,29 @@ def _workers(text: str) -> int:
     return value
 
 
+def _config(args):
+    """The run options given on the command line, as one checked :class:`SeparationConfig`."""
+    from .separation.config import SeparationConfig
+
+    fields = ("model", "device", "segment", "overlap", "shifts", "seed", "batch_size", "precision")
+    return SeparationConfig(**{f: getattr(args, f) for f in fields if hasattr(args, f)})
+
+
 def _cmd_separate(args) -> int:
     from .separation.batch import separate_many
     from .separation.separator import Separator
 
-    options = {
-        "device": args.device,
-        "repo": args.repo,
-        "segment": args.segment,
-        "overlap": args.overlap,
-        "shifts": args.shifts,
-        "cache": not args.no_cache,
-        "sha256": args.sha256,
-    }
+    config = _config(args)
+    options = {"repo": args.repo, "sha256": args.sha256, "cache": not args.no_cache}
     client = _client(args)
     try:
         if client is None:  # load the model once, before any file: a missing model fails fast
-            _ = Separator(args.model, **options).model
+            _ = Separator.from_config(config, **options).model
         result = separate_many(
             args.inputs,
             out_dir=args.out,
             client=client,
-            model=args.model,
+            config=config,
             format=args.format,
             force=args.force,
             progress=True,
@@ -102,7 +103,7 @@ def _cmd_demo(args) -> int:
     from .separation.separator import Separator
 
     out_dir = Path(args.out)
-    stems = Separator(args.model, device=args.device).separate(demo.path())
+    stems = Separator.from_config(_config(args)).separate(demo.path())
     stems.save(out_dir / "stems", format="flac", overwrite=True)
     _, truth = demo.load()
     lines = [
@@ -125,10 +126,7 @@ def _cmd_report(args) -> int:
     path = run_report(
         args.input,
         output=args.out,
-        model=args.model,
-        device=args.device,
-        segment=args.segment,
-        overlap=args.overlap,
+        config=_config(args),
         references=args.references,
         notebook=args.notebook,
     )
@@ -169,19 +167,31 @@ def _parser() -> argparse.ArgumentParser:
 
     def model_options(p, default):
         p.add_argument("--model", default=default, help=f"model name or path (default {default})")
-        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+        p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:N or mps")
+
+    def run_options(p):
+        """The rest of SeparationConfig; every default is DEFAULTS'."""
+        p.add_argument("--segment", type=float, default=DEFAULTS.segment, help="seconds per chunk")
+        p.add_argument("--overlap", type=float, default=DEFAULTS.overlap)
+        p.add_argument("--shifts", type=int, default=DEFAULTS.shifts)
+        p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the shifts")
+        p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+        p.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default=DEFAULTS.precision,
+            help="fp32 (IEEE, default), tf32 (CUDA), bf16 (CPU, CUDA), fp16 (CUDA, MPS)",
+        )
 
     sep = sub.add_parser("separate", help="separate audio files into stems")
     sep.add_argument("inputs", nargs="+", metavar="IN")
     sep.add_argument("-o", "--out", required=True, metavar="OUTDIR")
-    model_options(sep, "htdemucs")
+    model_options(sep, DEFAULTS.model)
+    run_options(sep)
     sep.add_argument("--repo", help="local folder of demucs models")
     sep.add_argument(
         "--sha256", help="full sha256 of a single weights file (vouches for a .th file)"
     )
-    sep.add_argument("--segment", type=float, default=DEFAULTS.segment)
-    sep.add_argument("--overlap", type=float, default=DEFAULTS.overlap)
-    sep.add_argument("--shifts", type=int, default=DEFAULTS.shifts)
     sep.add_argument("--format", choices=["wav", "flac"], default="flac")
     sep.add_argument("--force", action="store_true", help="overwrite existing outputs")
     sep.add_argument("--no-cache", action="store_true", help="do not use the result cache")
@@ -201,8 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("input", nargs="?", metavar="IN", help="audio file (default: demo song)")
     report.add_argument("-o", "--out", default="build/report/report.html", metavar="HTML")
     model_options(report, "auto")
-    report.add_argument("--segment", type=float, default=DEFAULTS.segment)
-    report.add_argument("--overlap", type=float, default=DEFAULTS.overlap)
+    run_options(report)
     report.add_argument(
         "--references", metavar="DIR", help='folder of true stems (drums.wav, ...) or "demo"'
     )

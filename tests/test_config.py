@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import bandscope_nb as bn
-from bandscope_nb.cli import _parser
-from bandscope_nb.notebook.report import run_report
+from bandscope_nb.cli import _config, _parser
+from bandscope_nb.notebook.report import REPORT_DEFAULTS
 from bandscope_nb.separation.config import DEFAULTS, SeparationConfig
 
 
@@ -52,23 +52,47 @@ def defaults_of(function) -> dict:
 
 
 def test_api_cli_and_report_share_the_defaults():
-    expected = DEFAULTS.as_dict()
+    expected = DEFAULTS.options()
     api = defaults_of(bn.Separator.__init__)
     assert {k: api[k] for k in expected} == expected
-    report = defaults_of(run_report)
-    assert {k: report[k] for k in ("segment", "overlap")} == {
-        k: expected[k] for k in ("segment", "overlap")
-    }
+    assert bn.Separator(cache=False).config == DEFAULTS
     separate = _parser().parse_args(["separate", "in.wav", "-o", "out"])
-    assert (separate.segment, separate.overlap, separate.shifts) == (
-        expected["segment"],
-        expected["overlap"],
-        expected["shifts"],
+    assert _config(separate) == DEFAULTS
+    # reports and the demo default to model="auto" (they must run offline); the rest is shared
+    assert REPORT_DEFAULTS == DEFAULTS.replace(model="auto")
+    assert _config(_parser().parse_args(["report"])) == REPORT_DEFAULTS
+    assert _config(_parser().parse_args(["demo"])) == REPORT_DEFAULTS
+
+
+def test_the_cli_builds_one_config_from_every_option():
+    args = _parser().parse_args(
+        "separate in.wav -o out --model classical --device CPU --segment 5 --overlap 0.5 "
+        "--shifts 2 --seed 7 --batch-size 4 --precision bf16".split()
     )
-    report_args = _parser().parse_args(["report"])
-    assert (report_args.segment, report_args.overlap) == (expected["segment"], expected["overlap"])
+    assert _config(args) == SeparationConfig(
+        model="classical",
+        device="cpu",
+        segment=5.0,
+        overlap=0.5,
+        shifts=2,
+        seed=7,
+        batch_size=4,
+        precision="bf16",
+    )
+
+
+def test_config_replace_checks_names_and_values():
+    assert DEFAULTS.replace(overlap=0.5).overlap == 0.5
+    with pytest.raises(bn.ParameterError, match="Unknown separation option"):
+        DEFAULTS.replace(overlapp=0.5)
+    with pytest.raises(bn.ParameterError, match="overlap"):
+        DEFAULTS.replace(overlap=2)
+    with pytest.raises(bn.DeviceError, match="Unknown device"):
+        DEFAULTS.replace(device="gpu")
+    with pytest.raises(bn.ParameterError, match="Invalid model"):
+        SeparationConfig(model=3)
 
 
 def test_the_separator_keeps_its_config():
     sep = bn.Separator("classical", device="cpu", overlap=0.5, shifts=1, cache=False)
-    assert sep.config == SeparationConfig(overlap=0.5, shifts=1)
+    assert sep.config == SeparationConfig(model="classical", device="cpu", overlap=0.5, shifts=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -201,14 +203,22 @@ def test_audio_object_and_tuple_inputs_agree(ht_model):
         sep.separate(x)
 
 
-def test_auto_offline_picks_classical_and_says_so(capsys):
+def test_auto_offline_picks_classical_and_says_so():
     sep = bn.Separator("auto", device="cpu", cache=False, progress=False)
-    stems = sep.separate(noise(1.0), RATE)
-    out = capsys.readouterr().out
+    with pytest.warns(bn.ModelFallbackWarning) as caught:
+        stems = sep.separate(noise(1.0), RATE)
+    out = str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller's line
     assert "htdemucs weights are not on this machine" in out
     assert "offline mode is on" in out and "classical separator" in out
     assert stems.info["model"] == "classical"
     np.testing.assert_allclose(stems.mix(), noise(1.0), atol=1e-5)
+    with warnings.catch_warnings():  # a user who wants no fallback makes it an error
+        warnings.simplefilter("error", bn.ModelFallbackWarning)
+        with pytest.raises(bn.ModelFallbackWarning):
+            bn.Separator("auto", device="cpu", cache=False, progress=False).separate(
+                noise(1.0), RATE
+            )
 
 
 def test_classical_on_the_demo_sums_to_the_mix():

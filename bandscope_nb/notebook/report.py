@@ -21,7 +21,7 @@ from ..digests import sha256_file
 from ..errors import ParameterError, ReportError
 from ..files import atomic_write
 from ..names import as_path
-from ..separation.config import DEFAULTS
+from ..separation.config import DEFAULTS, SeparationConfig
 from ..stems import Stems
 
 __all__ = [
@@ -68,7 +68,8 @@ def provenance(stems: Stems, input: str | os.PathLike | None = None) -> dict[str
     record["python"] = sys.version.split()[0]
     record["platform"] = platform.platform()
     info = stems.info
-    for key in ("model", "origin", "identity", "device", "segment", "overlap", "shifts", "seed"):
+    run = ("device", "segment", "overlap", "shifts", "seed", "precision", "batch_size")
+    for key in ("model", "origin", "identity", *run):
         if key in info:
             record[key] = str(info[key])
     origin = str(info.get("origin", ""))
@@ -256,23 +257,46 @@ def _check_output(output: Path, notebook: Path) -> None:
             )
 
 
+#: The report's run options unless told otherwise: ``model="auto"`` (htdemucs when its weights
+#: are here, else the classical separator, announced), so a report runs offline.
+REPORT_DEFAULTS = DEFAULTS.replace(model="auto")
+
+
+def _report_config(config, options: dict) -> SeparationConfig:
+    """The checked run options of a report: a model the kernel can load by name or path (made
+    absolute: the kernel runs in the output folder) and a device this machine has."""
+    from ..separation.devices import check_precision, resolve_device
+
+    if config is not None and not isinstance(config, SeparationConfig):
+        raise ParameterError(f"Invalid config: {config!r}; give a SeparationConfig.")
+    config = (config or REPORT_DEFAULTS).replace(**options)
+    model = config.model
+    if not isinstance(model, (str, os.PathLike)):
+        raise ParameterError(
+            f"The report notebook runs in its own kernel: give model= as a name or a path, not "
+            f"a {type(model).__name__} object."
+        )
+    check_precision(resolve_device(config.device), config.precision)
+    if Path(model).expanduser().exists():
+        config = config.replace(model=str(Path(model).expanduser().resolve()))
+    return config
+
+
 def run_report(
     input: str | os.PathLike | None = None,
     *,
     output: str | os.PathLike = "build/report/report.html",
-    model: str = "auto",
-    device: str = "auto",
-    segment: float | None = DEFAULTS.segment,
-    overlap: float = DEFAULTS.overlap,
+    config: SeparationConfig | None = None,
     references: str | os.PathLike | None = None,
     notebook: str | os.PathLike | None = None,
     timeout: int = 1800,
+    **options,
 ) -> Path:
     """Execute the report notebook for one input and write it as HTML (and ``.ipynb``).
 
-    Everything is checked before the kernel starts: the input file, the device, segment and
-    overlap, the references folder. Both files are written to temporary names and renamed, so
-    a failed run leaves no report behind.
+    Everything is checked before the kernel starts: the input file, the run options (a
+    :class:`SeparationConfig`), the device, the references folder. Both files are written to
+    temporary names and renamed, so a failed run leaves no report behind.
 
     Parameters
     ----------
@@ -280,8 +304,10 @@ def run_report(
         The audio file; None: the demo song (and its true stems as references).
     output : path
         The HTML file; the executed notebook is written beside it (``.ipynb``).
-    model, device, segment, overlap
-        As for :class:`bandscope_nb.Separator`.
+    config : SeparationConfig or None
+        The run options; None: :data:`REPORT_DEFAULTS` (``model="auto"``, which works offline).
+        ``**options`` override its fields (``model=``, ``device=``, ``segment=``, ...). The
+        model must be a name or a path: the notebook runs in a kernel of its own.
     references : path, "demo" or None
         True stems for the metrics table (see :func:`load_references`).
     notebook : path or None
@@ -306,13 +332,10 @@ def run_report(
     bandscope_nb.errors.AudioError: missing.wav: no such file; check the path.
     """
     from ..audio import open_checked
-    from ..separation.separator import Separator
 
     if input is not None:
         input = str(open_checked(input)[0].resolve())
-    Separator(model, device=device, segment=segment, overlap=overlap, cache=False)  # checks only
-    if isinstance(model, (str, os.PathLike)) and Path(model).expanduser().exists():
-        model = str(Path(model).expanduser().resolve())  # the kernel runs in the output folder
+    config = _report_config(config, options)
     if references is not None and str(references) != "demo":
         references = str(_reference_folder(references))
     notebook = as_path(notebook, what="notebook") if notebook is not None else NOTEBOOK
@@ -343,10 +366,7 @@ def run_report(
     output.parent.mkdir(parents=True, exist_ok=True)
     parameters = {
         "INPUT": input,
-        "MODEL": model,
-        "DEVICE": device,
-        "SEGMENT": segment,
-        "OVERLAP": overlap,
+        "CONFIG": config.as_dict(),
         "REFERENCES": None if references is None else str(references),
     }
     _inject(nb, parameters)

@@ -24,13 +24,26 @@ from ..digests import file_digest
 from ..errors import ParameterError
 from ..files import atomic_write
 from ..names import as_path, safe_stem
+from .config import DEFAULTS, SeparationConfig
 
 __all__ = ["BatchResult", "expand_inputs", "output_names", "separate_many"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 #: Written beside each input's stems: which input (by content digest) and settings made them.
 PROVENANCE = ".bandscope.json"
-_PROVENANCE = ("input_digest", "model", "identity", "cache_key")
+_PROVENANCE = (  # what made the stems: their input, model, run options and cache key
+    "input_digest",
+    "model",
+    "identity",
+    "device",
+    "segment",
+    "overlap",
+    "shifts",
+    "seed",
+    "precision",
+    "batch_size",
+    "cache_key",
+)
 
 
 def output_names(inputs: Iterable[str | os.PathLike]) -> list[str]:
@@ -157,16 +170,16 @@ class BatchResult:
 _SEPARATORS: dict[tuple, Any] = {}  # per process: one Separator (and model) per configuration
 
 
-def _separator(model, options: dict):
-    """This process' Separator for ``model`` and ``options`` (a module object is not kept: each
-    Dask task receives its own copy)."""
+def _separator(config: SeparationConfig, options: dict):
+    """This process' Separator for ``config`` and the other Separator ``options`` (a module
+    model is not kept: each Dask task receives its own copy)."""
     from .separator import Separator
 
-    if not isinstance(model, (str, os.PathLike)):
-        return Separator(model, **options)
-    key = (str(model), repr(sorted(options.items())))
+    if not isinstance(config.model, (str, os.PathLike)):
+        return Separator.from_config(config, **options)
+    key = (config, repr(sorted(options.items())))
     if key not in _SEPARATORS:
-        _SEPARATORS[key] = Separator(model, **options)
+        _SEPARATORS[key] = Separator.from_config(config, **options)
     return _SEPARATORS[key]
 
 
@@ -174,7 +187,7 @@ def separate_one(
     path: str,
     name: str,
     out_dir: str | None,
-    model,
+    config: SeparationConfig,
     options: dict,
     *,
     format: str = "flac",
@@ -194,7 +207,7 @@ def separate_one(
     }
     start = time.perf_counter()
     try:
-        sep = _separator(model, {**options, "progress": False})
+        sep = _separator(config, {**options, "progress": False})
         target = _target(Path(out_dir), name) if out_dir else None
         if target is not None and not force:
             existing = [target / f"{s}.{format}" for s in sep.model.sources]
@@ -256,11 +269,14 @@ def separate_many(
     *,
     out_dir: str | os.PathLike | None = None,
     client=None,
-    model: Any = "htdemucs",
+    config: SeparationConfig | None = None,
     format: str = "flac",
     force: bool = False,
     progress: bool = True,
-    **separator_options,
+    repo: str | os.PathLike | None = None,
+    sha256: str | None = None,
+    cache: bool | str | os.PathLike = True,
+    **options,
 ) -> BatchResult:
     """Separate every file in ``inputs``, locally or on a Dask cluster.
 
@@ -272,15 +288,17 @@ def separate_many(
         results only in the cache.
     client : dask.distributed.Client or None
         ``None`` runs here, in this process; a client submits one task per file.
-    model : str, os.PathLike or torch.nn.Module
-        As for :class:`~bandscope_nb.separation.separator.Separator`.
+    config : SeparationConfig or None
+        The run options (model, device, segment, ...); ``**options`` override its fields.
     format : {"flac", "wav"}
     force : bool
         Redo files whose stems are already in ``out_dir``.
     progress : bool
         Dask's progress bar (a widget in Jupyter) or a line per file here.
-    **separator_options
-        ``device``, ``segment``, ``overlap``, ``shifts``, ``cache``, ...
+    repo, sha256, cache
+        As for :class:`~bandscope_nb.separation.separator.Separator`.
+    **options
+        Fields of :class:`SeparationConfig`: ``model``, ``device``, ``segment``, ...
 
     Returns
     -------
@@ -295,10 +313,16 @@ def separate_many(
     {'done': 1}
     """
     from ..audio import SAVE_SUBTYPES
-    from .separator import Separator
+    from .devices import check_precision, resolve_device
+    from .separator import check_model_source, open_cache
 
-    # Check every option here, before any task runs (the device is the workers' to check).
-    Separator(model, **{**separator_options, **({"device": "cpu"} if client else {})})
+    # Check every option here, before any task runs (a cluster's device is its workers' to check).
+    config = (config or DEFAULTS).replace(**options)
+    repo, sha256 = check_model_source(repo, sha256)
+    open_cache(cache)
+    if client is None:
+        check_precision(resolve_device(config.device), config.precision)
+    separator_options = {"repo": repo, "sha256": sha256, "cache": cache}
     if not isinstance(format, str) or format not in SAVE_SUBTYPES:
         raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")
     if out_dir is not None:
@@ -311,7 +335,7 @@ def separate_many(
         raise ParameterError(f"No audio files found in {inputs!r}.")
     names = output_names(files)
     out = str(Path(out_dir).resolve()) if out_dir is not None else None
-    args = [(str(f), n, out, model, separator_options) for f, n in zip(files, names, strict=True)]
+    args = [(str(f), n, out, config, separator_options) for f, n in zip(files, names, strict=True)]
     if client is None:
         records = []
         for index, a in enumerate(args, 1):

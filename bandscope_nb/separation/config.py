@@ -1,16 +1,20 @@
 """Separation options: one frozen, validated record, whose defaults are the only ones.
 
 :class:`Separator`, :func:`separate_many`, the ``bandscope`` command and :func:`run_report` all
-take their defaults from :data:`DEFAULTS`, so they cannot drift apart (a test checks it).
+build a :class:`SeparationConfig` and take their defaults from :data:`DEFAULTS`, so they cannot
+drift apart (a test checks it); the cache key and the provenance record are made from it too.
+Nothing here probes the machine: the device is named here and checked where it is used.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParameterError
+from .devices import check_device_name
 from .model_rules import MAX_SEGMENT, is_number
 
 __all__ = ["DEFAULTS", "MAX_BATCH_SIZE", "MAX_SHIFTS", "PRECISIONS", "SeparationConfig"]
@@ -42,6 +46,12 @@ class SeparationConfig:
 
     Parameters
     ----------
+    model : str, os.PathLike or torch.nn.Module
+        A demucs pretrained name, a weights file or folder, ``"classical"``, ``"auto"`` or a
+        module (see :class:`~bandscope_nb.separation.separator.Separator`).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (checked against this
+        machine where the separation runs).
     segment : float or None
         Seconds per chunk, in ``(0, MAX_SEGMENT]``; None: the model's own.
     overlap : float
@@ -71,6 +81,8 @@ class SeparationConfig:
     bandscope_nb.errors.ParameterError: Invalid shifts: -1; give an int in 0..100.
     """
 
+    model: Any = "htdemucs"
+    device: str = "auto"
     segment: float | None = None
     overlap: float = 0.25
     shifts: int = 0
@@ -79,7 +91,12 @@ class SeparationConfig:
     precision: str = "fp32"
 
     def __post_init__(self):
+        if not isinstance(self.model, (str, os.PathLike)) and not hasattr(self.model, "forward"):
+            raise ParameterError(
+                f"Invalid model: {self.model!r}; pass a name, a path or a torch.nn.Module."
+            )
         normal = {
+            "device": check_device_name(self.device),
             "overlap": _real("overlap", self.overlap),
             "shifts": _integer("shifts", self.shifts, 0, MAX_SHIFTS),
             "seed": _integer("seed", self.seed, -(2**63), 2**63 - 1),
@@ -103,8 +120,32 @@ class SeparationConfig:
             object.__setattr__(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
-        """The options as a plain dict (for provenance and reports)."""
-        return dataclasses.asdict(self)
+        """The options as a plain dict (for provenance and reports); a module model appears as
+        its class name."""
+        options = self.options()
+        if not isinstance(self.model, (str, os.PathLike)):
+            options["model"] = type(self.model).__name__
+        return {k: str(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
+
+    def options(self) -> dict[str, Any]:
+        """The fields as keyword arguments (the model object itself, not a copy)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes) -> SeparationConfig:
+        """A copy with ``changes`` applied, validated like a new one.
+
+        Examples
+        --------
+        >>> SeparationConfig().replace(model="classical", shifts=2).shifts
+        2
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ParameterError(
+                f"Unknown separation option(s) {sorted(unknown)}; the options are "
+                f"{[f.name for f in dataclasses.fields(self)]}."
+            )
+        return dataclasses.replace(self, **changes)
 
 
 #: The defaults of every entry point.

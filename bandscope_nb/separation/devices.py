@@ -6,7 +6,7 @@ import re
 
 from ..errors import DeviceError
 
-__all__ = ["check_precision", "default_batch_size", "resolve_device"]
+__all__ = ["check_device_name", "check_precision", "default_batch_size", "resolve_device"]
 
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
 
@@ -35,21 +35,14 @@ def resolve_device(device: str = "auto"):
     """
     import torch
 
-    if not isinstance(device, str):
-        device = str(device)
-    name = device.strip().lower()
+    name = check_device_name(device)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if _mps_available(torch):
             return torch.device("mps")
         return torch.device("cpu")
-    match = _DEVICE_RE.match(name)
-    if match is None:
-        raise DeviceError(
-            f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
-        )
-    kind, index = match.group(1), match.group(2)
+    kind, index = _DEVICE_RE.match(name).groups()
     if kind == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         wanted = int(index or 0)
@@ -70,6 +63,26 @@ def resolve_device(device: str = "auto"):
     if index not in (None, "0"):
         raise DeviceError(f"Device {device!r}: there is only one CPU device; use 'cpu'.")
     return torch.device("cpu")
+
+
+def check_device_name(device) -> str:
+    """``device`` as a lower-case name, checked for its form only (nothing is probed).
+
+    Examples
+    --------
+    >>> check_device_name(" CUDA:1 ")
+    'cuda:1'
+    >>> check_device_name("gpu")
+    Traceback (most recent call last):
+    ...
+    bandscope_nb.errors.DeviceError: Unknown device 'gpu'; use 'auto', 'cpu', ...
+    """
+    name = str(device).strip().lower()
+    if name != "auto" and _DEVICE_RE.match(name) is None:
+        raise DeviceError(
+            f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        )
+    return name
 
 
 def _mps_available(torch) -> bool:

@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 
 from ..digests import SHA256_FORMAT
-from ..errors import AudioError, ModelUnavailableError, ParameterError, SeparationError
+from ..errors import (
+    AudioError,
+    ModelFallbackWarning,
+    ModelUnavailableError,
+    ParameterError,
+    SeparationError,
+    warn,
+)
 from ..names import as_path
 from ..stems import Stems
 from .cache import ResultCache, cache_key
@@ -26,10 +33,12 @@ from .streams import (
     open_stems,
 )
 
-__all__ = ["Separator"]
+__all__ = ["Separator", "check_model_source", "open_cache"]
 
 
-def _cache(cache) -> ResultCache | None:
+def open_cache(cache) -> ResultCache | None:
+    """The result cache ``cache=`` asks for: True the default one, a folder or a
+    :class:`ResultCache`; None for False/None."""
     if cache is True:
         return ResultCache()
     if cache is False or cache is None:
@@ -41,6 +50,23 @@ def _cache(cache) -> ResultCache | None:
     raise ParameterError(f"Invalid cache: {cache!r}; give True, False, a folder or a ResultCache.")
 
 
+def check_model_source(repo, sha256) -> tuple[Path | None, str | None]:
+    """Check ``repo=`` (an existing folder) and ``sha256=`` (8 to 64 hex digits) before any
+    model is looked for; return them normalised."""
+    if repo is not None:
+        repo = as_path(repo, what="repo")
+        if not repo.is_dir():
+            raise ModelUnavailableError(f"Model repo {repo} is not a folder; check repo=.")
+    if sha256 is not None and not (
+        isinstance(sha256, str) and SHA256_FORMAT.fullmatch(sha256.lower())
+    ):
+        raise ParameterError(
+            f"Invalid sha256: {sha256!r}; give the file's sha256 (64 hex digits) or a prefix "
+            "of at least 8."
+        )
+    return repo, sha256
+
+
 class Separator:
     """Split music into stems with a Demucs model (or the classical recipe).
 
@@ -50,7 +76,8 @@ class Separator:
         A demucs pretrained name (``"htdemucs"``, ``"htdemucs_ft"``, ...), a name in ``repo``, a
         ``.safetensors`` / ``.th`` file, a model folder, a ``torch.nn.Module`` with demucs'
         attributes, ``"classical"`` (no weights needed) or ``"auto"`` (htdemucs when its weights
-        are on disk or downloadable, else classical; it prints which and why).
+        are on disk or downloadable, else classical, announced by a
+        :class:`~bandscope_nb.errors.ModelFallbackWarning`).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; checked here.
     repo : str or os.PathLike or None
@@ -83,9 +110,9 @@ class Separator:
 
     def __init__(
         self,
-        model: Any = "htdemucs",
+        model: Any = DEFAULTS.model,
         *,
-        device: str = "auto",
+        device: str = DEFAULTS.device,
         repo: str | os.PathLike | None = None,
         segment: float | None = DEFAULTS.segment,
         overlap: float = DEFAULTS.overlap,
@@ -98,6 +125,8 @@ class Separator:
         progress: bool = True,
     ):
         config = SeparationConfig(
+            model=model,
+            device=device,
             segment=segment,
             overlap=overlap,
             shifts=shifts,
@@ -105,29 +134,33 @@ class Separator:
             batch_size=batch_size,
             precision=precision,
         )
-        if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "forward"):
-            raise ParameterError(
-                f"Invalid model: {model!r}; pass a name, a path or a torch.nn.Module."
-            )
-        if repo is not None and not as_path(repo, what="repo").is_dir():
-            raise ModelUnavailableError(f"Model repo {repo} is not a folder; check repo=.")
-        if sha256 is not None and not (
-            isinstance(sha256, str) and SHA256_FORMAT.fullmatch(sha256.lower())
-        ):
-            raise ParameterError(
-                f"Invalid sha256: {sha256!r}; give the file's sha256 (64 hex digits) or a "
-                "prefix of at least 8."
-            )
-        self.device = resolve_device(device)
+        self.repo, self.sha256 = check_model_source(repo, sha256)
+        self.device = resolve_device(config.device)
         self.precision = check_precision(self.device, config.precision)
-        self.model_spec, self.repo, self.sha256 = model, repo, sha256
         self.config = config
+        self.model_spec = config.model
         self.segment, self.overlap = config.segment, config.overlap
         self.shifts, self.seed = config.shifts, config.seed
         self.batch_size = config.batch_size or default_batch_size(self.device)
         self.progress = bool(progress)
-        self.cache = _cache(cache)
+        self.cache = open_cache(cache)
         self._model: LoadedModel | None = None
+
+    @classmethod
+    def from_config(cls, config: SeparationConfig, **kwargs) -> Separator:
+        """A Separator running ``config``; ``kwargs`` are the other arguments (``repo``,
+        ``cache``, ``sha256``, ``progress``).
+
+        Examples
+        --------
+        >>> import bandscope_nb as bn
+        >>> config = bn.SeparationConfig(model="classical", device="cpu", overlap=0.5)
+        >>> bn.Separator.from_config(config, cache=False).overlap
+        0.5
+        """
+        if not isinstance(config, SeparationConfig):
+            raise ParameterError(f"Invalid config: {config!r}; give a SeparationConfig.")
+        return cls(**config.options(), **kwargs)
 
     def __repr__(self) -> str:
         return (
@@ -156,17 +189,16 @@ class Separator:
             return self._classical()
         if spec == "auto":
             try:
-                loaded = load_model("htdemucs", device=self.device)
+                return load_model("htdemucs", device=self.device)
             except ModelUnavailableError:
                 why = offline_reason() or "they could not be downloaded"
-                print(
-                    f"model='auto': htdemucs weights are not on this machine and {why}; using the "
-                    "classical separator instead (no weights needed). To use htdemucs, run "
-                    "`bandscope models fetch htdemucs` on a machine with network."
+                warn(
+                    f"model='auto': htdemucs weights are not on this machine and {why}; using "
+                    "the classical separator instead (no weights needed). To use htdemucs, run "
+                    "`bandscope models fetch htdemucs` on a machine with network.",
+                    ModelFallbackWarning,
                 )
                 return self._classical()
-            print(f"model='auto': using htdemucs ({loaded.origin}).")
-            return loaded
         return load_model(spec, repo=self.repo, sha256=self.sha256, device=self.device)
 
     def _classical(self) -> LoadedModel:
@@ -204,14 +236,18 @@ class Separator:
                 f"{inp.name}: has {inp.channels} channels but {model.name} takes "
                 f"{model.audio_channels}; downmix first, e.g. bn.load_audio(path, mono=True)."
             )
-        params = {
-            "segment": self.segment,
-            "overlap": self.overlap,
-            "shifts": self.shifts,
-            "seed": self.seed if self.shifts else None,
+        config = self.config
+        params = {  # everything that changes the stems, from the config and the model
+            "segment": config.segment,
+            "overlap": config.overlap,
+            "shifts": config.shifts,
+            "seed": config.seed if config.shifts else None,
+            "precision": config.precision,
+            # CPU and GPU arithmetic differ measurably (docs/benchmarks.md): a result computed
+            # on one kind of device is not served as another's
+            "device_type": self.device.type,
             "rate": model.samplerate,
             "channels": model.audio_channels,
-            "precision": self.precision,
         }
         key = cache_key(audio=inp.digest, model=model.identity, params=params)
         info = {
@@ -219,6 +255,7 @@ class Separator:
             "origin": model.origin,
             "identity": model.identity,
             "device": str(self.device),
+            "batch_size": self.batch_size,
             "input": inp.name,
             "input_digest": inp.digest,
             "cache_key": key,
