@@ -91,6 +91,22 @@ class Audio:
         )
 
 
+def frame_range(
+    sample_rate: int, frames: int, start: float = 0.0, duration: float | None = None
+) -> tuple[int, int]:
+    """Frames ``[lo, hi)`` of ``duration`` seconds from ``start`` seconds (None: to the end),
+    clipped to a signal of ``frames`` frames: the one place seconds become frames.
+
+    Examples
+    --------
+    >>> frame_range(8000, 20_000, start=1.0, duration=5.0)
+    (8000, 20000)
+    """
+    lo = min(max(0, int(start * sample_rate)), frames)
+    hi = frames if duration is None else min(frames, lo + int(duration * sample_rate))
+    return lo, hi
+
+
 def check_sample_rate(sample_rate: float, *, name: str) -> int:
     """Return ``sample_rate`` as int, or raise :class:`AudioError` naming ``name``."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)):

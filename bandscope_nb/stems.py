@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAVE_SUBTYPES, Audio, as_audio, resample, save_audio
+from .audio import SAVE_SUBTYPES, Audio, as_audio, frame_range, resample, save_audio
 from .errors import ParameterError
 from .names import as_path, check_stem_names
 
@@ -118,28 +118,41 @@ class Stems(Mapping):
         """Sum of all stems, float32 ``(channels, frames)``."""
         return self.remix({})
 
-    def remix(self, gains: Mapping[str, float]) -> np.ndarray:
+    def remix(
+        self, gains: Mapping[str, float], *, window: tuple[float, float | None] | None = None
+    ) -> np.ndarray:
         """Weighted sum of the stems; stems not named in ``gains`` keep gain 1.
 
         Parameters
         ----------
         gains : mapping of str to float
             Linear gain per stem name (0 mutes it).
+        window : (start, duration) in seconds, or None
+            Mix only this stretch (duration None: to the end); None mixes the whole length.
+            Only the window is read, so a remix of a long memory-mapped result stays cheap.
+
+        Returns
+        -------
+        np.ndarray [shape=(channels, frames in the window)], float32
 
         Examples
         --------
-        >>> stems = Stems(np.ones((2, 1, 3), np.float32), ["a", "b"], 8000)
-        >>> stems.remix({"a": 0.0, "b": 0.5})
-        array([[0.5, 0.5, 0.5]], dtype=float32)
+        >>> stems = Stems(np.ones((2, 1, 8000), np.float32), ["a", "b"], 8000)
+        >>> stems.remix({"a": 0.0, "b": 0.5}, window=(0.5, 0.25)).shape
+        (1, 2000)
+        >>> float(stems.remix({"a": 0.0, "b": 0.5})[0, 0])
+        0.5
         """
         unknown = set(gains) - set(self.names)
         if unknown:
             raise ParameterError(f"Unknown stem(s) {sorted(unknown)}; stems are {self.names}.")
-        out = np.zeros(self._data.shape[1:], dtype=np.float32)
+        start, duration = (0.0, None) if window is None else window
+        lo, hi = frame_range(self.sample_rate, self.frames, start, duration)
+        out = np.zeros((self.channels, hi - lo), dtype=np.float32)
         for index, name in enumerate(self.names):
             gain = float(gains.get(name, 1.0))
             if gain:
-                out += gain * self._data[index]
+                out += gain * self._data[index, :, lo:hi]
         return out
 
     def residual(self, audio, sample_rate: int | None = None) -> np.ndarray:

@@ -39,9 +39,9 @@ def test_window_selects_time():
 def test_specshow_and_waveform_return_their_artists():
     fig, (a, b) = plt.subplots(2)
     y = np.sin(np.linspace(0, 200, 8000)).astype(np.float32)
-    img = specshow(a, y, 8000, kind="mel")
+    img = specshow(y, 8000, ax=a, kind="mel")
     assert img in a.get_images() and img.get_array().shape[0] == 128
-    env = waveform(b, y[None], 8000, width_px=100)
+    env = waveform(y[None], 8000, ax=b, width_px=100)
     verts = env.get_paths()[0].vertices
     assert verts[:, 1].max() == pytest.approx(y.max(), abs=1e-6)
     assert verts[:, 1].min() == pytest.approx(y.min(), abs=1e-6)
@@ -52,3 +52,11 @@ def test_stems_figure_has_one_row_per_stem_and_mix():
     mix, truth = bn.demo.load()
     fig = stems_figure(truth, mix=mix.samples, duration=5.0)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["mix", *truth.names]
+
+
+def test_display_functions_draw_on_the_current_axes_by_default():
+    fig, ax = plt.subplots()
+    y = np.sin(np.linspace(0, 200, 8000)).astype(np.float32)
+    assert specshow(y, 8000) in ax.get_images()
+    assert waveform(y[None], 8000) in ax.collections
+    plt.close(fig)

@@ -46,7 +46,7 @@ def test_demo_medians_agree_with_museval():
         {"drums": estimate["percussive"], "bass": rest, "other": rest, "vocals": rest},
         mix.sample_rate,
     )
-    table = evaluate(est, truth)
+    table = evaluate(truth, est)
     ref = museval_medians(truth.data, est.data, mix.sample_rate)
     for k, stem in enumerate(truth.names):
         for metric in ("SDR", "SIR", "SAR", "ISR"):
@@ -79,10 +79,22 @@ def test_evaluate_table():
     rng = np.random.default_rng(3)
     truth = bn.Stems(rng.standard_normal((2, 1, 3 * 8000)), ["a", "b"], 8000)
     est = bn.Stems(truth.data[::-1] * 0.1 + truth.data, ["a", "b"], 8000)
-    table = evaluate(est, truth)
+    table = evaluate(truth, est)
     assert {r["metric"] for r in table.records} == {"SDR", "SIR", "SAR", "ISR", "SI-SDR"}
     assert len(table.records) == 2 * 5 * 3
     assert "SI-SDR" in repr(table) and "<table>" in table._repr_html_()
     assert table.medians["a"]["SIR"] == pytest.approx(20.0, abs=0.5)
     with pytest.raises(bn.ParameterError, match="names differ"):
-        evaluate(bn.Stems(truth.data, ["a", "c"], 8000), truth)
+        evaluate(truth, bn.Stems(truth.data, ["a", "c"], 8000))
+
+
+def test_evaluate_takes_references_first_and_refuses_a_detectable_swap():
+    rng = np.random.default_rng(4)
+    truth = bn.Stems(rng.standard_normal((2, 1, 2 * 8000)), ["a", "b"], 8000)
+    noisy = truth.data + 0.3 * rng.standard_normal(truth.data.shape)
+    separated = bn.Stems(noisy, ["a", "b"], 8000, info={"model": "htdemucs", "identity": "ab12"})
+    table = evaluate(truth, separated)
+    whole = si_sdr(truth["a"], separated["a"])
+    assert table.medians["a"]["SI-SDR"] == pytest.approx(whole, abs=1.0)
+    with pytest.raises(bn.ParameterError, match="look swapped"):
+        evaluate(separated, truth)

@@ -119,7 +119,7 @@ def test_report_command_runs_the_notebook_to_html(song, tmp_path, capsys):
     assert not [o for o in outputs if o.output_type == "error"]
     # the metrics the report printed are those of the same separation computed here
     stems = bn.Separator("classical", progress=False).separate(mix)
-    table = bn.metrics.evaluate(stems, truth)
+    table = bn.metrics.evaluate(truth, stems)
     expected = {n: round(v["SDR"], 1) for n, v in table.medians.items()}
     printed = [o.text for o in outputs if o.output_type == "stream" and "'drums':" in o.text]
     assert printed == [str(expected) + "\n"]

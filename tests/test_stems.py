@@ -123,3 +123,14 @@ def test_saving_a_long_cached_result_keeps_memory_flat(tmp_path, fmt):
     assert peak - before < 150e6, f"saving grew RSS by {(peak - before) / 1e6:.0f} MB"
     info = sf.info(str(tmp_path / "out" / f"vocals.{fmt}"))
     assert info.frames == frames and info.channels == 2
+
+
+def test_remix_window_reads_only_that_stretch_and_matches_the_whole_remix():
+    rng = np.random.default_rng(5)
+    stems = bn.Stems(rng.standard_normal((3, 2, 8000)).astype(np.float32), ["a", "b", "c"], 8000)
+    gains = {"a": 0.5, "b": 0.0}
+    whole = stems.remix(gains)
+    part = stems.remix(gains, window=(0.25, 0.5))
+    np.testing.assert_array_equal(part, whole[:, 2000:6000])
+    np.testing.assert_array_equal(stems.remix(gains, window=(0.75, None)), whole[:, 6000:])
+    assert stems.remix(gains, window=(2.0, 1.0)).shape == (2, 0)  # past the end: empty

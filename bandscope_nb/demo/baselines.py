@@ -58,7 +58,7 @@ def demo_baselines(methods=METHODS) -> dict[str, dict[str, float]]:
     return {
         m: {
             stem: vals["SDR"]
-            for stem, vals in evaluate(_estimate(m, mix, truth), truth).medians.items()
+            for stem, vals in evaluate(truth, _estimate(m, mix, truth)).medians.items()
         }
         for m in methods
     }

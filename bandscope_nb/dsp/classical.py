@@ -111,9 +111,9 @@ def hpss(
     (('harmonic', 'percussive'), True)
     """
     audio = as_audio(audio, sample_rate)
-    spec = stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft=n_fft, hop_length=hop_length)
     _, mask_p = _hpss_masks(spec, kernel_size, margin)
-    percussive = istft(spec * mask_p, n_fft, hop_length, audio.frames)
+    percussive = istft(spec * mask_p, n_fft=n_fft, hop_length=hop_length, length=audio.frames)
     return Stems.from_dict(
         {"harmonic": audio.samples - percussive, "percussive": percussive}, audio.sample_rate
     )
@@ -150,9 +150,9 @@ def repet_sim(
     ('foreground', 'background')
     """
     audio = as_audio(audio, sample_rate)
-    spec = stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft=n_fft, hop_length=hop_length)
     mask = _foreground_mask(np.abs(spec).mean(axis=0), audio.sample_rate, hop_length, width)
-    foreground = istft(spec * mask, n_fft, hop_length, audio.frames)
+    foreground = istft(spec * mask, n_fft=n_fft, hop_length=hop_length, length=audio.frames)
     return Stems.from_dict(
         {"foreground": foreground, "background": audio.samples - foreground}, audio.sample_rate
     )
@@ -189,7 +189,7 @@ def nmf(
     from sklearn.decomposition import NMF
 
     audio = as_audio(audio, sample_rate)
-    spec = stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft=n_fft, hop_length=hop_length)
     mag = np.abs(spec).mean(axis=0)
     model = NMF(n_components=n_components, init="nndsvda", random_state=seed, max_iter=400)
     templates = model.fit_transform(mag)
@@ -201,7 +201,10 @@ def nmf(
     total = np.sum(parts, axis=0) + 1e-10
     out = {}
     for k, part in enumerate(parts[:-1]):
-        out[f"component_{k}"] = istft(spec * (part / total), n_fft, hop_length, audio.frames)
+        masked = spec * (part / total)
+        out[f"component_{k}"] = istft(
+            masked, n_fft=n_fft, hop_length=hop_length, length=audio.frames
+        )
     out[f"component_{n_components - 1}"] = audio.samples - np.sum(list(out.values()), axis=0)
     return Stems.from_dict(out, audio.sample_rate), templates, activations
 
@@ -234,16 +237,16 @@ def separate_four(
     import librosa
 
     audio = as_audio(audio, sample_rate)
-    spec = stft(audio.samples, n_fft, hop_length)
+    spec = stft(audio.samples, n_fft=n_fft, hop_length=hop_length)
     mask_h, mask_p = _hpss_masks(spec, kernel_size, 1.0)
     low = (librosa.fft_frequencies(sr=audio.sample_rate, n_fft=n_fft) < bass_cutoff)[:, None]
     harmonic_high = spec * mask_h * ~low
     mask_v = _foreground_mask(
         np.abs(harmonic_high).mean(axis=0), audio.sample_rate, hop_length, width
     )
-    drums = istft(spec * mask_p, n_fft, hop_length, audio.frames)
-    bass = istft(spec * mask_h * low, n_fft, hop_length, audio.frames)
-    vocals = istft(harmonic_high * mask_v, n_fft, hop_length, audio.frames)
+    drums = istft(spec * mask_p, n_fft=n_fft, hop_length=hop_length, length=audio.frames)
+    bass = istft(spec * mask_h * low, n_fft=n_fft, hop_length=hop_length, length=audio.frames)
+    vocals = istft(harmonic_high * mask_v, n_fft=n_fft, hop_length=hop_length, length=audio.frames)
     other = audio.samples - drums - bass - vocals
     stems = {"drums": drums, "bass": bass, "other": other, "vocals": vocals}
     return Stems.from_dict({n: stems[n] for n in FOUR_STEMS}, audio.sample_rate)

@@ -24,7 +24,7 @@ from ..errors import ParameterError
 from ..stems import Stems
 from .spectral import istft, stft
 
-__all__ = ["OracleResult", "check_references", "oracle_masks", "stem_mask"]
+__all__ = ["OracleResult", "apply_stem_mask", "check_references", "oracle_masks", "stem_mask"]
 
 KINDS = ("ibm", "irm", "wiener")
 _EPS = 1e-10
@@ -117,6 +117,53 @@ def stem_mask(
     return (target > 10 ** (threshold_db / 10) * rest).astype(np.float32)
 
 
+def apply_stem_mask(
+    spec: np.ndarray,
+    magnitudes: np.ndarray,
+    index: int,
+    *,
+    kind: str = "irm",
+    power: float = 1.0,
+    threshold_db: float = 0.0,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    length: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mask the mixture with one stem's oracle mask (:func:`stem_mask`) and resynthesise it.
+
+    Parameters
+    ----------
+    spec : np.ndarray [shape=(channels, freqs, frames)], complex
+        The mixture's STFT (:func:`~bandscope_nb.dsp.spectral.stft`).
+    magnitudes : np.ndarray [shape=(sources, channels, freqs, frames)]
+        The true stems' STFT magnitudes.
+    index : int
+        Which stem.
+    kind, power, threshold_db
+        As for :func:`stem_mask`.
+    n_fft, hop_length, length : int
+        The STFT's parameters and the signal's length in frames.
+
+    Returns
+    -------
+    mask : np.ndarray [shape=(channels, freqs, frames)]
+    estimate : np.ndarray [shape=(channels, length)], float32
+
+    Examples
+    --------
+    >>> from bandscope_nb.dsp.spectral import stft
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.standard_normal((2, 1, 8000)).astype(np.float32)
+    >>> mix = truth.sum(axis=0)
+    >>> mask, estimate = apply_stem_mask(stft(mix), np.abs(stft(truth)), 0, length=8000)
+    >>> mask.shape, estimate.shape
+    ((1, 1025, 16), (1, 8000))
+    """
+    mask = stem_mask(magnitudes, index, kind=kind, power=power, threshold_db=threshold_db)
+    estimate = istft(mask * spec, n_fft=n_fft, hop_length=hop_length, length=length)
+    return mask, estimate
+
+
 def check_references(mix, references: Stems, sample_rate=None):
     """The mix as :class:`~bandscope_nb.audio.Audio`, checked against the true stems' shape and
     rate (:class:`ParameterError` when they differ).
@@ -180,8 +227,8 @@ def oracle_masks(
     if not power > 0:
         raise ParameterError(f"Invalid power: {power!r}; it must be > 0.")
     mix = check_references(mix, references, sample_rate)
-    x = stft(mix.samples, n_fft, hop_length)
-    specs = stft(np.asarray(references.data), n_fft, hop_length)  # (S, C, F, T)
+    x = stft(mix.samples, n_fft=n_fft, hop_length=hop_length)
+    specs = stft(np.asarray(references.data), n_fft=n_fft, hop_length=hop_length)  # (S, C, F, T)
     if kind == "wiener":
         gains = _wiener_gains(specs)  # (S, F, T, C, C)
         est_specs = np.einsum("sftcd,dft->scft", gains, x)
@@ -195,6 +242,8 @@ def oracle_masks(
             m = _ratio_masks(mags, power)
         est_specs = m * x[None]
         masks = dict(zip(references.names, m, strict=True))
-    estimates = np.stack([istft(s, n_fft, hop_length, mix.frames) for s in est_specs])
+    estimates = np.stack(
+        [istft(s, n_fft=n_fft, hop_length=hop_length, length=mix.frames) for s in est_specs]
+    )
     info = {"model": f"oracle {kind}" + (f" (power {power:g})" if kind == "irm" else "")}
     return OracleResult(masks, Stems(estimates, references.names, mix.sample_rate, info=info))

@@ -271,14 +271,19 @@ class EvaluationTable:
 
 
 def evaluate(
-    estimates: Stems, references: Stems, *, window: float = 1.0, hop: float = 1.0
+    references: Stems, estimates: Stems, *, window: float = 1.0, hop: float = 1.0
 ) -> EvaluationTable:
     """BSS Eval v4 (SDR, SIR, SAR, ISR) and SI-SDR per stem, framewise and median.
 
+    References first, as in museval's ``evaluate(references, estimates)`` and
+    :func:`sdr`; a call with the two swapped is refused when it can be told (the estimates came
+    from a separator and the references did not).
+
     Parameters
     ----------
-    estimates, references : Stems
-        Same names (matched by name), sample rate and shape.
+    references, estimates : Stems
+        The true stems and the separated ones: same names (matched by name), sample rate and
+        shape.
     window, hop : float
         Frame length and hop in seconds (1 s each, as museval / SiSEC).
 
@@ -292,10 +297,16 @@ def evaluate(
     >>> rng = np.random.default_rng(0)
     >>> truth = bn.Stems(rng.standard_normal((2, 1, 8000)), ["a", "b"], 8000)
     >>> noisy = bn.Stems(truth.data + 0.1 * rng.standard_normal((2, 1, 8000)), ["a", "b"], 8000)
-    >>> table = evaluate(noisy, truth)
+    >>> table = evaluate(truth, noisy)
     >>> sorted(table.medians), round(table.medians["a"]["SI-SDR"])
     (['a', 'b'], 20)
     """
+    if "identity" in references.info and "identity" not in estimates.info:
+        raise ParameterError(
+            f"evaluate(references, estimates): the references come from the separator "
+            f"{references.info['model']!r} and the estimates do not; the two look swapped. "
+            "Pass the true stems first."
+        )
     if set(estimates.names) != set(references.names):
         raise ParameterError(f"Stem names differ: {estimates.names} vs {references.names}.")
     if estimates.sample_rate != references.sample_rate:

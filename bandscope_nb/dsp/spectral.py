@@ -7,7 +7,7 @@ import numpy as np
 __all__ = ["istft", "stft"]
 
 
-def stft(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
     """Complex STFT over the last axis (librosa): ``(..., n_fft // 2 + 1, windows)``.
 
     Examples
@@ -20,13 +20,13 @@ def stft(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
     return librosa.stft(y, n_fft=n_fft, hop_length=hop_length)
 
 
-def istft(spec: np.ndarray, n_fft: int, hop_length: int, length: int) -> np.ndarray:
+def istft(spec: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512, length: int) -> np.ndarray:
     """Inverse of :func:`stft`, trimmed or padded to ``length`` frames, as float32.
 
     Examples
     --------
     >>> y = np.random.default_rng(0).standard_normal((1, 4096)).astype(np.float32)
-    >>> bool(np.allclose(istft(stft(y), 2048, 512, 4096), y, atol=1e-5))
+    >>> bool(np.allclose(istft(stft(y), length=4096), y, atol=1e-5))
     True
     """
     import librosa

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..audio import frame_range
 from ..errors import ParameterError
 
 __all__ = [
@@ -29,12 +30,7 @@ KINDS = ("stft", "mel", "cqt")
 def _window(samples: np.ndarray, sample_rate: int, start: float, duration: float | None):
     samples = np.asarray(samples, dtype=np.float32)
     mono = samples.mean(axis=0) if samples.ndim == 2 else samples
-    lo = max(0, int(start * sample_rate))
-    hi = (
-        mono.shape[-1]
-        if duration is None
-        else min(mono.shape[-1], lo + int(duration * sample_rate))
-    )
+    lo, hi = frame_range(sample_rate, mono.shape[-1], start, duration)
     if hi <= lo:
         raise ParameterError(f"Empty window: start={start} s, duration={duration} s.")
     return mono[lo:hi], lo / sample_rate, hi / sample_rate
@@ -104,10 +100,10 @@ def spectrogram_image(
 
 
 def specshow(
-    ax,
     samples: np.ndarray,
     sample_rate: int,
     *,
+    ax=None,
     kind: str = "stft",
     start: float = 0.0,
     duration: float | None = None,
@@ -117,7 +113,8 @@ def specshow(
     log_freq: bool = True,
     vmax: float | None = None,
 ):
-    """Draw :func:`spectrogram_image` on ``ax``; return the ``AxesImage``.
+    """Draw :func:`spectrogram_image` on ``ax`` (default: pyplot's current axes); return the
+    ``AxesImage``.
 
     The colour range is ``[vmax - top_db, vmax]``; ``vmax=None`` takes the window's maximum.
 
@@ -127,7 +124,7 @@ def specshow(
     >>> matplotlib.use("Agg")
     >>> import matplotlib.pyplot as plt
     >>> fig, ax = plt.subplots()
-    >>> img = specshow(ax, np.random.default_rng(0).standard_normal(22050), 22050)
+    >>> img = specshow(np.random.default_rng(0).standard_normal(22050), 22050, ax=ax)
     >>> img.get_array().shape[0]
     1025
     """
@@ -141,6 +138,7 @@ def specshow(
         top_db=top_db,
     )
     vmax = float(image.max()) if vmax is None else vmax
+    ax = _axes(ax)
     artist = ax.imshow(
         image,
         origin="lower",
@@ -156,6 +154,15 @@ def specshow(
     return artist
 
 
+def _axes(ax):
+    """``ax``, or pyplot's current axes (librosa.display's convention)."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.gca()
+    return ax
+
+
 def style_axis(ax, kind: str, extent, *, log_freq: bool = True) -> None:
     """Time limits, frequency scale (log for the STFT when asked, else linear) and label."""
     ax.set_xlim(extent[0], extent[1])
@@ -166,6 +173,19 @@ def style_axis(ax, kind: str, extent, *, log_freq: bool = True) -> None:
         ax.set_yscale("linear")
         ax.set_ylim(extent[2], extent[3])
     ax.set_ylabel({"stft": "Hz", "mel": "mel bin", "cqt": "CQT bin"}[kind])
+
+
+def spectrum_db(spec: np.ndarray, columns: slice = slice(None)) -> np.ndarray:
+    """Channel-averaged power of a complex STFT ``(channels, freqs, frames)`` in dB (floored
+    at -100 dB), for the frames in ``columns``; float32 ``(freqs, frames)``.
+
+    Examples
+    --------
+    >>> spectrum_db(np.ones((2, 3, 4), np.complex64)).shape
+    (3, 4)
+    """
+    power = np.mean(np.abs(spec[..., columns]) ** 2, axis=0)
+    return 10 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
 
 
 def signal_rows(stems, mix: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
@@ -181,9 +201,11 @@ def signal_rows(stems, mix: np.ndarray | None = None) -> list[tuple[str, np.ndar
     return ([("mix", mix)] if mix is not None else []) + [(n, stems[n]) for n in stems.names]
 
 
-def waveform(ax, samples: np.ndarray, sample_rate: int, *, width_px: int = 1000, color="C0"):
-    """Min/max envelope of the channel-averaged signal, one column per pixel; returns the
-    ``PolyCollection``.
+def waveform(
+    samples: np.ndarray, sample_rate: int, *, ax=None, width_px: int = 1000, color="C0"
+):
+    """Min/max envelope of the channel-averaged signal, one column per pixel, on ``ax``
+    (default: pyplot's current axes); returns the ``PolyCollection``.
 
     Examples
     --------
@@ -191,7 +213,7 @@ def waveform(ax, samples: np.ndarray, sample_rate: int, *, width_px: int = 1000,
     >>> matplotlib.use("Agg")
     >>> import matplotlib.pyplot as plt
     >>> fig, ax = plt.subplots()
-    >>> type(waveform(ax, np.zeros((2, 1000)), 1000)).__name__
+    >>> type(waveform(np.zeros((2, 1000)), 1000, ax=ax)).__name__
     'FillBetweenPolyCollection'
     """
     y, t0, t1 = _window(samples, sample_rate, 0.0, None)
@@ -200,6 +222,7 @@ def waveform(ax, samples: np.ndarray, sample_rate: int, *, width_px: int = 1000,
     lo = np.minimum.reduceat(y, edges[:-1])
     hi = np.maximum.reduceat(y, edges[:-1])
     t = np.linspace(t0, t1, columns)
+    ax = _axes(ax)
     ax.set_xlim(t0, t1)
     ax.set_xlabel("time (s)")
     return ax.fill_between(t, lo, hi, color=color, linewidth=0)
@@ -230,7 +253,9 @@ def stems_figure(
     fig = Figure(figsize=(width_px / 100, 1.6 * len(rows)), dpi=100, layout="constrained")
     axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (name, samples) in zip(axes, rows, strict=True):
-        specshow(ax, samples, stems.sample_rate, kind=kind, duration=duration, width_px=width_px)
+        specshow(
+            samples, stems.sample_rate, ax=ax, kind=kind, duration=duration, width_px=width_px
+        )
         ax.set_title(name, loc="left", fontsize=9)
         ax.label_outer()
     return fig

@@ -14,6 +14,7 @@ from html import escape
 
 import numpy as np
 
+from ..audio import frame_range
 from ..errors import ParameterError
 
 __all__ = ["audio_element", "audio_html", "encode_audio", "figure_png", "stems_html"]
@@ -42,8 +43,7 @@ def encode_audio(
     if format not in _FORMATS:
         raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(_FORMATS)}.")
     samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
-    lo = int(start * sample_rate)
-    hi = samples.shape[-1] if duration is None else lo + int(duration * sample_rate)
+    lo, hi = frame_range(sample_rate, samples.shape[-1], start, duration)
     window = np.clip(samples[:, lo:hi], -1.0, 1.0)
     container, subtype, _ = _FORMATS[format]
     buf = io.BytesIO()

@@ -19,12 +19,22 @@ import io
 import ipywidgets as W
 import numpy as np
 
+from ..audio import frame_range
 from ..errors import ParameterError
 from ..stems import Stems
 from .display import KINDS, signal_rows, specshow, spectrogram_image, style_axis
 from .embed import audio_element
 
-__all__ = ["MaskExplorer", "SpectrogramView", "StemExplorer", "explore", "live_bundle"]
+__all__ = ["SpectrogramView", "StemExplorer", "explore", "live_bundle"]  # and MaskExplorer
+
+
+def __getattr__(name: str):
+    """``MaskExplorer`` lives in :mod:`.mask_explorer` (it builds on this module)."""
+    if name == "MaskExplorer":
+        from .mask_explorer import MaskExplorer
+
+        return MaskExplorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 MAX_PLAYER_SECONDS = 30.0
 CANVASES = ("auto", "ipympl", "image")
@@ -176,7 +186,7 @@ class SpectrogramView(W.VBox):
         axes = self.figure.subplots(len(self.signals), 1, sharex=True, squeeze=False)[:, 0]
         self.axes = list(axes)
         self.images = [
-            specshow(ax, s, self.sample_rate, duration=self.window.value, width_px=width_px)
+            specshow(s, self.sample_rate, ax=ax, duration=self.window.value, width_px=width_px)
             for ax, (_, s) in zip(self.axes, self.signals, strict=True)
         ]
         for ax, (name, _) in zip(self.axes, self.signals, strict=True):
@@ -326,9 +336,10 @@ class StemExplorer(W.VBox):
         }
 
     def _window(self) -> tuple[int, int]:
-        rate = self.stems.sample_rate
-        lo = int(self.play_start.value * rate)
-        return lo, min(self.stems.frames, lo + int(self.play_length.value * rate))
+        stems = self.stems
+        return frame_range(
+            stems.sample_rate, stems.frames, self.play_start.value, self.play_length.value
+        )
 
     def _element(self, samples: np.ndarray) -> str:
         lo, hi = self._window()
@@ -345,184 +356,9 @@ class StemExplorer(W.VBox):
         self._update_remix()
 
     def _update_remix(self, change=None) -> None:
-        lo, hi = self._window()
-        gains = self.gains()
-        window = sum(g * self.stems[n][:, lo:hi] for n, g in gains.items() if g)
-        if isinstance(window, int):  # every stem muted
-            window = np.zeros((self.stems.channels, hi - lo), np.float32)
-        self.remix_player.value = audio_element(window, self.stems.sample_rate, duration=None)
-
-
-class MaskExplorer(W.VBox):
-    """A stem's oracle mask over the mixture spectrogram, its parameter, and the masked result.
-
-    Three aligned panels (the mixture, the mask, the masked mixture) for a window of at most
-    30 s, and players for the masked result, the true stem and the mix. The mask comes from
-    :func:`bandscope_nb.dsp.masks.stem_mask`: ``"irm"`` with an exponent slider (2 is the
-    Wiener-style soft mask), ``"ibm"`` with a threshold slider in dB. Moving either recomputes
-    the mask, the masked estimate (per channel, inverse STFT) and its SDR against the true stem.
-
-    Parameters
-    ----------
-    mix : Audio, (np.ndarray, int) or path
-    references : Stems
-        The true stems, matching the mix's shape and rate.
-    stem : str or None
-        First stem shown (default: the last, usually vocals).
-    kind : {"irm", "ibm"}
-    start, duration : float
-        The window in seconds; ``duration`` at most 30.
-    n_fft, hop_length : int
-        STFT used for the masks (as in :func:`bandscope_nb.oracle_masks`).
-    width_px, canvas
-        As for :class:`SpectrogramView`.
-
-    Examples
-    --------
-    >>> import bandscope_nb as bn
-    >>> mix, truth = bn.demo.load()
-    >>> explorer = MaskExplorer(mix, truth, stem="bass", duration=5.0)
-    >>> explorer.exponent.value = 2.0
-    >>> explorer.estimate.shape, bool(explorer.score > 5)
-    ((2, 220500), True)
-    """
-
-    def __init__(
-        self,
-        mix,
-        references: Stems,
-        *,
-        stem: str | None = None,
-        kind: str = "irm",
-        start: float = 0.0,
-        duration: float = 10.0,
-        n_fft: int = 2048,
-        hop_length: int = 512,
-        width_px: int = 900,
-        canvas: str = "auto",
-    ):
-        from matplotlib.figure import Figure
-
-        from ..dsp.masks import check_references
-        from ..dsp.spectral import stft
-
-        mix = check_references(mix, references)
-        stem = references.names[-1] if stem is None else stem
-        if stem not in references.names:
-            raise ParameterError(f"Unknown stem {stem!r}; stems are {references.names}.")
-        if kind not in ("irm", "ibm"):
-            raise ParameterError(f"Invalid kind: {kind!r}; choose 'irm' or 'ibm'.")
-        if not 0 < duration <= MAX_PLAYER_SECONDS or not 0 <= start < mix.duration:
-            raise ParameterError(
-                f"Invalid window start={start} s, duration={duration} s: the start must lie in "
-                f"the {mix.duration:.2f} s signal and 0 < duration <= {MAX_PLAYER_SECONDS:g} s."
-            )
-        rate = mix.sample_rate
-        lo = int(start * rate)
-        hi = min(mix.frames, lo + int(duration * rate))
-        self.sample_rate, self.n_fft, self.hop_length = rate, n_fft, hop_length
-        self.names = references.names
-        self.mix = mix.samples[:, lo:hi]
-        self.truth = np.asarray(references.data[:, :, lo:hi])
-        self.spec = stft(self.mix, n_fft, hop_length)  # (C, F, T)
-        self.magnitudes = np.abs(stft(self.truth, n_fft, hop_length))  # (S, C, F, T)
-        self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem")
-        self.kind = W.ToggleButtons(options=["irm", "ibm"], value=kind, description="mask")
-        self.exponent = W.FloatSlider(
-            value=1.0,
-            min=0.25,
-            max=4.0,
-            step=0.25,
-            description="exponent",
-            style={"description_width": "initial"},
-            continuous_update=False,
-        )
-        self.threshold = W.FloatSlider(
-            value=0.0,
-            min=-20.0,
-            max=20.0,
-            step=1.0,
-            description="threshold (dB)",
-            style={"description_width": "initial"},
-            continuous_update=False,
-        )
-        self.status = W.Label()
-        self.players = {n: W.HTML() for n in ("masked", "true stem", "mix")}
-        step = max(1, self.spec.shape[-1] // width_px)  # display columns only
-        self._columns = slice(None, None, step)
-        extent = (lo / rate, hi / rate, 0.0, rate / 2)
-        self.figure = Figure(figsize=(width_px / 100, 5.0), dpi=100, layout="constrained")
-        axes = self.figure.subplots(3, 1, sharex=True)
-        mix_db = self._db(self.spec)
-        top = float(mix_db.max())
-        show = {"origin": "lower", "aspect": "auto", "extent": extent, "interpolation": "nearest"}
-        axes[0].imshow(mix_db, cmap="magma", vmin=top - 80, vmax=top, **show)
-        self.mask_image = axes[1].imshow(
-            np.zeros_like(mix_db), cmap="viridis", vmin=0.0, vmax=1.0, **show
-        )
-        self.masked_image = axes[2].imshow(mix_db, cmap="magma", vmin=top - 80, vmax=top, **show)
-        self.axes = list(axes)
-        for ax, title in zip(axes, ("mixture", "mask", "masked mixture"), strict=True):
-            ax.set_title(title, loc="left", fontsize=9)
-            style_axis(ax, "stft", extent)
-            ax.label_outer()
-        axes[2].set_xlabel("time (s)")
-        self.figure_widget = FigureWidget(self.figure, canvas)
-        for control in (self.stem, self.kind, self.exponent, self.threshold):
-            control.observe(self._update, names="value")
-        player_row = W.HBox([W.VBox([W.Label(n), p]) for n, p in self.players.items()])
-        super().__init__(
-            [
-                W.HBox([self.stem, self.kind]),
-                W.HBox([self.exponent, self.threshold]),
-                self.figure_widget.widget,
-                self.status,
-                player_row,
-            ]
-        )
-        self.players["mix"].value = audio_element(self.mix, rate, duration=None)
-        self._update()
-
-    def _db(self, spec: np.ndarray) -> np.ndarray:
-        power = np.mean(np.abs(spec[..., self._columns]) ** 2, axis=0)
-        return 10 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
-
-    def _update(self, change=None) -> None:
-        from ..dsp.masks import stem_mask
-        from ..dsp.metrics import sdr
-        from ..dsp.spectral import istft
-
-        index = self.names.index(self.stem.value)
-        irm = self.kind.value == "irm"
-        self.exponent.disabled, self.threshold.disabled = not irm, irm
-        self.mask = stem_mask(
-            self.magnitudes,
-            index,
-            kind=self.kind.value,
-            power=self.exponent.value,
-            threshold_db=self.threshold.value,
-        )
-        masked = self.mask * self.spec
-        self.estimate = istft(masked, self.n_fft, self.hop_length, self.mix.shape[-1])
-        truth = self.truth[index]
-        self.score = sdr(truth, self.estimate)
-        self.mask_image.set_data(self.mask.mean(axis=0)[..., self._columns])
-        self.masked_image.set_data(self._db(masked))
-        parameter = (
-            f"exponent {self.exponent.value:g}" if irm else f"threshold {self.threshold.value:g} dB"
-        )
-        self.axes[1].set_title(
-            f"{self.kind.value.upper()} mask of {self.stem.value} ({parameter})",
-            loc="left",
-            fontsize=9,
-        )
-        self.status.value = (
-            f"{self.stem.value}: SDR {self.score:.1f} dB against the true stem; "
-            f"mask keeps {100 * float(self.mask.mean()):.0f}% of the bins' weight"
-        )
-        self.players["masked"].value = audio_element(self.estimate, self.sample_rate, duration=None)
-        self.players["true stem"].value = audio_element(truth, self.sample_rate, duration=None)
-        self.figure_widget.refresh()
+        window = (self.play_start.value, self.play_length.value)
+        remix = self.stems.remix(self.gains(), window=window)
+        self.remix_player.value = audio_element(remix, self.stems.sample_rate, duration=None)
 
 
 def explore(obj, *, mix: np.ndarray | None = None, canvas: str = "auto") -> W.Widget:
