@@ -292,7 +292,7 @@ def as_audio(audio, sample_rate: int | None = None) -> Audio:
     return Audio(audio, sample_rate)
 
 
-def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+def resample(samples: np.ndarray, orig_sample_rate: int, target_sample_rate: int) -> np.ndarray:
     """Resample ``(channels, frames)`` float32 audio with soxr (high quality).
 
     Examples
@@ -302,9 +302,10 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
     """
     import soxr
 
-    if orig_rate == target_rate:
+    if orig_sample_rate == target_sample_rate:
         return samples
-    out = soxr.resample(np.ascontiguousarray(samples.T), orig_rate, target_rate, quality="HQ")
+    frames_first = np.ascontiguousarray(samples.T)
+    out = soxr.resample(frames_first, orig_sample_rate, target_sample_rate, quality="HQ")
     return np.ascontiguousarray(out.T, dtype=np.float32)
 
 

@@ -7,11 +7,13 @@ Exit codes: 0 everything succeeded, 1 some input failed (the others were still p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from .errors import BandscopeError, DeviceError, ParameterError
+from .errors import BandscopeError, BandscopeWarning, DeviceError, ParameterError
 from .separation.config import DEFAULTS, PRECISIONS
 
 __all__ = ["main"]
@@ -218,6 +220,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--notebook", help="report notebook (default: notebooks/03_report.ipynb)")
     report.set_defaults(func=_cmd_report)
 
+    _housekeeping(sub)
+    return parser
+
+
+def _housekeeping(sub) -> None:
+    """``bandscope models ...`` and ``bandscope cache ...``."""
     models = sub.add_parser("models", help="list or fetch pretrained models")
     msub = models.add_subparsers(dest="action", required=True)
     msub.add_parser("list")
@@ -231,7 +239,25 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--verify", action="store_true", help="check every byte of every entry")
     csub.add_parser("clear")
     cache.set_defaults(func=_cmd_cache)
-    return parser
+
+
+@contextlib.contextmanager
+def _notes():
+    """Show bandscope's own warnings (a fallback taken, say) as ``bandscope: note: ...`` lines on
+    stderr, not as Python tracebacks-with-line-numbers; other warnings as usual."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BandscopeWarning):
+            print(f"bandscope: note: {message}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _notes():
+            return args.func(args)
     except (ParameterError, DeviceError) as exc:
         print(f"bandscope: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -39,7 +39,7 @@ def test_prepare_file_and_raw_source(tmp_path):
 def test_prepare_file_resamples_in_blocks(tmp_path):
     sf.write(tmp_path / "x.wav", noise(2.0, rate=48000).T, 48000)
     _, frames = prepare_file(
-        tmp_path / "x.wav", tmp_path / "x.f32", target_rate=RATE, blocksize=4096
+        tmp_path / "x.wav", tmp_path / "x.f32", target_sample_rate=RATE, blocksize=4096
     )
     assert abs(frames - 2 * RATE) <= 2
 

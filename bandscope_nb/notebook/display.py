@@ -228,6 +228,27 @@ def waveform(
     return ax.fill_between(t, lo, hi, color=color, linewidth=0)
 
 
+def figure_grid(titles: list[str], *, width_px: int, row_inches: float, extra: float = 0.0):
+    """A figure (made without pyplot, so notebooks show it once) of one row per title, sharing
+    the time axis, titled at the left; returns ``(figure, axes)``.
+
+    Examples
+    --------
+    >>> fig, axes = figure_grid(["mix", "vocals"], width_px=400, row_inches=1.5)
+    >>> [ax.get_title(loc="left") for ax in axes]
+    ['mix', 'vocals']
+    """
+    from matplotlib.figure import Figure
+
+    height = row_inches * len(titles) + extra
+    fig = Figure(figsize=(width_px / 100, height), dpi=100, layout="constrained")
+    axes = list(fig.subplots(len(titles), 1, sharex=True, squeeze=False)[:, 0])
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title, loc="left", fontsize=9)
+        ax.label_outer()
+    return fig, axes
+
+
 def stems_figure(
     stems,
     *,
@@ -247,15 +268,11 @@ def stems_figure(
     >>> len(fig.axes)
     2
     """
-    from matplotlib.figure import Figure
-
     rows = signal_rows(stems, mix)
-    fig = Figure(figsize=(width_px / 100, 1.6 * len(rows)), dpi=100, layout="constrained")
-    axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, (name, samples) in zip(axes, rows, strict=True):
+    fig, axes = figure_grid([name for name, _ in rows], width_px=width_px, row_inches=1.6)
+    for ax, (_, samples) in zip(axes, rows, strict=True):
         specshow(
             samples, stems.sample_rate, ax=ax, kind=kind, duration=duration, width_px=width_px
         )
-        ax.set_title(name, loc="left", fontsize=9)
         ax.label_outer()
     return fig

@@ -9,9 +9,9 @@ import numpy as np
 from ..audio import frame_range
 from ..errors import ParameterError
 from ..stems import Stems
-from .display import spectrum_db, style_axis
+from .display import figure_grid, spectrum_db, style_axis
 from .embed import audio_element
-from .widgets import MAX_PLAYER_SECONDS, FigureWidget
+from .widgets import MAX_PLAYER_SECONDS, FigureWidget, slider
 
 __all__ = ["MaskExplorer"]
 
@@ -109,37 +109,19 @@ class MaskExplorer(W.VBox):
         """The stem and mask choosers, the parameter sliders, the status line and players."""
         self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem")
         self.kind = W.ToggleButtons(options=["irm", "ibm"], value=kind, description="mask")
-        self.exponent = W.FloatSlider(
-            value=1.0,
-            min=0.25,
-            max=4.0,
-            step=0.25,
-            description="exponent",
-            style={"description_width": "initial"},
-            continuous_update=False,
-        )
-        self.threshold = W.FloatSlider(
-            value=0.0,
-            min=-20.0,
-            max=20.0,
-            step=1.0,
-            description="threshold (dB)",
-            style={"description_width": "initial"},
-            continuous_update=False,
-        )
+        self.exponent = slider("exponent", 1.0, 0.25, 4.0, step=0.25)
+        self.threshold = slider("threshold (dB)", 0.0, -20.0, 20.0, step=1.0)
         self.status = W.Label()
         self.players = {n: W.HTML() for n in ("masked", "true stem", "mix")}
 
     def _figure(self, t0: float, t1: float, width_px: int) -> None:
         """Three aligned panels: the mixture, the mask, the masked mixture (display columns
         only: at most one per pixel)."""
-        from matplotlib.figure import Figure
-
         step = max(1, self.spec.shape[-1] // width_px)  # display columns only
         self._columns = slice(None, None, step)
         extent = (t0, t1, 0.0, self.sample_rate / 2)
-        self.figure = Figure(figsize=(width_px / 100, 5.0), dpi=100, layout="constrained")
-        axes = self.figure.subplots(3, 1, sharex=True)
+        titles = ["mixture", "mask", "masked mixture"]
+        self.figure, axes = figure_grid(titles, width_px=width_px, row_inches=5.0 / 3)
         mix_db = spectrum_db(self.spec, self._columns)
         top = float(mix_db.max())
         show = {"origin": "lower", "aspect": "auto", "extent": extent, "interpolation": "nearest"}
@@ -148,9 +130,8 @@ class MaskExplorer(W.VBox):
             np.zeros_like(mix_db), cmap="viridis", vmin=0.0, vmax=1.0, **show
         )
         self.masked_image = axes[2].imshow(mix_db, cmap="magma", vmin=top - 80, vmax=top, **show)
-        self.axes = list(axes)
-        for ax, title in zip(axes, ("mixture", "mask", "masked mixture"), strict=True):
-            ax.set_title(title, loc="left", fontsize=9)
+        self.axes = axes
+        for ax in axes:
             style_axis(ax, "stft", extent)
             ax.label_outer()
         axes[2].set_xlabel("time (s)")

@@ -22,7 +22,7 @@ import numpy as np
 from ..audio import frame_range
 from ..errors import ParameterError
 from ..stems import Stems
-from .display import KINDS, signal_rows, specshow, spectrogram_image, style_axis
+from .display import KINDS, figure_grid, signal_rows, specshow, spectrogram_image, style_axis
 from .embed import audio_element
 
 __all__ = ["SpectrogramView", "StemExplorer", "explore", "live_bundle"]  # and MaskExplorer
@@ -54,6 +54,19 @@ def in_live_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def slider(description: str, value: float, low: float, high: float, step: float = 0.5):
+    """A labelled ``FloatSlider`` that reports only when released (each change recomputes)."""
+    return W.FloatSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=description,
+        style={"description_width": "initial"},
+        continuous_update=False,
+    )
 
 
 class FigureWidget:
@@ -152,7 +165,6 @@ class SpectrogramView(W.VBox):
         width_px: int = 900,
         canvas: str = "auto",
     ):
-        from matplotlib.figure import Figure
 
         self.signals, self.sample_rate = _signals(data, sample_rate)
         self.duration = max(s.shape[-1] for _, s in self.signals) / self.sample_rate
@@ -180,27 +192,19 @@ class SpectrogramView(W.VBox):
         self.cmap = W.Dropdown(
             options=["magma", "viridis", "gray_r", "inferno"], value="magma", description="colours"
         )
-        self.figure = Figure(
-            figsize=(width_px / 100, 1.5 * len(self.signals) + 0.4), dpi=100, layout="constrained"
+        titles = [name for name, _ in self.signals]
+        self.figure, self.axes = figure_grid(
+            titles, width_px=width_px, row_inches=1.5, extra=0.4
         )
-        axes = self.figure.subplots(len(self.signals), 1, sharex=True, squeeze=False)[:, 0]
-        self.axes = list(axes)
         self.images = [
             specshow(s, self.sample_rate, ax=ax, duration=self.window.value, width_px=width_px)
             for ax, (_, s) in zip(self.axes, self.signals, strict=True)
         ]
-        for ax, (name, _) in zip(self.axes, self.signals, strict=True):
-            ax.set_title(name, loc="left", fontsize=9)
+        for ax in self.axes:
             ax.label_outer()
         self.figure_widget = FigureWidget(self.figure, canvas)
-        for control in (
-            self.kind,
-            self.db_range,
-            self.log_freq,
-            self.window,
-            self.start,
-            self.cmap,
-        ):
+        controls = (self.kind, self.db_range, self.log_freq, self.window, self.start, self.cmap)
+        for control in controls:
             control.observe(self._redraw, names="value")
         controls = W.HBox(
             [
@@ -275,24 +279,8 @@ class StemExplorer(W.VBox):
             dict(signal_rows(stems, mix)), rate, width_px=width_px, canvas=canvas
         )
         span = min(MAX_PLAYER_SECONDS, stems.duration)
-        self.play_start = W.FloatSlider(
-            value=0.0,
-            min=0.0,
-            max=max(0.0, stems.duration - span),
-            step=0.5,
-            description="play from (s)",
-            style={"description_width": "initial"},
-            continuous_update=False,
-        )
-        self.play_length = W.FloatSlider(
-            value=span,
-            min=min(1.0, span),
-            max=span,
-            step=0.5,
-            description="length (s)",
-            style={"description_width": "initial"},
-            continuous_update=False,
-        )
+        self.play_start = slider("play from (s)", 0.0, 0.0, max(0.0, stems.duration - span))
+        self.play_length = slider("length (s)", span, min(1.0, span), span)
         self.gain = {
             n: W.FloatSlider(
                 value=0.0, min=-60.0, max=12.0, step=1.0, description=n, continuous_update=False

@@ -133,18 +133,20 @@ def read_input(audio, sample_rate) -> Iterator[Input]:
         yield _array_input(as_audio(audio, sample_rate))
 
 
-def open_source(inp: Input, rate: int, channels: int, workdir: Path | None) -> Source:
-    """The input as a :class:`Source` at ``rate`` with at least ``channels`` channels: staged
-    into ``workdir`` block by block (a file), or in memory (samples, or no disk space)."""
+def open_source(inp: Input, sample_rate: int, channels: int, workdir: Path | None) -> Source:
+    """The input as a :class:`Source` at ``sample_rate`` with at least ``channels`` channels:
+    staged into ``workdir`` block by block (a file), or in memory (samples, or no disk space)."""
     if inp.samples is None and (workdir is None or inp.path is None):
         samples, found_rate = decode_in_memory(inp)
-        source: Source = ArraySource(resample(samples, found_rate, rate))
+        source: Source = ArraySource(resample(samples, found_rate, sample_rate))
     elif inp.samples is None:
         raw = workdir / "input.f32"
-        staged_channels, _ = prepare_file(inp.path, raw, target_rate=rate, name=inp.name)
+        staged_channels, _ = prepare_file(
+            inp.path, raw, target_sample_rate=sample_rate, name=inp.name
+        )
         source = RawSource(raw, staged_channels)
     else:
-        source = ArraySource(resample(inp.samples, inp.sample_rate, rate))
+        source = ArraySource(resample(inp.samples, inp.sample_rate, sample_rate))
     if source.frames == 0:
         raise AudioError(f"{inp.name}: no frames left after resampling; it is too short.")
     if source.channels < channels:

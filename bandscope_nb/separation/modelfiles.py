@@ -23,10 +23,8 @@ import hashlib
 import io
 import json
 import os
-import pickle
 import re
 import stat
-import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from ..errors import ModelIntegrityError, ModelUnavailableError
 from ..files import atomic_write
 from .model_rules import ALLOWED_CLASSES, check_init, check_size
 from .published_weights import PUBLISHED_SHA256
+from .unpickle import ClassRef, unpickle
 
 __all__ = [
     "MAX_WEIGHTS_BYTES",
@@ -165,50 +164,19 @@ def load_th(path: str | os.PathLike, *, sha256: str | None = None):
     trusted = (sha256 is not None and sha256.lower() == digest) or (
         digest in PUBLISHED_SHA256.values()
     )
-    package = _unpickle(path, data, trusted=trusted)
+    package = unpickle(path, data, trusted=trusted, hint=_CONVERT_HINT)
     if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
         raise ModelIntegrityError(f"{path}: not a demucs model package.")
     package = {**package, "klass": _model_class(path, package["klass"])}
     return _build(path, package, len(data))
 
 
-def _fraction(*args) -> Fraction:
-    """``Fraction`` for the restricted unpickler, from small ints or a plain ``"p/q"`` string
-    only: ``Fraction("1e999999999")`` would spend minutes building a huge int."""
-    if (
-        len(args) == 1
-        and isinstance(args[0], str)
-        and re.fullmatch(r"-?\d{1,30}(/\d{1,30})?", args[0])
-    ):
-        return Fraction(args[0])
-    if 1 <= len(args) <= 2 and all(
-        isinstance(a, int) and not isinstance(a, bool) and abs(a) < 2**64 for a in args
-    ):
-        return Fraction(*args)
-    raise pickle.UnpicklingError(f"Fraction{args!r} is not a plain small fraction")
-
-
-class _ClassRef:
-    """Stands in for an allowed model class while unpickling: the restricted unpickler may
-    name the class (a package's ``klass``) but not call it, so a pickle cannot build a model
-    with arguments of its choosing before they are checked."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __call__(self, *args, **kwargs):
-        raise pickle.UnpicklingError(f"{self.name} may not be called while unpickling")
-
-    def __repr__(self) -> str:
-        return self.name
-
-
 def _model_class(path: Path, klass: Any) -> type:
-    """The demucs class a package or metadata names (a class, a :class:`_ClassRef` or a
+    """The demucs class a package or metadata names (a class, a :class:`ClassRef` or a
     dotted name), imported only when it is allowed."""
     import importlib
 
-    if isinstance(klass, _ClassRef) or isinstance(klass, str):
+    if isinstance(klass, ClassRef) or isinstance(klass, str):
         name = str(klass)
     else:
         name = f"{getattr(klass, '__module__', '')}.{getattr(klass, '__name__', '')}"
@@ -218,39 +186,6 @@ def _model_class(path: Path, klass: Any) -> type:
         )
     module_name, class_name = name.rsplit(".", 1)
     return getattr(importlib.import_module(module_name), class_name)
-
-
-def _unpickle(path: Path, data: bytes, *, trusted: bool) -> Any:
-    """Unpickle ``data`` restricted to tensors and demucs classes; fully only when trusted."""
-    import torch
-
-    allowed = [
-        (_fraction, "fractions.Fraction"),
-        *((_ClassRef(name), name) for name in sorted(ALLOWED_CLASSES)),
-    ]
-    with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's notes on pickle protocols
-        try:
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            pass
-        except Exception as exc:
-            raise ModelIntegrityError(f"{path}: not a readable torch file ({exc}).") from exc
-    if trusted:  # the caller or our published table vouches for exactly these bytes
-        try:
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise ModelIntegrityError(f"{path}: not a readable torch file ({exc}).") from exc
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
-        needed = sorted(set(found) - ALLOWED_CLASSES - {"fractions.Fraction"})
-    except Exception:  # not a zip checkpoint: the globals cannot be listed without unpickling
-        needed = []
-    what = f" (it needs {', '.join(needed[:6])})" if needed else ""
-    raise ModelIntegrityError(
-        f"{path}: refused: this .th file can only be loaded by a full unpickle, which can run "
-        f"code{what}, and its sha256 is not a checksum we trust. {_CONVERT_HINT}"
-    ) from None
 
 
 def _build(path: Path, package: dict, file_bytes: int):

@@ -68,13 +68,13 @@ def prepare_file(
     path: Path,
     dest: Path,
     *,
-    target_rate: int | None = None,
+    target_sample_rate: int | None = None,
     blocksize: int = 262_144,
     name: str | None = None,
 ) -> tuple[int, int]:
     """Decode ``path`` block by block into a raw float32 ``(frames, channels)`` file.
 
-    Every block is checked for NaN/Inf; with ``target_rate`` the audio is resampled with a
+    Every block is checked for NaN/Inf; with ``target_sample_rate`` the audio is resampled with a
     streaming soxr resampler. Memory stays bounded by ``blocksize`` whatever the file's length.
     Errors name ``name`` (default: the path), e.g. the user's file when ``path`` is a copy.
 
@@ -85,11 +85,11 @@ def prepare_file(
     """
     path, info = open_checked(path, name=name)
     resampler = None
-    if target_rate is not None and target_rate != info.samplerate:
+    if target_sample_rate is not None and target_sample_rate != info.samplerate:
         import soxr
 
         resampler = soxr.ResampleStream(
-            info.samplerate, target_rate, info.channels, dtype="float32", quality="HQ"
+            info.samplerate, target_sample_rate, info.channels, dtype="float32", quality="HQ"
         )
     frames = 0
     with open(dest, "wb") as out:
