@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import signal
 import time
@@ -88,6 +89,34 @@ def test_glob_and_list_inputs(model, collection):
 def test_bad_options_fail_before_any_work(model, collection):
     with pytest.raises(bn.ParameterError, match="overlap"):
         bn.separate_many(collection, model=model, overlap=2.0)
+    with pytest.raises(bn.ParameterError, match="Unknown separation option"):
+        bn.separate_many(collection, model=model, overlapp=0.5)
+    with pytest.raises(bn.DeviceError, match="fp16"):
+        bn.separate_many(collection, model=model, device="cpu", precision="fp16")
+    with pytest.raises(bn.ParameterError, match="sha256"):
+        bn.separate_many(collection, model=model, sha256="xyz")
+
+
+def test_a_config_runs_every_file_and_its_options_are_recorded(model, tmp_path):
+    song = tmp_path / "in" / "song.wav"
+    song.parent.mkdir()
+    sf.write(song, noise(1.0).T, RATE)
+    config = bn.SeparationConfig(model=model, device="cpu", overlap=0.5, precision="bf16")
+    out = tmp_path / "out"
+    result = bn.separate_many(song, out_dir=out, config=config, shifts=1, seed=3, progress=False)
+    assert result.counts() == {"done": 1}
+    record = json.loads((out / "song" / ".bandscope.json").read_text())
+    assert {k: record[k] for k in ("overlap", "precision", "shifts", "seed", "device")} == {
+        "overlap": 0.5,
+        "precision": "bf16",
+        "shifts": 1,
+        "seed": 3,
+        "device": "cpu",
+    }
+    direct = bn.Separator.from_config(config.replace(shifts=1, seed=3), cache=False)
+    expected = direct.separate(song)
+    got, _ = sf.read(out / "song" / "vocals.flac", dtype="float32", always_2d=True)
+    assert np.abs(got.T - expected["vocals"]).max() < 1e-4  # 16-bit FLAC of the same stems
 
 
 @pytest.fixture
@@ -138,8 +167,8 @@ def test_killed_worker_tasks_are_retried(model, tmp_path, client):
         [str(p) for p in sorted(folder.iterdir())],
         [f"s{i}" for i in range(6)],
         [str(tmp_path / "out")] * 6,
-        [model] * 6,
-        [{"device": "cpu"}] * 6,
+        [bn.SeparationConfig(model=model, device="cpu")] * 6,
+        [{}] * 6,
         pure=False,
     )
     deadline = time.monotonic() + 120

@@ -114,7 +114,7 @@ def test_report_command_runs_the_notebook_to_html(song, tmp_path, capsys):
     nb = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert f"INPUT = {str(mix.resolve())!r}" in injected[0].source
-    assert "MODEL = 'classical'" in injected[0].source
+    assert "CONFIG = {'model': 'classical', 'device': 'auto'" in injected[0].source
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     # the metrics the report printed are those of the same separation computed here

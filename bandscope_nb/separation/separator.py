@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import warnings
@@ -334,17 +335,15 @@ class Separator:
         source = open_source(inp, model.samplerate, model.audio_channels, workdir)
         shape = (len(model.sources), model.audio_channels, source.frames)
         writer = StemWriter(workdir / "stems.f32" if workdir else None, *shape)
-        total = (
-            source.frames
-            / model.samplerate
-            * len(plan_passes(model.parts, source.frames, shifts=self.shifts, seed=self.seed))
-        )
+        passes = plan_passes(model.parts, source.frames, shifts=self.shifts, seed=self.seed)
+        # a shifted pass starts up to 0.5 s before the signal and sweeps that much more
+        total = sum(source.frames - p.start for p in passes) / model.samplerate
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(
-                total=round(total, 2),
+                total=math.ceil(total * 100) / 100,  # never below the sum of the updates
                 unit="s",
                 desc=Path(inp.name).name[:40],
                 bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
