@@ -170,9 +170,9 @@ def hit_lines(hit: dict) -> list[str]:
         "",
         f"First separation (tiny model): {hit['first_s']:.1f} s; re-running `separate` on the "
         f"cached result: best {1000 * hit['hit_s']:.1f} ms, worst {1000 * hit['hit_s_max']:.1f} ms "
-        "of 5 (target < 200 ms). A hit still reads the 53 MB input once, copying it into a "
-        "private snapshot while hashing it (the key is what would be decoded); the stems come "
-        "back memory-mapped, not copied.",
+        "of 5 (target < 200 ms). A hit still decodes the 53 MB input once, checking, hashing "
+        "and staging it in the same pass (the key is the decoded audio); the stems come back "
+        "memory-mapped, not copied.",
     ]
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -14,6 +15,7 @@ from helpers import RATE, noise, tiny_htdemucs
 from bandscope_nb.cli import main
 from bandscope_nb.separation.batch import output_names
 from bandscope_nb.separation.modelfiles import save_safetensors
+from bandscope_nb.separation.streams import stage_file
 
 
 @pytest.fixture
@@ -52,7 +54,8 @@ def test_separate_writes_stems_and_exits_0(model, inputs, tmp_path, capsys):
         assert files == [".bandscope.json", "bass.wav", "drums.wav", "other.wav", "vocals.wav"]
         provenance = json.loads((out / track / ".bandscope.json").read_text())
         assert provenance["input"].endswith(("one.wav", "two.flac"))
-        assert provenance["input_digest"].startswith("file:") and provenance["cache_key"]
+        decoded = stage_file(Path(provenance["input"]), None).digest
+        assert provenance["input_digest"] == decoded and provenance["cache_key"]
         data, rate = sf.read(out / track / "vocals.wav")
         assert rate == RATE and data.shape == (RATE, 2)
     assert "2 separated, 0 from the cache, 0 skipped (outputs exist), 0 failed, of 2 file(s)" in (

@@ -21,7 +21,7 @@ from bandscope_nb.separation.streams import (
     RawSource,
     StemWriter,
     open_stems,
-    prepare_file,
+    stage_file,
 )
 
 CPU = torch.device("cpu")
@@ -168,7 +168,8 @@ def test_memory_does_not_hold_the_whole_output(tmp_path):
     sf.write(path, noise(60).T, RATE)
     loaded = load_model(tiny_hdemucs())
     tracemalloc.start()
-    channels, frames = prepare_file(path, tmp_path / "in.f32")
+    staged = stage_file(path, tmp_path / "in.f32")
+    channels, frames = staged.channels, staged.frames
     writer = StemWriter(tmp_path / "out.f32", 4, channels, frames)
     separate_stream(loaded.parts, RawSource(tmp_path / "in.f32", channels), writer, device=CPU)
     writer.close()

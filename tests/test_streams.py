@@ -12,8 +12,10 @@ from bandscope_nb.separation.streams import (
     ArraySource,
     RawSource,
     StemWriter,
+    array_digest,
     open_stems,
-    prepare_file,
+    resample_raw,
+    stage_file,
 )
 
 
@@ -26,30 +28,38 @@ def test_array_source_pads_with_zeros():
     np.testing.assert_array_equal(ArraySource(x).read(8, 10), 0)
 
 
-def test_prepare_file_and_raw_source(tmp_path):
+def test_one_pass_stages_checks_and_hashes_what_it_decoded(tmp_path):
     x = noise(1.0)
     sf.write(tmp_path / "x.wav", x.T, RATE, subtype="FLOAT")
-    channels, frames = prepare_file(tmp_path / "x.wav", tmp_path / "x.f32", blocksize=1000)
-    assert (channels, frames) == (2, RATE)
+    staged = stage_file(tmp_path / "x.wav", tmp_path / "x.f32", blocksize=1000)
+    assert (staged.channels, staged.sample_rate, staged.frames) == (2, RATE, RATE)
     src = RawSource(tmp_path / "x.f32", 2)
-    np.testing.assert_array_equal(src.read(0, frames), x)
+    np.testing.assert_array_equal(src.read(0, RATE), x)
     np.testing.assert_array_equal(src.read(-3, 2)[:, 3:], x[:, :2])
+    # the digest is the decoded audio's: the same for the array, another for other audio
+    assert staged.digest == array_digest(x, RATE) == stage_file(tmp_path / "x.wav", None).digest
+    assert array_digest(x * 0.5, RATE) != staged.digest
+    assert array_digest(x, 48000) != staged.digest
 
 
-def test_prepare_file_resamples_in_blocks(tmp_path):
-    sf.write(tmp_path / "x.wav", noise(2.0, rate=48000).T, 48000)
-    _, frames = prepare_file(
-        tmp_path / "x.wav", tmp_path / "x.f32", target_sample_rate=RATE, blocksize=4096
-    )
-    assert abs(frames - 2 * RATE) <= 2
+def test_a_staged_file_resamples_in_blocks_without_decoding_again(tmp_path):
+    x = noise(2.0, rate=48000)
+    sf.write(tmp_path / "x.wav", x.T, 48000, subtype="FLOAT")
+    staged = stage_file(tmp_path / "x.wav", tmp_path / "x.f32")
+    (tmp_path / "x.wav").unlink()  # resampling reads only the staged raw file
+    frames = resample_raw(tmp_path / "x.f32", tmp_path / "y.f32", 2, 48000, RATE, blocksize=4096)
+    assert abs(frames - 2 * RATE) <= 2 and staged.frames == 2 * 48000
+    whole = bn.audio.resample(x, 48000, RATE)
+    got = RawSource(tmp_path / "y.f32", 2).read(0, whole.shape[1])
+    assert np.abs(got - whole).max() < 1e-3  # the streaming and one-shot soxr agree
 
 
-def test_prepare_file_rejects_nan_in_a_late_block(tmp_path):
+def test_staging_rejects_nan_in_a_late_block(tmp_path):
     x = noise(1.0).T.copy()
     x[-5, 1] = np.inf
     sf.write(tmp_path / "x.wav", x, RATE, subtype="FLOAT")
     with pytest.raises(bn.AudioError, match="NaN or Inf"):
-        prepare_file(tmp_path / "x.wav", tmp_path / "x.f32", blocksize=1000)
+        stage_file(tmp_path / "x.wav", tmp_path / "x.f32", blocksize=1000)
 
 
 def test_writer_first_pass_writes_later_passes_add(tmp_path):

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import open_checked
-from ..digests import file_digest
 from ..errors import ParameterError
 from ..files import atomic_write
 from ..names import as_path, safe_stem
 from .config import DEFAULTS, SeparationConfig
+from .streams import stage_file
 
 __all__ = ["BatchResult", "expand_inputs", "output_names", "separate_many"]
 
@@ -244,7 +244,7 @@ def _target(out_dir: Path, name: str) -> Path:
 
 
 def _made_from(target: Path, path: str) -> bool:
-    """Whether the stems in ``target`` were made from the bytes ``path`` holds now (by the
+    """Whether the stems in ``target`` were made from the audio ``path`` decodes to now (by the
     provenance file written beside them). Outputs of another input raise, so a file is never
     reported as done on another file's stems; outputs without provenance (written by an
     earlier version) count as made from it."""
@@ -255,7 +255,7 @@ def _made_from(target: Path, path: str) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None
     open_checked(path)
-    if recorded == "file:" + file_digest(Path(path)):
+    if recorded == stage_file(Path(path), None).digest:  # decoded and hashed, nothing staged
         return True
     raise ParameterError(
         f"{target} holds stems made from other audio than {path} (another file of the same "

@@ -1,10 +1,9 @@
-"""What a separation reads: a validated input (a private snapshot of a file, its bytes in memory,
-or samples), opened as a :class:`~.streams.Source` at the model's rate and channel count."""
+"""What a separation reads: an input decoded, checked, hashed and staged in one pass, then
+opened as a :class:`~.streams.Source` at the model's rate and channel count."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,32 +12,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import Audio, as_audio, check_samples, iter_blocks, open_checked, resample
-from ..digests import content_digest, file_digest
+from ..audio import Audio, as_audio, check_samples, load_audio, open_checked, resample
 from ..errors import AudioError
-from .streams import (
-    ArraySource,
-    RawSource,
-    Source,
-    prepare_file,
-)
+from .streams import ArraySource, RawSource, Source, array_digest, resample_raw, stage_file
 
-__all__ = ["Input", "decode_in_memory", "open_source", "read_input"]
-
-_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+__all__ = ["Input", "open_source", "read_input"]
 
 
 @dataclass(frozen=True)
 class Input:
-    """A validated input: a private snapshot of a file (what is hashed is what is decoded), the
-    file's bytes in memory (no disk space for a snapshot), or in-memory samples."""
+    """A validated input, decoded once: staged as raw float32 ``(frames, channels)`` at its own
+    rate (a file), or held as ``(channels, frames)`` samples (an array, or a file when there is
+    no disk space to stage it). ``digest`` identifies the decoded audio, whatever it came from.
+    """
 
     name: str
     digest: str
     channels: int
     sample_rate: int
-    path: Path | None = None
-    blob: bytes | None = None
+    staged: Path | None = None
     samples: np.ndarray | None = None
 
 
@@ -54,78 +46,34 @@ class _Upmix(Source):
 
 @contextlib.contextmanager
 def _file_input(path: Path) -> Iterator[Input]:
-    """Check ``path``, then read it once into a private snapshot while hashing those bytes.
-
-    The cache key is the snapshot's digest and the snapshot is what gets decoded, so a file
-    changed during (or between) separations can never store one file's stems under another's
-    key. With no disk space for the snapshot, the bytes are held in memory instead.
-    """
+    """Check ``path`` and read it once (:func:`~.streams.stage_file`): decoded, checked block by
+    block, hashed and staged into a private folder that lives as long as the input. With no
+    disk space to stage it, it is decoded into memory instead."""
     path, _ = open_checked(path)
     name = str(path)
     with tempfile.TemporaryDirectory(prefix="bandscope-input-") as tmp:
-        snapshot = Path(tmp) / f"input{path.suffix.lower()}"
+        staged = Path(tmp) / "native.f32"
         try:
-            digest = file_digest(path, copy_to=snapshot)
-            blob = None
-        except OSError:  # no space for a copy: hash and keep the bytes in memory
-            snapshot.unlink(missing_ok=True)
-            blob = path.read_bytes()
-            digest = content_digest(blob).hexdigest()
-        if blob is None:
-            _, info = open_checked(snapshot, name=name)
+            found = stage_file(path, staged, name=name)
+        except OSError:  # no space to stage: decode into memory (the check still holds)
+            staged.unlink(missing_ok=True)
+            inp = _array_input(load_audio(path), name=name)
         else:
-            info = _decoded_info(blob, name)
-        inp = Input(
-            name,
-            "file:" + digest,
-            info.channels,
-            info.samplerate,
-            path=snapshot if blob is None else None,
-            blob=blob,
-        )
-        if info.subtype in _FLOAT_SUBTYPES:  # only float files hold NaN/Inf: scan before work
-            if blob is None:
-                for _ in iter_blocks(snapshot, name=name):
-                    pass
-            else:
-                decode_in_memory(inp)
+            inp = Input(name, found.digest, found.channels, found.sample_rate, staged=staged)
         yield inp
 
 
-def _decoded_info(blob: bytes, name: str):
-    import soundfile as sf
-
-    try:
-        return sf.info(io.BytesIO(blob))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"{name}: not a readable audio file ({exc}).") from exc
-
-
-def decode_in_memory(inp: Input) -> tuple[np.ndarray, int]:
-    """Decode a snapshot (or its in-memory bytes) whole, checked: the fallback with no disk
-    space. Returns float32 ``(channels, frames)`` samples and their rate."""
-    import soundfile as sf
-
-    blob = inp.blob if inp.blob is not None else inp.path.read_bytes()
-    try:
-        samples, rate = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as exc:
-        raise AudioError(f"{inp.name}: decoding failed ({exc}); the file is corrupt.") from exc
-    return check_samples(samples.T, rate, name=inp.name), rate
-
-
-def _array_input(audio: Audio) -> Input:
+def _array_input(audio: Audio, *, name: str | None = None) -> Input:
     samples = np.ascontiguousarray(check_samples(audio.samples, audio.sample_rate))
-    h = content_digest(f"{samples.shape}:{audio.sample_rate}".encode())
-    h.update(memoryview(samples).cast("B"))
-    name = str(audio.path) if audio.path else "audio array"
-    return Input(
-        name, "samples:" + h.hexdigest(), samples.shape[0], audio.sample_rate, samples=samples
-    )
+    name = name or (str(audio.path) if audio.path else "audio array")
+    digest = array_digest(samples, audio.sample_rate)
+    return Input(name, digest, samples.shape[0], audio.sample_rate, samples=samples)
 
 
 @contextlib.contextmanager
 def read_input(audio, sample_rate) -> Iterator[Input]:
+    """The :class:`Input` for a path, an :class:`~bandscope_nb.audio.Audio`, an
+    ``(array, rate)`` pair or an array with ``sample_rate``; staged files are removed on exit."""
     if isinstance(audio, (str, os.PathLike)):
         with _file_input(Path(audio)) as inp:
             yield inp
@@ -134,19 +82,24 @@ def read_input(audio, sample_rate) -> Iterator[Input]:
 
 
 def open_source(inp: Input, sample_rate: int, channels: int, workdir: Path | None) -> Source:
-    """The input as a :class:`Source` at ``sample_rate`` with at least ``channels`` channels:
-    staged into ``workdir`` block by block (a file), or in memory (samples, or no disk space)."""
-    if inp.samples is None and (workdir is None or inp.path is None):
-        samples, found_rate = decode_in_memory(inp)
-        source: Source = ArraySource(resample(samples, found_rate, sample_rate))
-    elif inp.samples is None:
-        raw = workdir / "input.f32"
-        staged_channels, _ = prepare_file(
-            inp.path, raw, target_sample_rate=sample_rate, name=inp.name
-        )
-        source = RawSource(raw, staged_channels)
+    """The input as a :class:`Source` at ``sample_rate`` with at least ``channels`` channels.
+
+    A staged file at the model's rate is read in place; at another rate it is resampled block
+    by block into ``workdir`` (raw float32 in, no second decode), or in memory when ``workdir``
+    is None (no disk space).
+    """
+    if inp.samples is not None:
+        source: Source = ArraySource(resample(inp.samples, inp.sample_rate, sample_rate))
+    elif inp.sample_rate == sample_rate:
+        source = RawSource(inp.staged, inp.channels)
+    elif workdir is None:
+        staged = RawSource(inp.staged, inp.channels)
+        samples = staged.read(0, staged.frames)
+        source = ArraySource(resample(samples, inp.sample_rate, sample_rate))
     else:
-        source = ArraySource(resample(inp.samples, inp.sample_rate, sample_rate))
+        raw = workdir / "input.f32"
+        resample_raw(inp.staged, raw, inp.channels, inp.sample_rate, sample_rate)
+        source = RawSource(raw, inp.channels)
     if source.frames == 0:
         raise AudioError(f"{inp.name}: no frames left after resampling; it is too short.")
     if source.channels < channels:

@@ -9,13 +9,25 @@ not pile up in the process' resident memory.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..audio import iter_blocks, open_checked
+from ..digests import content_digest
 
-__all__ = ["ArraySource", "RawSource", "StemWriter", "prepare_file"]
+__all__ = [
+    "ArraySource",
+    "RawSource",
+    "Staged",
+    "StemWriter",
+    "array_digest",
+    "audio_digest",
+    "resample_raw",
+    "stage_file",
+]
 
 _F32 = np.dtype("<f4")
 
@@ -64,45 +76,90 @@ class RawSource(Source):
         return data.reshape(-1, self.channels).T
 
 
-def prepare_file(
-    path: Path,
-    dest: Path,
-    *,
-    target_sample_rate: int | None = None,
-    blocksize: int = 262_144,
-    name: str | None = None,
-) -> tuple[int, int]:
-    """Decode ``path`` block by block into a raw float32 ``(frames, channels)`` file.
+@dataclass(frozen=True)
+class Staged:
+    """What one pass over an audio file found: the digest of its decoded samples, its shape and
+    rate."""
 
-    Every block is checked for NaN/Inf; with ``target_sample_rate`` the audio is resampled with a
-    streaming soxr resampler. Memory stays bounded by ``blocksize`` whatever the file's length.
-    Errors name ``name`` (default: the path), e.g. the user's file when ``path`` is a copy.
+    digest: str
+    channels: int
+    sample_rate: int
+    frames: int
 
-    Returns
-    -------
-    (channels, frames) : tuple of int
-        Of the written file.
+
+def audio_digest(channels: int, sample_rate: int):
+    """The hash that identifies decoded audio: BLAKE2b over its layout, then its float32
+    ``(frames, channels)`` samples, fed in order with ``update``. A file and the array it
+    decodes to get the same digest."""
+    return content_digest(f"audio:{channels}:{sample_rate}:".encode())
+
+
+def array_digest(samples: np.ndarray, sample_rate: int, *, blocksize: int = 262_144) -> str:
+    """:func:`audio_digest` of ``(channels, frames)`` samples, hashed block by block.
+
+    Examples
+    --------
+    >>> len(array_digest(np.zeros((2, 10), np.float32), 8000))
+    40
+    """
+    h = audio_digest(samples.shape[0], sample_rate)
+    for start in range(0, samples.shape[1], blocksize):
+        block = np.ascontiguousarray(samples[:, start : start + blocksize].T, dtype=_F32)
+        h.update(memoryview(block).cast("B"))
+    return h.hexdigest()
+
+
+def stage_file(
+    path: Path, dest: Path | None, *, blocksize: int = 262_144, name: str | None = None
+) -> Staged:
+    """Read ``path`` once: decode it block by block, check every block (NaN, Inf, absurd
+    magnitudes), hash it (:func:`audio_digest`) and write it to ``dest`` as raw float32
+    ``(frames, channels)`` at the file's own rate (``dest=None``: hash only).
+
+    What is hashed is exactly what was decoded and staged, so a file changed while it is read
+    can never put one signal's stems under another's key. Memory stays bounded by
+    ``blocksize``. Errors name ``name`` (default: the path).
     """
     path, info = open_checked(path, name=name)
-    resampler = None
-    if target_sample_rate is not None and target_sample_rate != info.samplerate:
-        import soxr
-
-        resampler = soxr.ResampleStream(
-            info.samplerate, target_sample_rate, info.channels, dtype="float32", quality="HQ"
-        )
+    h = audio_digest(info.channels, info.samplerate)
     frames = 0
-    with open(dest, "wb") as out:
+    with open(dest, "wb") if dest is not None else nullcontext() as out:
         for block in iter_blocks(path, blocksize=blocksize, name=name):
-            if resampler is not None:
-                block = resampler.resample_chunk(block, last=False)
-            out.write(np.ascontiguousarray(block, dtype=_F32).tobytes())
-            frames += block.shape[0]
-        if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros((0, info.channels), np.float32), last=True)
-            out.write(np.ascontiguousarray(tail, dtype=_F32).tobytes())
-            frames += tail.shape[0]
-    return info.channels, frames
+            data = np.ascontiguousarray(block, dtype=_F32)
+            h.update(memoryview(data).cast("B"))
+            if out is not None:
+                out.write(memoryview(data).cast("B"))
+            frames += data.shape[0]
+    return Staged(h.hexdigest(), info.channels, info.samplerate, frames)
+
+
+def resample_raw(
+    src: Path,
+    dest: Path,
+    channels: int,
+    orig_sample_rate: int,
+    target_sample_rate: int,
+    *,
+    blocksize: int = 262_144,
+) -> int:
+    """Resample a raw float32 ``(frames, channels)`` file into ``dest`` with a streaming soxr
+    resampler, ``blocksize`` frames at a time; return the frames written."""
+    import soxr
+
+    resampler = soxr.ResampleStream(
+        orig_sample_rate, target_sample_rate, channels, dtype="float32", quality="HQ"
+    )
+    source, frames = RawSource(src, channels), 0
+    with open(dest, "wb") as out:
+        for start in range(0, source.frames, blocksize):
+            block = source.read(start, min(start + blocksize, source.frames)).T
+            data = resampler.resample_chunk(np.ascontiguousarray(block), last=False)
+            out.write(np.ascontiguousarray(data, dtype=_F32).tobytes())
+            frames += data.shape[0]
+        tail = resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+        out.write(np.ascontiguousarray(tail, dtype=_F32).tobytes())
+        frames += tail.shape[0]
+    return frames
 
 
 class StemWriter:
