@@ -88,9 +88,9 @@ class Staged:
 
 
 def audio_digest(channels: int, sample_rate: int):
-    """The hash that identifies decoded audio: BLAKE2b over its layout, then its float32
-    ``(frames, channels)`` samples, fed in order with ``update``. A file and the array it
-    decodes to get the same digest."""
+    """The hash that identifies decoded audio: :func:`content_digest` over its layout, then its
+    float32 ``(frames, channels)`` samples, fed in order with ``update``. A file and the array
+    it decodes to get the same digest."""
     return content_digest(f"audio:{channels}:{sample_rate}:".encode())
 
 
@@ -120,16 +120,23 @@ def stage_file(
     can never put one signal's stems under another's key. Memory stays bounded by
     ``blocksize``. Errors name ``name`` (default: the path).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     path, info = open_checked(path, name=name)
     h = audio_digest(info.channels, info.samplerate)
-    frames = 0
-    with open(dest, "wb") if dest is not None else nullcontext() as out:
+    frames, hashing = 0, None
+    # hashing runs beside decoding and writing (each releases the GIL): one block in flight
+    with ThreadPoolExecutor(1) as pool, open(dest, "wb") if dest else nullcontext() as out:
         for block in iter_blocks(path, blocksize=blocksize, name=name):
-            data = np.ascontiguousarray(block, dtype=_F32)
-            h.update(memoryview(data).cast("B"))
+            data = memoryview(np.ascontiguousarray(block, dtype=_F32)).cast("B")
+            if hashing is not None:
+                hashing.result()
+            hashing = pool.submit(h.update, data)
             if out is not None:
-                out.write(memoryview(data).cast("B"))
-            frames += data.shape[0]
+                out.write(data)
+            frames += block.shape[0]
+        if hashing is not None:
+            hashing.result()
     return Staged(h.hexdigest(), info.channels, info.samplerate, frames)
 
 
