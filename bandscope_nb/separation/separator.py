@@ -68,6 +68,12 @@ def check_model_source(repo, sha256) -> tuple[Path | None, str | None]:
     return repo, sha256
 
 
+def _result(data: np.ndarray, model: LoadedModel, info: dict, *, cached: bool) -> Stems:
+    """The one place a separation's :class:`Stems` are made: the model's names and rate, the
+    run's provenance, and whether they came from the cache."""
+    return Stems(data, model.sources, model.samplerate, info={**info, "cached": cached})
+
+
 class Separator:
     """Split music into stems with a Demucs model (or the classical recipe).
 
@@ -280,7 +286,7 @@ class Separator:
                 stacklevel=3,
             )
             data = self._run(inp, model, None)
-        return Stems(data, model.sources, model.samplerate, info={**info, "cached": False})
+        return _result(data, model, info, cached=False)
 
     def _cached(self, inp: Input, model: LoadedModel, key: str, info: dict) -> Stems:
         cache = self.cache
@@ -301,15 +307,8 @@ class Separator:
                                 "returning it uncached.",
                                 stacklevel=3,
                             )
-                            return Stems(
-                                data,
-                                model.sources,
-                                model.samplerate,
-                                info={**info, "cached": False},
-                            )
-        return Stems(
-            entry.data, model.sources, model.samplerate, info={**info, "cached": not computed}
-        )
+                            return _result(data, model, info, cached=False)
+        return _result(entry.data, model, info, cached=not computed)
 
     def _entry(self, key: str, model: LoadedModel):
         """The cache entry for ``key`` if it holds this model's stems; one whose names or
