@@ -210,19 +210,44 @@ def open_checked(
     return path, info
 
 
-def iter_blocks(path: Path, *, blocksize: int = 262_144, name: str | None = None):
-    """Yield float32 blocks of shape ``(frames, channels)`` from ``path``, checking each.
-
-    Raises :class:`AudioError` naming ``name`` (default: the path) if the file turns out corrupt
-    or holds NaN/Inf or absurd magnitudes.
-    """
-    name = name or str(path)
+def open_sound(path: Path, *, name: str | None = None) -> sf.SoundFile:
+    """Open ``path`` for decoding, as one handle whose header (channels, rate, frames) is the
+    one its blocks are read with; check that header. Use it as a context manager."""
+    label = name or str(path)
     try:
-        for block in sf.blocks(str(path), blocksize=blocksize, dtype="float32", always_2d=True):
+        sound = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
+        raise AudioError(f"{label}: not a readable audio file ({exc}).") from exc
+    try:
+        check_sample_rate(sound.samplerate, name=label)
+        if sound.frames <= 0:
+            raise AudioError(f"{label}: contains no audio frames.")
+    except Exception:
+        sound.close()
+        raise
+    return sound
+
+
+def checked_blocks(sound: sf.SoundFile, *, blocksize: int = 262_144, name: str):
+    """Yield float32 blocks of shape ``(frames, channels)`` from an open file, checking each.
+
+    Raises :class:`AudioError` naming ``name`` if the file turns out corrupt or holds NaN/Inf
+    or absurd magnitudes.
+    """
+    try:
+        for block in sound.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
             check_finite(block, name=name)
             yield block
     except sf.LibsndfileError as exc:
         raise AudioError(f"{name}: decoding failed part-way ({exc}); the file is corrupt.") from exc
+
+
+def iter_blocks(path: Path, *, blocksize: int = 262_144, name: str | None = None):
+    """Yield float32 blocks of shape ``(frames, channels)`` from ``path``, checking each
+    (:func:`checked_blocks` over :func:`open_sound`)."""
+    name = name or str(path)
+    with open_sound(path, name=name) as sound:
+        yield from checked_blocks(sound, blocksize=blocksize, name=name)
 
 
 def load_audio(

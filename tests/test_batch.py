@@ -216,3 +216,27 @@ def test_any_exception_fails_only_its_own_file(tmp_path):
     )
     assert [r["status"] for r in result.records] == ["failed", "done"]
     assert result.records[0]["error"] == "ValueError: too loud for this model"
+
+
+def test_outputs_written_by_0_1_are_still_recognised(model, tmp_path):
+    """0.1 recorded 'file:' + BLAKE2b-160 of the file's bytes: such folders are skipped, not
+    reported as another file's stems."""
+    import hashlib
+
+    song = tmp_path / "in" / "song.wav"
+    song.parent.mkdir()
+    sf.write(song, noise(1.0).T, RATE)
+    out = tmp_path / "out"
+    first = bn.separate_many(song, out_dir=out, model=model, device="cpu", progress=False)
+    assert first.counts() == {"done": 1}
+    record_path = out / "song" / ".bandscope.json"
+    record = json.loads(record_path.read_text())
+    legacy = hashlib.blake2b(song.read_bytes(), digest_size=20).hexdigest()
+    record["input_digest"] = "file:" + legacy
+    record_path.write_text(json.dumps(record))
+    again = bn.separate_many(song, out_dir=out, model=model, device="cpu", progress=False)
+    assert again.counts() == {"skipped": 1}
+    record["input_digest"] = "file:" + "0" * 40  # another file's bytes
+    record_path.write_text(json.dumps(record))
+    other = bn.separate_many(song, out_dir=out, model=model, device="cpu", progress=False)
+    assert other.counts() == {"failed": 1} and "other audio" in other.failed[0]["error"]

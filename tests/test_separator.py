@@ -380,3 +380,12 @@ def test_in_a_kernel_progress_is_a_widget_and_interrupt_stops_cleanly(tmp_path):
         assert "".join(outputs) == "0 False\n(4, 2, 44100)\n"
     finally:
         km.shutdown_kernel(now=True)
+
+
+def test_a_cache_hit_reports_what_computed_the_stems(ht_model, tmp_path):
+    x = noise(1.0)
+    first = bn.Separator(ht_model, device="cpu", batch_size=1, cache=tmp_path, progress=False)
+    again = bn.Separator(ht_model, device="cpu", batch_size=3, cache=tmp_path, progress=False)
+    assert first.separate(x, RATE).info["batch_size"] == 1
+    hit = again.separate(x, RATE)
+    assert hit.info["cached"] and hit.info["batch_size"] == 1

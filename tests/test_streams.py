@@ -70,3 +70,24 @@ def test_writer_first_pass_writes_later_passes_add(tmp_path):
     writer.close()
     out = open_stems(tmp_path / "o.f32", (2, 1, 6))
     np.testing.assert_array_equal(out[:, 0], [[1.5] * 4 + [2.5] * 2] * 2)
+
+
+def test_a_file_replaced_after_its_check_is_staged_with_its_own_layout(tmp_path, monkeypatch):
+    """The header hashed and returned is the one the blocks were decoded with."""
+    from bandscope_nb.separation import streams
+
+    song, mono = tmp_path / "song.wav", tmp_path / "mono.wav"
+    sf.write(song, noise(1.0).T, RATE, subtype="FLOAT")
+    sf.write(mono, noise(1.0)[0], 22050, subtype="FLOAT")
+    checked = streams.open_checked
+
+    def check_then_replace(path, **kwargs):
+        found = checked(path, **kwargs)
+        mono.replace(song)  # an export finishing with an atomic rename, just after the check
+        return found
+
+    monkeypatch.setattr(streams, "open_checked", check_then_replace)
+    staged = stage_file(song, tmp_path / "x.f32")
+    assert (staged.channels, staged.sample_rate, staged.frames) == (1, 22050, RATE)
+    assert (tmp_path / "x.f32").stat().st_size == RATE * 4  # one channel, as decoded
+    assert staged.digest == array_digest(bn.load_audio(song).samples, 22050)

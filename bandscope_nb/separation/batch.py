@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import open_checked
+from ..digests import file_digest_v1
 from ..errors import ParameterError
 from ..files import atomic_write
 from ..names import as_path, safe_stem
@@ -255,7 +256,10 @@ def _made_from(target: Path, path: str) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None
     open_checked(path)
-    if recorded == stage_file(Path(path), None).digest:  # decoded and hashed, nothing staged
+    if isinstance(recorded, str) and recorded.startswith("file:"):  # written by 0.1
+        if recorded == file_digest_v1(Path(path)):
+            return True
+    elif recorded == stage_file(Path(path), None).digest:  # decoded and hashed, nothing staged
         return True
     raise ParameterError(
         f"{target} holds stems made from other audio than {path} (another file of the same "

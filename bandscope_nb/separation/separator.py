@@ -308,6 +308,9 @@ class Separator:
                                 stacklevel=3,
                             )
                             return _result(data, model, info, cached=False)
+        if not computed:  # what computed the stored stems, not what would have run now
+            ran = {k: entry.meta[k] for k in ("device", "batch_size") if k in entry.meta}
+            info = {**info, **ran}
         return _result(entry.data, model, info, cached=not computed)
 
     def _entry(self, key: str, model: LoadedModel):

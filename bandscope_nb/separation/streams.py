@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import iter_blocks, open_checked
+from ..audio import checked_blocks, open_checked, open_sound
 from ..digests import content_digest
 
 __all__ = [
@@ -122,12 +122,20 @@ def stage_file(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    path, info = open_checked(path, name=name)
-    h = audio_digest(info.channels, info.samplerate)
+    path, _ = open_checked(path, name=name)  # what the file is, its permissions, its header
+    label = name or str(path)
     frames, hashing = 0, None
-    # hashing runs beside decoding and writing (each releases the GIL): one block in flight
-    with ThreadPoolExecutor(1) as pool, open(dest, "wb") if dest else nullcontext() as out:
-        for block in iter_blocks(path, blocksize=blocksize, name=name):
+    # One handle: the layout hashed and returned is the one the blocks are decoded with, even
+    # if the file is replaced meanwhile. Hashing runs beside decoding and writing (each
+    # releases the GIL), one block in flight.
+    with (
+        open_sound(path, name=label) as sound,
+        ThreadPoolExecutor(1) as pool,
+        open(dest, "wb") if dest else nullcontext() as out,
+    ):
+        channels, sample_rate = sound.channels, sound.samplerate
+        h = audio_digest(channels, sample_rate)
+        for block in checked_blocks(sound, blocksize=blocksize, name=label):
             data = memoryview(np.ascontiguousarray(block, dtype=_F32)).cast("B")
             if hashing is not None:
                 hashing.result()
@@ -137,7 +145,7 @@ def stage_file(
             frames += block.shape[0]
         if hashing is not None:
             hashing.result()
-    return Staged(h.hexdigest(), info.channels, info.samplerate, frames)
+    return Staged(h.hexdigest(), channels, sample_rate, frames)
 
 
 def resample_raw(
