@@ -240,3 +240,20 @@ def test_outputs_written_by_0_1_are_still_recognised(model, tmp_path):
     record_path.write_text(json.dumps(record))
     other = bn.separate_many(song, out_dir=out, model=model, device="cpu", progress=False)
     assert other.counts() == {"failed": 1} and "other audio" in other.failed[0]["error"]
+
+
+def test_outputs_made_with_other_settings_are_not_skipped_as_done(model, tmp_path):
+    song = tmp_path / "in" / "song.wav"
+    song.parent.mkdir()
+    sf.write(song, noise(1.0).T, RATE)
+    out, run = tmp_path / "out", functools.partial(bn.separate_many, song, progress=False)
+    assert run(out_dir=out, model=model, device="cpu").counts() == {"done": 1}
+    assert run(out_dir=out, model=model, device="cpu").counts() == {"skipped": 1}
+    other = run(out_dir=out, model=model, device="cpu", overlap=0.5)
+    assert other.counts() == {"failed": 1}
+    assert "another model or other options" in other.failed[0]["error"]
+    redone = run(out_dir=out, model=model, device="cpu", overlap=0.5, force=True)
+    assert redone.counts() == {"done": 1}
+    record = json.loads((out / "song" / ".bandscope.json").read_text())
+    assert record["overlap"] == 0.5
+    assert run(out_dir=out, model=model, device="cpu", overlap=0.5).counts() == {"skipped": 1}

@@ -212,7 +212,7 @@ def separate_one(
         target = _target(Path(out_dir), name) if out_dir else None
         if target is not None and not force:
             existing = [target / f"{s}.{format}" for s in sep.model.sources]
-            if all(p.is_file() for p in existing) and _made_from(target, path):
+            if all(p.is_file() for p in existing) and _made_from(target, path, sep):
                 record.update(status="skipped", outputs=[str(p) for p in existing])
                 return record
         stems = sep.separate(path)
@@ -244,23 +244,33 @@ def _target(out_dir: Path, name: str) -> Path:
     return target
 
 
-def _made_from(target: Path, path: str) -> bool:
-    """Whether the stems in ``target`` were made from the audio ``path`` decodes to now (by the
-    provenance file written beside them). Outputs of another input raise, so a file is never
-    reported as done on another file's stems; outputs without provenance (written by an
-    earlier version) count as made from it."""
+def _made_from(target: Path, path: str, sep) -> bool:
+    """Whether the stems in ``target`` are what ``sep`` would make of ``path`` now, by the
+    provenance file written beside them: the same decoded audio, model and options (their
+    cache key). Outputs of other audio or other settings raise, so a file is never reported
+    as done on stems it would not produce; outputs without provenance (written before it
+    existed) count as made from it."""
     try:
-        recorded = json.loads((target / PROVENANCE).read_text())["input_digest"]
+        recorded = json.loads((target / PROVENANCE).read_text())
+        digest, key = recorded["input_digest"], recorded.get("cache_key")
     except FileNotFoundError:
         return True
-    except (OSError, ValueError, KeyError, TypeError):
-        recorded = None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        digest = key = None
     open_checked(path)
-    if isinstance(recorded, str) and recorded.startswith("file:"):  # written by 0.1
-        if recorded == file_digest_v1(Path(path)):
+    if isinstance(digest, str) and digest.startswith("file:"):  # written by 0.1: its audio only
+        if digest == file_digest_v1(Path(path)):
             return True
-    elif recorded == stage_file(Path(path), None).digest:  # decoded and hashed, nothing staged
-        return True
+    elif digest is not None:
+        now = stage_file(Path(path), None).digest  # decoded and hashed, nothing staged
+        if digest == now and key == sep.cache_key(now)[0]:
+            return True
+        if digest == now:
+            raise ParameterError(
+                f"{target} holds stems of {path} made with another model or other options "
+                "(segment, overlap, shifts, seed, precision, device type); pass --force "
+                "(force=True) to replace them, or choose another output folder."
+            )
     raise ParameterError(
         f"{target} holds stems made from other audio than {path} (another file of the same "
         "name, or this file before it changed); pass --force (force=True) to replace them, or "

@@ -236,14 +236,19 @@ class Separator:
         with read_input(audio, sample_rate) as inp:
             return self._separate(inp)
 
-    def _separate(self, inp: Input) -> Stems:
-        model = self.model
-        if inp.channels > model.audio_channels:
-            raise AudioError(
-                f"{inp.name}: has {inp.channels} channels but {model.name} takes "
-                f"{model.audio_channels}; downmix first, e.g. bn.load_audio(path, mono=True)."
-            )
-        config = self.config
+    def cache_key(self, input_digest: str) -> tuple[str, dict]:
+        """The result's key for an input of digest ``input_digest`` (``Stems.info`` has it),
+        and the parameters in it: everything that changes the stems (loads the model).
+
+        Examples
+        --------
+        >>> import bandscope_nb as bn
+        >>> sep = bn.Separator("classical", device="cpu", cache=False)
+        >>> key, params = sep.cache_key("0" * 40)
+        >>> len(key), params["overlap"], params["device_type"]
+        (40, 0.25, 'cpu')
+        """
+        model, config = self.model, self.config
         params = {  # everything that changes the stems, from the config and the model
             "segment": config.segment,
             "overlap": config.overlap,
@@ -256,7 +261,16 @@ class Separator:
             "rate": model.samplerate,
             "channels": model.audio_channels,
         }
-        key = cache_key(audio=inp.digest, model=model.identity, params=params)
+        return cache_key(audio=input_digest, model=model.identity, params=params), params
+
+    def _separate(self, inp: Input) -> Stems:
+        model = self.model
+        if inp.channels > model.audio_channels:
+            raise AudioError(
+                f"{inp.name}: has {inp.channels} channels but {model.name} takes "
+                f"{model.audio_channels}; downmix first, e.g. bn.load_audio(path, mono=True)."
+            )
+        key, params = self.cache_key(inp.digest)
         info = {
             "model": model.name,
             "origin": model.origin,
