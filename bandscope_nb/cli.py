@@ -136,6 +136,15 @@ def _cmd_report(args) -> int:
     return EXIT_OK
 
 
+def _cmd_bench(args) -> int:
+    from . import demo
+    from .separation.separator import Separator
+
+    sep = Separator.from_config(_config(args), cache=False, progress=False)
+    print(sep.benchmark(args.input or demo.path(), seconds=args.seconds), flush=True)
+    return EXIT_OK
+
+
 def _cmd_models(args) -> int:
     from .separation.models import load_model
     from .separation.pretrained import pretrained_names
@@ -225,7 +234,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _housekeeping(sub) -> None:
-    """``bandscope models ...`` and ``bandscope cache ...``."""
+    """``bandscope bench``, ``bandscope models ...`` and ``bandscope cache ...``."""
+    bench = sub.add_parser(
+        "bench", help="time the model in each precision this device runs (is this speed normal?)"
+    )
+    bench.add_argument("input", nargs="?", metavar="IN", help="audio file (default: demo song)")
+    bench.add_argument("--model", default=DEFAULTS.model, help="model name or path")
+    bench.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:N or mps")
+    bench.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    bench.add_argument("--seconds", type=float, default=30.0, help="audio timed (default 30)")
+    bench.set_defaults(func=_cmd_bench)
+
     models = sub.add_parser("models", help="list or fetch pretrained models")
     msub = models.add_subparsers(dest="action", required=True)
     msub.add_parser("list")

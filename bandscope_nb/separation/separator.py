@@ -236,6 +236,20 @@ class Separator:
         with read_input(audio, sample_rate) as inp:
             return self._separate(inp)
 
+    def benchmark(self, audio, sample_rate: int | None = None, *, seconds: float = 30.0):
+        """Time this model on this device in every precision the device runs, on ``seconds``
+        of ``audio`` (``bn.demo.path()``, say), with each mode's SNR against fp32: the answer to
+        "is this speed normal?" (:func:`~bandscope_nb.separation.benchmark.benchmark`).
+
+        Returns
+        -------
+        BenchmarkResult
+            Prints as a table; ``.rows`` holds the numbers.
+        """
+        from .benchmark import benchmark
+
+        return benchmark(self, audio, sample_rate, seconds=seconds)
+
     def cache_key(self, input_digest: str) -> tuple[str, dict]:
         """The result's key for an input of digest ``input_digest`` (``Stems.info`` has it),
         and the parameters in it: everything that changes the stems (loads the model).

@@ -1,0 +1,149 @@
+"""How fast and how faithful each arithmetic is, for one model on this machine.
+
+The answer to "is this speed normal?": :func:`benchmark` separates the same audio once per
+precision the device runs (``fp32`` first, as the reference), after a short warm-up, and reports
+the times real time and each mode's SNR against the fp32 stems. Nothing is cached or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ParameterError
+
+__all__ = ["BenchmarkResult", "benchmark"]
+
+_WARMUP_SECONDS = 1.0
+MAX_BENCH_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One row per precision: ``precision``, ``seconds`` (wall time), ``realtime`` (audio
+    seconds per second) and ``snr_db`` against fp32 (``inf`` for fp32 itself)."""
+
+    model: str
+    device: str
+    batch_size: int
+    audio_seconds: float
+    rows: tuple[dict, ...]
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.model} on {self.device}, batch {self.batch_size}, "
+            f"{self.audio_seconds:.1f} s of audio:",
+            f"  {'precision':<10}{'seconds':>9}{'x real time':>13}{'SNR vs fp32':>13}",
+        ]
+        for r in self.rows:
+            snr = "reference" if r["precision"] == "fp32" else f"{r['snr_db']:.1f} dB"
+            lines.append(
+                f"  {r['precision']:<10}{r['seconds']:>9.2f}{r['realtime']:>13.1f}{snr:>13}"
+            )
+        lines.append(
+            "  (docs/benchmarks.md has reference numbers: htdemucs on 2 CPU cores runs at about "
+            "2.7x real time, on an H100 at 130-200x)"
+        )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("precision", "seconds", "× real time", "SNR"))
+        body = "".join(
+            f"<tr><td>{r['precision']}</td><td>{r['seconds']:.2f}</td>"
+            f"<td>{r['realtime']:.1f}</td><td>{r['snr_db']:.1f} dB</td></tr>"
+            for r in self.rows
+        )
+        caption = f"{self.model} on {self.device}, {self.audio_seconds:.1f} s of audio"
+        return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"
+
+
+def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    error = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
+    power = float(np.sum(reference.astype(np.float64) ** 2))
+    return float("inf") if error == 0 else 10 * float(np.log10(max(power, 1e-30) / error))
+
+
+def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: float = 30.0):
+    """Time ``separator``'s model in every precision its device runs, on ``seconds`` of audio.
+
+    Parameters
+    ----------
+    separator : Separator
+        Its model, device, batch size and options are used; its cache is not.
+    audio : path, Audio, (array, rate) or array
+        What to separate (``bn.demo.path()`` is a good choice), cut or repeated to
+        ``seconds``.
+    seconds : float
+        Audio length timed, in (0, 600].
+
+    Returns
+    -------
+    BenchmarkResult
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> sep = bn.Separator("classical", device="cpu", progress=False)
+    >>> result = sep.benchmark(bn.demo.path(), seconds=2.0)
+    >>> [r["precision"] for r in result.rows]
+    ['fp32', 'bf16']
+    """
+    from ..audio import as_audio, load_audio
+    from .devices import _PRECISIONS
+
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+        0 < seconds <= MAX_BENCH_SECONDS
+    ):
+        raise ParameterError(f"Invalid seconds: {seconds!r}; give (0, {MAX_BENCH_SECONDS:g}].")
+    if isinstance(audio, str) or hasattr(audio, "__fspath__"):
+        audio = load_audio(audio)
+    audio = as_audio(audio, sample_rate)
+    frames = int(seconds * audio.sample_rate)
+    reps = -(-frames // audio.frames)
+    samples = np.ascontiguousarray(np.tile(audio.samples, reps)[:, :frames])
+    warmup = samples[:, : int(_WARMUP_SECONDS * audio.sample_rate)]
+    rows, reference = [], None
+    for precision in _PRECISIONS.get(separator.device.type, ("fp32",)):
+        run = _variant(separator, precision)
+        if run is None:
+            continue
+        run.separate(warmup, audio.sample_rate)
+        start = time.perf_counter()
+        stems = run.separate(samples, audio.sample_rate)
+        elapsed = time.perf_counter() - start
+        data = np.asarray(stems.data)
+        reference = data if reference is None else reference
+        rows.append(
+            {
+                "precision": precision,
+                "seconds": elapsed,
+                "realtime": seconds / elapsed,
+                "snr_db": _snr(reference, data),
+            }
+        )
+    model = separator.model.name
+    return BenchmarkResult(
+        model, str(separator.device), separator.batch_size, frames / audio.sample_rate, tuple(rows)
+    )
+
+
+def _variant(separator, precision: str):
+    """A copy of ``separator`` running ``precision``, uncached and quiet; None when this GPU
+    cannot run it (bf16 before Ampere)."""
+    from ..errors import DeviceError
+
+    try:
+        run = type(separator).from_config(
+            dataclasses.replace(separator.config, precision=precision),
+            repo=separator.repo,
+            sha256=separator.sha256,
+            cache=False,
+            progress=False,
+        )
+    except DeviceError:
+        return None
+    run._model = separator.model  # one load, shared
+    return run
