@@ -28,7 +28,6 @@ import statistics
 import sys
 import time
 import traceback
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -50,22 +49,11 @@ MODES = [  # (precision, batch_size); the first one is the fidelity reference
 
 
 def htdemucs(tiny: bool = False):
-    import torch
-    from demucs.htdemucs import HTDemucs
+    """The models of ``bench_engine.py``: the pretrained htdemucs' architecture, or a tiny one."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_engine import full_htdemucs, tiny_htdemucs
 
-    torch.manual_seed(0)
-    if not tiny:  # the pretrained htdemucs' architecture: demucs' defaults, 7.8 s segment
-        return HTDemucs(SOURCES, segment=Fraction(39, 5)).eval()
-    return HTDemucs(
-        SOURCES,
-        segment=Fraction(39, 5),
-        channels=4,
-        depth=4,
-        t_layers=1,
-        t_heads=1,
-        bottom_channels=0,
-        dconv_mode=0,
-    ).eval()
+    return tiny_htdemucs() if tiny else full_htdemucs()
 
 
 def snr(reference: np.ndarray, estimate: np.ndarray) -> float:
