@@ -173,6 +173,35 @@ def check_samples(samples: np.ndarray, sample_rate: float, *, name: str = "audio
     return array
 
 
+def _check_path(path: Path, label: str) -> None:
+    """A regular, readable, non-empty file (a FIFO or device is refused before it is opened:
+    opening one could block or never end)."""
+    if not path.exists():
+        raise AudioError(f"{label}: no such file; check the path.")
+    if path.is_dir():
+        raise AudioError(f"{label}: is a directory, not an audio file.")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise AudioError(f"{label}: is {kind}, not a regular audio file; save the audio first.")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{label}: cannot be read (permission denied); check its permissions.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{label}: is an empty file (0 bytes).")
+
+
+def _check_header(found, label: str) -> None:
+    """A header (``sf.info`` or an open ``SoundFile``) with a plausible rate and some frames."""
+    check_sample_rate(found.samplerate, name=label)
+    if found.frames <= 0:
+        raise AudioError(f"{label}: contains no audio frames.")
+
+
+def _unreadable(label: str, exc: Exception) -> AudioError:
+    supported = "supported: wav, flac, ogg, mp3"
+    return AudioError(f"{label}: not a readable audio file ({exc}); {supported}.")
+
+
 def open_checked(
     path: str | os.PathLike, *, name: str | None = None
 ) -> tuple[Path, sf._SoundFileInfo]:
@@ -186,43 +215,29 @@ def open_checked(
     """
     path = Path(path)
     label = name or str(path)
-    if not path.exists():
-        raise AudioError(f"{label}: no such file; check the path.")
-    if path.is_dir():
-        raise AudioError(f"{label}: is a directory, not an audio file.")
-    mode = path.stat().st_mode
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise AudioError(f"{label}: is {kind}, not a regular audio file; save the audio first.")
-    if not os.access(path, os.R_OK):
-        raise AudioError(f"{label}: cannot be read (permission denied); check its permissions.")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{label}: is an empty file (0 bytes).")
+    _check_path(path, label)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(
-            f"{label}: not a readable audio file ({exc}); supported: wav, flac, ogg, mp3."
-        ) from exc
-    check_sample_rate(info.samplerate, name=label)
-    if info.frames <= 0:
-        raise AudioError(f"{label}: contains no audio frames.")
+        raise _unreadable(label, exc) from exc
+    _check_header(info, label)
     return path, info
 
 
-def open_sound(path: Path, *, name: str | None = None) -> sf.SoundFile:
-    """Open ``path`` for decoding, as one handle whose header (channels, rate, frames) is the
-    one its blocks are read with; check that header. Use it as a context manager."""
+def open_sound(path: str | os.PathLike, *, name: str | None = None) -> sf.SoundFile:
+    """Check ``path`` as :func:`open_checked` does and open it for decoding, as one handle
+    whose header (channels, rate, frames) is the one its blocks are read with. Use it as a
+    context manager."""
+    path = Path(path)
     label = name or str(path)
+    _check_path(path, label)
     try:
         sound = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
-        raise AudioError(f"{label}: not a readable audio file ({exc}).") from exc
+        raise _unreadable(label, exc) from exc
     try:
-        check_sample_rate(sound.samplerate, name=label)
-        if sound.frames <= 0:
-            raise AudioError(f"{label}: contains no audio frames.")
-    except Exception:
+        _check_header(sound, label)
+    except AudioError:
         sound.close()
         raise
     return sound

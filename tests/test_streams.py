@@ -74,19 +74,19 @@ def test_writer_first_pass_writes_later_passes_add(tmp_path):
 
 def test_a_file_replaced_after_its_check_is_staged_with_its_own_layout(tmp_path, monkeypatch):
     """The header hashed and returned is the one the blocks were decoded with."""
-    from bandscope_nb.separation import streams
+    from bandscope_nb import audio
 
     song, mono = tmp_path / "song.wav", tmp_path / "mono.wav"
     sf.write(song, noise(1.0).T, RATE, subtype="FLOAT")
     sf.write(mono, noise(1.0)[0], 22050, subtype="FLOAT")
-    checked = streams.open_checked
+    checked = audio._check_path
 
-    def check_then_replace(path, **kwargs):
-        found = checked(path, **kwargs)
-        mono.replace(song)  # an export finishing with an atomic rename, just after the check
-        return found
+    def check_then_replace(path, label):
+        checked(path, label)
+        if mono.exists():  # an export finishing with an atomic rename, just after the check
+            mono.replace(song)
 
-    monkeypatch.setattr(streams, "open_checked", check_then_replace)
+    monkeypatch.setattr(audio, "_check_path", check_then_replace)
     staged = stage_file(song, tmp_path / "x.f32")
     assert (staged.channels, staged.sample_rate, staged.frames) == (1, 22050, RATE)
     assert (tmp_path / "x.f32").stat().st_size == RATE * 4  # one channel, as decoded

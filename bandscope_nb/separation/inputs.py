@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import Audio, as_audio, check_samples, load_audio, open_checked, resample
+from ..audio import Audio, as_audio, check_samples, load_audio, resample
 from ..errors import AudioError
 from .streams import ArraySource, RawSource, Source, array_digest, resample_raw, stage_file
 
@@ -49,7 +49,6 @@ def _file_input(path: Path) -> Iterator[Input]:
     """Check ``path`` and read it once (:func:`~.streams.stage_file`): decoded, checked block by
     block, hashed and staged into a private folder that lives as long as the input. With no
     disk space to stage it, it is decoded into memory instead."""
-    path, _ = open_checked(path)
     name = str(path)
     with tempfile.TemporaryDirectory(prefix="bandscope-input-") as tmp:
         staged = Path(tmp) / "native.f32"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import checked_blocks, open_checked, open_sound
+from ..audio import checked_blocks, open_sound
 from ..digests import content_digest
 
 __all__ = [
@@ -122,7 +122,6 @@ def stage_file(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    path, _ = open_checked(path, name=name)  # what the file is, its permissions, its header
     label = name or str(path)
     frames, hashing = 0, None
     # One handle: the layout hashed and returned is the one the blocks are decoded with, even
