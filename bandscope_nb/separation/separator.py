@@ -143,11 +143,8 @@ class Separator:
         )
         self.repo, self.sha256 = check_model_source(repo, sha256)
         self.device = resolve_device(config.device)
-        self.precision = check_precision(self.device, config.precision)
+        check_precision(self.device, config.precision)
         self.config = config
-        self.model_spec = config.model
-        self.segment, self.overlap = config.segment, config.overlap
-        self.shifts, self.seed = config.shifts, config.seed
         self.batch_size = config.batch_size or default_batch_size(self.device)
         self.progress = bool(progress)
         self.cache = open_cache(cache)
@@ -168,6 +165,14 @@ class Separator:
         if not isinstance(config, SeparationConfig):
             raise ParameterError(f"Invalid config: {config!r}; give a SeparationConfig.")
         return cls(**config.options(), **kwargs)
+
+    # The run options, read from :attr:`config` (the one place they are kept).
+    model_spec = property(lambda self: self.config.model)
+    segment = property(lambda self: self.config.segment)
+    overlap = property(lambda self: self.config.overlap)
+    shifts = property(lambda self: self.config.shifts)
+    seed = property(lambda self: self.config.seed)
+    precision = property(lambda self: self.config.precision)
 
     def __repr__(self) -> str:
         return (
