@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from .errors import BandscopeError, BandscopeWarning, DeviceError, ParameterError
-from .separation.config import DEFAULTS, PRECISIONS
+from .separation.config import DEFAULTS, PRECISIONS, REPORT_DEFAULTS
 
 __all__ = ["main"]
 
@@ -215,13 +215,13 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="separate the bundled demo song; write stems and summary")
     demo.add_argument("-o", "--out", default="build/demo")
-    model_options(demo, "auto")
+    model_options(demo, REPORT_DEFAULTS.model)
     demo.set_defaults(func=_cmd_demo)
 
     report = sub.add_parser("report", help="run the report notebook for a file, to HTML")
     report.add_argument("input", nargs="?", metavar="IN", help="audio file (default: demo song)")
     report.add_argument("-o", "--out", default="build/report/report.html", metavar="HTML")
-    model_options(report, "auto")
+    model_options(report, REPORT_DEFAULTS.model)
     run_options(report)
     report.add_argument(
         "--references", metavar="DIR", help='folder of true stems (drums.wav, ...) or "demo"'

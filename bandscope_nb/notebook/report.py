@@ -21,7 +21,7 @@ from ..digests import sha256_file
 from ..errors import ParameterError, ReportError
 from ..files import atomic_write
 from ..names import as_path
-from ..separation.config import DEFAULTS, SeparationConfig
+from ..separation.config import REPORT_DEFAULTS, SeparationConfig
 from ..stems import Stems
 
 __all__ = [
@@ -257,9 +257,6 @@ def _check_output(output: Path, notebook: Path) -> None:
             )
 
 
-#: The report's run options unless told otherwise: ``model="auto"`` (htdemucs when its weights
-#: are here, else the classical separator, announced), so a report runs offline.
-REPORT_DEFAULTS = DEFAULTS.replace(model="auto")
 
 
 def _report_config(config, options: dict) -> SeparationConfig:

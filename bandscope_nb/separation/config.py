@@ -17,7 +17,14 @@ from ..errors import ParameterError
 from .devices import check_device_name
 from .model_rules import MAX_SEGMENT, is_number
 
-__all__ = ["DEFAULTS", "MAX_BATCH_SIZE", "MAX_SHIFTS", "PRECISIONS", "SeparationConfig"]
+__all__ = [
+    "DEFAULTS",
+    "MAX_BATCH_SIZE",
+    "MAX_SHIFTS",
+    "PRECISIONS",
+    "REPORT_DEFAULTS",
+    "SeparationConfig",
+]
 
 MAX_SHIFTS = 100
 MAX_BATCH_SIZE = 1024
@@ -150,3 +157,6 @@ class SeparationConfig:
 
 #: The defaults of every entry point.
 DEFAULTS = SeparationConfig()
+#: Reports' and the demo's: ``model="auto"`` (htdemucs when its weights are here, else the
+#: classical separator, announced), so they run offline.
+REPORT_DEFAULTS = DEFAULTS.replace(model="auto")

@@ -162,7 +162,8 @@ def _valid_length(model, chunk: int, segment: float | None) -> int:
     return chunk
 
 
-def _center_trim(out: np.ndarray, length: int) -> np.ndarray:
+def _center_trim(out, length: int):
+    """The centre ``length`` frames of a chunk's output (a tensor)."""
     delta = out.shape[-1] - length
     if delta < 0:
         raise ParameterError(f"The model returned {out.shape[-1]} frames for {length} in.")
@@ -222,7 +223,8 @@ class _Forward:
     def __init__(self, batch_size: int, device, precision: str = "fp32"):
         self.batch_size, self.device, self.precision = batch_size, device, precision
 
-    def __call__(self, model, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, model, batch: np.ndarray):
+        """The model's float32 output for ``batch``, as a tensor on the device."""
         import torch
 
         oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -283,7 +285,7 @@ def separate_stream(
         Number of random shifts (0 = none) and the seed they are drawn from.
     batch_size : int
         Chunks per forward pass.
-    precision : {"fp32", "bf16", "fp16"}
+    precision : {"fp32", "tf32", "bf16", "fp16"}
         Arithmetic of the network (see :data:`~bandscope_nb.separation.config.PRECISIONS`).
     transition_power : float
         Sharpness of the cross-fade (``>= 1``).
