@@ -70,12 +70,12 @@ class Audio:
         """Duration in seconds."""
         return self.frames / self.sample_rate
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict | None:
-        """In a live kernel, the explorer widget (:func:`bandscope_nb.notebook.widgets.explore`);
-        IPython adds :meth:`_repr_html_` beside it for static exports. None elsewhere."""
-        from .notebook.widgets import live_bundle
+    def _ipython_display_(self) -> None:
+        """In a live kernel, the stem player and its offline copy
+        (:func:`bandscope_nb.notebook.widgets.show`); elsewhere the repr."""
+        from .notebook.widgets import show
 
-        return live_bundle(self)
+        show(self)
 
     def _repr_html_(self) -> str:
         """Spectrogram (PNG) and a player for the first 30 s: what static exports show."""

@@ -101,12 +101,12 @@ class Stems(Mapping):
             f"sample_rate={self.sample_rate}, duration={self.duration:.2f}s{model})"
         )
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict | None:
-        """In a live kernel, the explorer widget (:func:`bandscope_nb.notebook.widgets.explore`);
-        IPython adds :meth:`_repr_html_` beside it for static exports. None elsewhere."""
-        from .notebook.widgets import live_bundle
+    def _ipython_display_(self) -> None:
+        """In a live kernel, the stem player and its offline copy
+        (:func:`bandscope_nb.notebook.widgets.show`); elsewhere the repr."""
+        from .notebook.widgets import show
 
-        return live_bundle(self)
+        show(self)
 
     def _repr_html_(self) -> str:
         """Spectrogram grid and players (first 30 s): what static exports show."""

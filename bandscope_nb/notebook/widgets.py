@@ -1,14 +1,15 @@
 """Notebook widgets: look at and listen to signals and stems (ipywidgets 8).
 
-The widgets do no DSP of their own: images come from :mod:`bandscope_nb.notebook.display` (at screen
-resolution, cached per view), masks from :mod:`bandscope_nb.dsp.masks`, sound from
-:mod:`bandscope_nb.notebook.embed`. Each is a ``VBox`` that builds its controls, wires them with
-``observe(..., names="value")`` and updates its artists in place. In a live kernel with ipympl
-installed the figure is ipympl's interactive canvas; otherwise (or with ``canvas="image"``) a PNG
-``Image`` widget, which works in every front end and in exported notebooks.
+Stems are played and mixed by the stem studio's player (:class:`StemPlayer`, in
+:mod:`.player`; :class:`StemExplorer` is that player with the mix). The figure widgets here do
+no DSP of their own: images come from :mod:`bandscope_nb.notebook.display` (at screen
+resolution, cached per view) and masks from :mod:`bandscope_nb.dsp.masks`. Each is a ``VBox``
+that builds its controls, wires them with ``observe(..., names="value")`` and updates its
+artists in place. In a live kernel with ipympl installed the figure is ipympl's interactive
+canvas; otherwise (or with ``canvas="image"``) a PNG ``Image`` widget.
 
-:func:`explore` picks the widget for an object; ``Stems`` and ``Audio`` use it for their rich
-display in a live kernel (:func:`live_bundle`).
+:func:`explore` picks the player for an object; ``Stems`` and ``Audio`` show it in a live kernel
+(:func:`show`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import io
 import ipywidgets as W
 import numpy as np
 
-from ..audio import frame_range
 from ..errors import ParameterError
 from ..stems import Stems
-from .display import KINDS, figure_grid, signal_rows, specshow, spectrogram_image, style_axis
-from .embed import audio_element
+from .display import KINDS, figure_grid, specshow, spectrogram_image, style_axis
+from .player import StemPlayer
 
-__all__ = ["SpectrogramView", "StemExplorer", "explore", "live_bundle"]  # and MaskExplorer
+__all__ = ["SpectrogramView", "StemExplorer", "StemPlayer", "explore", "show"]  # and MaskExplorer
 
 
 def __getattr__(name: str):
@@ -36,7 +36,6 @@ def __getattr__(name: str):
         return MaskExplorer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-MAX_PLAYER_SECONDS = 30.0
 CANVASES = ("auto", "ipympl", "image")
 
 
@@ -241,148 +240,55 @@ class SpectrogramView(W.VBox):
         self.figure_widget.refresh()
 
 
-class StemExplorer(W.VBox):
-    """Spectrograms of the mix and stems, a player per stem, and a mixer feeding one remix player.
-
-    Each stem has a gain (dB), mute and solo; the remix is rendered into a single ``<audio>``
-    element (separate players drift out of sync), for the selected window of at most 30 s.
-
-    Parameters
-    ----------
-    stems : Stems
-    mix : np.ndarray [shape=(channels, frames)] or None
-        Shown and played first when given.
-    width_px, canvas
-        As for :class:`SpectrogramView`.
+class StemExplorer(StemPlayer):
+    """The mix and its stems in the stem studio's player (:class:`StemPlayer`): spectrogram
+    lanes, one synced transport, a mixer with gain, mute, solo and A/B, all in the browser.
 
     Examples
     --------
     >>> import bandscope_nb as bn
     >>> mix, truth = bn.demo.load()
     >>> explorer = StemExplorer(truth, mix=mix.samples)
-    >>> explorer.mute["vocals"].value = True
-    >>> explorer.gains()["vocals"], explorer.gains()["drums"]
+    >>> explorer.muted = ["vocals"]
+    >>> explorer.track_gains()["vocals"], explorer.track_gains()["drums"]
     (0.0, 1.0)
     """
 
-    def __init__(
-        self,
-        stems: Stems,
-        mix: np.ndarray | None = None,
-        *,
-        width_px: int = 900,
-        canvas: str = "auto",
-    ):
-        self.stems = stems
-        rate = stems.sample_rate
-        self.view = SpectrogramView(
-            dict(signal_rows(stems, mix)), rate, width_px=width_px, canvas=canvas
-        )
-        span = min(MAX_PLAYER_SECONDS, stems.duration)
-        self.play_start = slider("play from (s)", 0.0, 0.0, max(0.0, stems.duration - span))
-        self.play_length = slider("length (s)", span, min(1.0, span), span)
-        self.gain = {
-            n: W.FloatSlider(
-                value=0.0, min=-60.0, max=12.0, step=1.0, description=n, continuous_update=False
-            )
-            for n in stems.names
-        }
-        self.mute = {n: W.ToggleButton(value=False, description="mute") for n in stems.names}
-        self.solo = {n: W.ToggleButton(value=False, description="solo") for n in stems.names}
-        self.players = {
-            n: W.HTML() for n in (["mix"] if mix is not None else []) + list(stems.names)
-        }
-        self.remix_player = W.HTML()
-        self._mix = mix
-        rows = [
-            W.HBox([self.gain[n], self.mute[n], self.solo[n], self.players[n]]) for n in stems.names
-        ]
-        if mix is not None:
-            rows.insert(0, W.HBox([W.Label("mix"), self.players["mix"]]))
-        for widget in (*self.gain.values(), *self.mute.values(), *self.solo.values()):
-            widget.observe(self._update_remix, names="value")
-        for widget in (self.play_start, self.play_length):
-            widget.observe(self._update_players, names="value")
-        super().__init__(
-            [
-                self.view,
-                W.HBox([self.play_start, self.play_length]),
-                *rows,
-                W.HBox([W.Label("remix"), self.remix_player]),
-            ]
-        )
-        self._update_players()
 
-    def gains(self) -> dict[str, float]:
-        """Linear gain per stem from the mixer: solo wins over mute, mute over gain."""
-        soloed = {n for n, w in self.solo.items() if w.value}
-        return {
-            n: 0.0
-            if (soloed and n not in soloed) or (not soloed and self.mute[n].value)
-            else float(10 ** (self.gain[n].value / 20))
-            for n in self.stems.names
-        }
-
-    def _window(self) -> tuple[int, int]:
-        stems = self.stems
-        return frame_range(
-            stems.sample_rate, stems.frames, self.play_start.value, self.play_length.value
-        )
-
-    def _element(self, samples: np.ndarray) -> str:
-        lo, hi = self._window()
-        return audio_element(samples[:, lo:hi], self.stems.sample_rate, duration=None)
-
-    def _update_players(self, change=None) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        signals = [self._mix if name == "mix" else self.stems[name] for name in self.players]
-        with ThreadPoolExecutor() as pool:  # libsndfile's encoder releases the GIL
-            elements = list(pool.map(self._element, signals))
-        for player, element in zip(self.players.values(), elements, strict=True):
-            player.value = element
-        self._update_remix()
-
-    def _update_remix(self, change=None) -> None:
-        window = (self.play_start.value, self.play_length.value)
-        remix = self.stems.remix(self.gains(), window=window)
-        self.remix_player.value = audio_element(remix, self.stems.sample_rate, duration=None)
-
-
-def explore(obj, *, mix: np.ndarray | None = None, canvas: str = "auto") -> W.Widget:
-    """The widget for looking at and listening to ``obj``.
-
-    A :class:`StemExplorer` for ``Stems``; for an ``Audio`` (or ``(array, rate)``), a
-    :class:`SpectrogramView` with a player of its first 30 s.
+def explore(obj, *, mix: np.ndarray | None = None) -> StemPlayer:
+    """The player for looking at and listening to ``obj``: a :class:`StemExplorer` for
+    ``Stems``, a one-lane :class:`StemPlayer` for an ``Audio`` (or ``(array, rate)``).
 
     Examples
     --------
     >>> import bandscope_nb as bn
     >>> mix, truth = bn.demo.load()
-    >>> type(explore(truth)).__name__, type(explore(mix)).__name__
-    ('StemExplorer', 'VBox')
+    >>> type(explore(truth)).__name__, explore(mix).tracks
+    ('StemExplorer', ['audio'])
     """
     from ..audio import as_audio
 
     if isinstance(obj, Stems):
-        return StemExplorer(obj, mix=mix, canvas=canvas)
+        return StemExplorer(obj, mix=mix)
     audio = as_audio(obj)
-    player = W.HTML(audio_element(audio.samples, audio.sample_rate))
-    return W.VBox([SpectrogramView(audio, canvas=canvas), player])
+    return StemPlayer(Stems(audio.samples[None], ["audio"], audio.sample_rate))
 
 
-def live_bundle(obj) -> dict | None:
-    """The widget view of ``obj`` for IPython's ``_repr_mimebundle_``; None outside a live kernel.
+def show(obj) -> None:
+    """Display ``obj`` (``Stems`` or ``Audio``): in a live kernel its player and the player's
+    offline copy; elsewhere (a terminal) its text.
 
-    IPython adds the object's ``_repr_html_`` (static spectrograms and players) beside the
-    widget view, and exports without widget state (nbconvert, GitHub) show that instead.
+    This is what ``Stems`` and ``Audio`` do for IPython's ``_ipython_display_``.
 
     Examples
     --------
     >>> import bandscope_nb as bn
-    >>> live_bundle(bn.demo.load()[1]) is None  # not in a notebook kernel
-    True
+    >>> show(bn.demo.load()[1])  # outside a kernel: the repr  # doctest: +ELLIPSIS
+    Stems(names=['drums', 'bass', 'other', 'vocals'], channels=2, ...)
     """
-    if not in_live_kernel():
-        return None
-    return explore(obj)._repr_mimebundle_()
+    from IPython.display import display
+
+    if in_live_kernel():
+        explore(obj)._ipython_display_()
+    else:
+        display({"text/plain": repr(obj)}, raw=True)

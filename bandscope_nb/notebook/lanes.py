@@ -1,0 +1,166 @@
+"""Spectrogram tiles for the player's lanes: dB images quantised to bytes, one per time span.
+
+The browser draws and colours them (its own colour map and dB range, so those change with no
+kernel work). A tile covers ``[t0, t1)`` seconds in ``cols`` columns and ``rows`` frequency
+rows, lowest first; every tile of a player shares one dB reference (``ref_db``: the loudest
+overview pixel of any lane), so lanes and zoom levels compare. Byte ``q`` stands for
+``ref_db - RANGE_DB + q * RANGE_DB / 255`` dB.
+
+Rows are log-spaced for the STFT (the way the ear spaces pitch), mel bands for ``"mel"`` and
+semitones from C1 for ``"cqt"`` (Brown 1991, "Calculation of a constant Q spectral transform");
+each tile lists its rows' centre frequencies in Hz for the axis labels.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..audio import frame_range
+from ..errors import ParameterError
+
+__all__ = ["KINDS", "RANGE_DB", "lane_tile", "quantise"]
+
+KINDS = ("stft", "mel", "cqt")
+RANGE_DB = 120.0
+STFT_ROWS = 192
+LOWEST_HZ = 30.0
+CQT_BINS = 84  # seven octaves from C1 (32.7 Hz)
+
+
+def _mono_window(samples: np.ndarray, sample_rate: int, t0: float, t1: float) -> np.ndarray:
+    lo, hi = frame_range(sample_rate, samples.shape[-1], t0, max(0.0, t1 - t0))
+    if hi <= lo:
+        raise ParameterError(f"Empty tile: {t0} s to {t1} s.")
+    return np.asarray(samples[..., lo:hi], dtype=np.float32).reshape(-1, hi - lo).mean(axis=0)
+
+
+def _frames(y: np.ndarray, cols: int) -> tuple[np.ndarray, int]:
+    """Power spectra of ``2 * cols`` frames that together cover all of ``y``:
+    ``(n_fft // 2 + 1, frames)`` and the FFT size (at least 2048, so bass is resolved)."""
+    import librosa
+
+    hop = max(1, y.shape[-1] // (2 * cols))
+    n_fft = int(min(16384, max(2048, 2 ** np.ceil(np.log2(hop)))))
+    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, center=True)) ** 2
+    # A full-scale sine reads 0 dB at every FFT size, so tiles of any zoom level compare.
+    return power * (16.0 / n_fft**2), n_fft
+
+
+def _pool(power: np.ndarray, cols: int) -> np.ndarray:
+    """Average neighbouring frames down to at most ``cols`` columns."""
+    frames = power.shape[-1]
+    if frames <= cols:
+        return power
+    edges = np.linspace(0, frames, cols + 1).astype(int)
+    return np.add.reduceat(power, edges[:-1], axis=-1) / np.diff(edges)
+
+
+def _log_rows(n_fft: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """An averaging matrix ``(STFT_ROWS, bins)`` from linear bins to log-spaced rows, and the
+    rows' centre frequencies."""
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = np.geomspace(LOWEST_HZ, sample_rate / 2, STFT_ROWS + 1)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    weights = np.zeros((STFT_ROWS, bins.size), dtype=np.float32)
+    for row, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        inside = (bins >= lo) & (bins < hi)
+        if inside.any():
+            weights[row, inside] = 1.0 / inside.sum()
+        else:  # narrower than a bin: take the nearest one
+            weights[row, np.argmin(np.abs(bins - centres[row]))] = 1.0
+    return weights, centres
+
+
+def _power_rows(y: np.ndarray, sample_rate: int, kind: str, cols: int):
+    """``(rows, columns)`` power and the rows' centre frequencies for one kind of tile."""
+    import librosa
+
+    if kind == "cqt":
+        octaves_hop = 2**6  # librosa needs a hop divisible by 2**(octaves - 1)
+        hop = max(octaves_hop, y.shape[-1] // (2 * cols) // octaves_hop * octaves_hop)
+        fmin = librosa.note_to_hz("C1")
+        cqt = librosa.cqt(y, sr=sample_rate, hop_length=hop, fmin=fmin, n_bins=CQT_BINS)
+        freqs = librosa.cqt_frequencies(CQT_BINS, fmin=fmin)
+        return _pool(np.abs(cqt) ** 2, cols), freqs
+    power, n_fft = _frames(y, cols)
+    if kind == "mel":
+        bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=128)
+        freqs = librosa.mel_frequencies(n_mels=130, fmax=sample_rate / 2)[1:-1]
+        return _pool(bank @ power, cols), freqs
+    weights, freqs = _log_rows(n_fft, sample_rate)
+    return _pool(weights @ power, cols), freqs
+
+
+def quantise(db: np.ndarray, ref_db: float) -> np.ndarray:
+    """dB values to bytes over ``[ref_db - RANGE_DB, ref_db]`` (below: 0, above: 255).
+
+    Examples
+    --------
+    >>> quantise(np.array([-200.0, -120.0, -60.0, 0.0, 6.0]), 0.0).tolist()
+    [0, 0, 128, 255, 255]
+    """
+    scaled = (np.asarray(db, dtype=np.float64) - (ref_db - RANGE_DB)) * (255.0 / RANGE_DB)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def lane_tile(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    kind: str = "stft",
+    t0: float = 0.0,
+    t1: float | None = None,
+    cols: int = 1200,
+) -> tuple[dict, np.ndarray]:
+    """The spectrogram of ``samples[t0:t1]`` (channels averaged) as a tile, in dB.
+
+    Every sample in the span counts: frames overlap by half and neighbouring frames are
+    averaged down to ``cols`` columns, so a short drum hit is not skipped between frames.
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(channels, frames) or (frames,)]
+    sample_rate : int
+    kind : {"stft", "mel", "cqt"}
+    t0, t1 : float
+        The span in seconds (``t1=None``: to the end).
+    cols : int
+        Columns wanted (the screen width the tile is drawn at).
+
+    Returns
+    -------
+    tile : dict
+        ``kind``, ``t0``, ``t1``, ``rows``, ``cols`` and ``freqs`` (row centres in Hz).
+    db : np.ndarray [shape=(rows, cols)], float32
+        Power in dB relative to a full-scale sine (0 dB at any zoom), lowest frequency
+        first; :func:`quantise` makes the bytes the browser gets.
+
+    Examples
+    --------
+    >>> y = np.random.default_rng(0).standard_normal((2, 3 * 22050)).astype(np.float32)
+    >>> tile, db = lane_tile(y, 22050, t1=2.0, cols=100)
+    >>> tile["rows"], tile["cols"], tile["t1"], db.shape
+    (192, 100, 2.0, (192, 100))
+    """
+    if kind not in KINDS:
+        raise ParameterError(f"Invalid kind: {kind!r}; choose one of {KINDS}.")
+    if not 1 <= cols <= 8192:
+        raise ParameterError(f"Invalid cols: {cols!r}; a tile is 1 to 8192 columns wide.")
+    length = np.shape(samples)[-1] / sample_rate
+    t1 = length if t1 is None else min(float(t1), length)
+    if not 0.0 <= t0 < t1:
+        raise ParameterError(f"Invalid tile span: {t0} s to {t1} s of a {length:.2f} s signal.")
+    y = _mono_window(samples, sample_rate, t0, t1)
+    power, freqs = _power_rows(y, sample_rate, kind, cols)
+    db = (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
+    tile = {
+        "kind": kind,
+        "t0": float(t0),
+        "t1": float(t1),
+        "rows": int(db.shape[0]),
+        "cols": int(db.shape[1]),
+        "freqs": [round(float(f), 2) for f in freqs],
+    }
+    return tile, db

@@ -1,0 +1,407 @@
+"""The stem studio's player: play, mix and look at stems in the browser, state mirrored in Python.
+
+:class:`StemPlayer` is an `anywidget <https://anywidget.dev>`_ widget. Its audio goes to the
+browser once, as 16-bit PCM in binary widget buffers; there every track (the mix, if given, and
+each stem) is an ``AudioBufferSourceNode -> GainNode -> master`` on one ``AudioContext``, and all
+sources start with one ``start(when, offset)``, so stems cannot drift apart. Gain, mute, solo and
+A/B are gain ramps in the browser: no kernel round trip, so they work while the kernel is busy.
+Python sees and sets the same state (``gains``, ``muted``, ``soloed``, ``listen``, ``position``,
+``playing``, ``loop``, ``view``) and :meth:`StemPlayer.remix` returns what is heard.
+
+Lanes show each track's spectrogram from byte tiles (:mod:`.lanes`) the kernel renders once for
+the whole track; zoom and scroll redraw in the browser and sharper tiles for the visible span
+come from the kernel in the background.
+
+Memory: the browser holds each track as float32 (twice the PCM sent). Up to ``max_mb`` of PCM
+(default 320 MB: a 6-minute stereo track with a mix and four stems at 44.1 kHz) is sent at the
+stems' rate; longer material is sent at the highest lower rate that fits (a preview, announced
+in the widget and as a :class:`~bandscope_nb.errors.BandscopeWarning`), and what does not fit
+even at 8 kHz raises :class:`~bandscope_nb.errors.ParameterError`.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anywidget
+import numpy as np
+import traitlets as T
+
+from ..errors import AudioError, ParameterError, warn
+from ..stems import Stems
+from .lanes import KINDS, lane_tile, quantise
+
+__all__ = ["StemPlayer"]
+
+STATIC = Path(__file__).with_name("static")
+PREVIEW_RATES = (32000, 24000, 22050, 16000, 11025, 8000)
+OVERVIEW_COLS = 1600
+MAX_TILE_COLS = 4096
+
+
+def player_script() -> str:
+    """The player's JavaScript (shared by the widget and the offline page)."""
+    return (STATIC / "player.js").read_text(encoding="utf-8")
+
+
+def _tracks(stems: Stems, mix: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    """``[(name, (channels, frames))]``: the mix first (when given), then the stems; checked."""
+    if not isinstance(stems, Stems):
+        raise ParameterError(f"StemPlayer plays Stems, not {type(stems).__name__}.")
+    tracks = [(name, stems[name]) for name in stems.names]
+    if mix is not None:
+        mix = np.asarray(mix, dtype=np.float32)
+        mix = mix[None] if mix.ndim == 1 else mix
+        if mix.ndim != 2 or mix.shape[-1] != stems.frames:
+            raise AudioError(
+                f"The mix has shape {mix.shape} but the stems have {stems.frames} frames: give "
+                "the mix the stems came from, at their sample rate "
+                f"({stems.sample_rate} Hz), as (channels, frames)."
+            )
+        if mix.shape[0] not in (1, stems.channels):
+            raise AudioError(f"The mix has {mix.shape[0]} channels and the stems {stems.channels}.")
+        if "mix" in stems.names:
+            raise ParameterError("A stem is named 'mix'; rename it to show the mix beside it.")
+        tracks.insert(0, ("mix", np.broadcast_to(mix, (stems.channels, stems.frames))))
+    for name, samples in tracks:
+        if not np.isfinite(samples).all():
+            raise AudioError(f"Track {name!r} holds NaN or infinite samples; it cannot be played.")
+    return tracks
+
+
+def _pcm16(samples: np.ndarray) -> tuple[bytes, float]:
+    """Planar 16-bit PCM (channel after channel) and the scale that restores the level: peaks
+    above 1 are scaled down for sending and back up in the browser, never clipped."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    scale = max(1.0, peak)
+    pcm = np.rint(np.asarray(samples, dtype=np.float32) * (32767.0 / scale)).astype("<i2")
+    return pcm.tobytes(), scale
+
+
+def _send_rate(rate: int, frames: int, channels: int, tracks: int, max_mb: float) -> int:
+    """The stems' rate if the PCM fits ``max_mb``, else the highest preview rate that does."""
+    per_second = 2 * channels * tracks  # bytes per frame
+    for candidate in (rate, *(r for r in PREVIEW_RATES if r < rate)):
+        if frames / rate * candidate * per_second <= max_mb * 1e6:
+            return candidate
+    minutes = frames / rate / 60
+    raise ParameterError(
+        f"{tracks} tracks of {minutes:.1f} min do not fit the player's {max_mb:g} MB even at "
+        "8 kHz: play a part (Stems.window(start, duration)) or raise max_mb."
+    )
+
+
+class StemPlayer(anywidget.AnyWidget):
+    """Play, mix and look at stems in the browser: one clock, live gains, spectrogram lanes.
+
+    Parameters
+    ----------
+    stems : Stems
+    mix : np.ndarray [shape=(channels, frames)] or None
+        The original mix: shown first, and the other side of A/B.
+    max_mb : float
+        The most PCM sent to the browser (see the module notes); beyond it, a preview rate.
+    height : int
+        Height of one lane in CSS pixels.
+
+    Attributes
+    ----------
+    gains : dict of str to float
+        Gain per stem in dB.
+    muted, soloed : list of str
+        Stems muted / soloed (any solo silences the stems not soloed).
+    listen : str
+        What is heard: ``"remix"`` (the mixer), ``"mix"`` or one stem's name (alone, at its gain).
+    position : float
+        Playhead in seconds; setting it seeks.
+    playing : bool
+        Setting it plays or pauses (a browser may wait for a first click before it plays sound).
+    loop : list of float
+        ``[start, end]`` in seconds, or ``[]`` for no loop.
+    view : list of float
+        The visible span ``[start, end]`` in seconds.
+    kind : str
+        Lane picture: ``"stft"``, ``"mel"``, ``"cqt"`` or ``"waveform"``.
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> mix, truth = bn.demo.load()
+    >>> player = StemPlayer(truth, mix=mix.samples)
+    >>> player.tracks
+    ['mix', 'drums', 'bass', 'other', 'vocals']
+    >>> player.muted = ["vocals"]
+    >>> player.gains = {**player.gains, "drums": -6.0}
+    >>> heard = player.remix()
+    >>> expected = truth.remix({"vocals": 0.0, "drums": 10 ** (-6 / 20)})
+    >>> bool(np.allclose(heard, expected))
+    True
+    """
+
+    _esm = T.Unicode().tag(sync=True)
+    _css = T.Unicode().tag(sync=True)
+    _uid = T.Unicode(read_only=True).tag(sync=True)
+
+    tracks = T.List(T.Unicode(), read_only=True).tag(sync=True)
+    stem_names = T.List(T.Unicode(), read_only=True).tag(sync=True)
+    sample_rate = T.Int(read_only=True).tag(sync=True)
+    source_rate = T.Int(read_only=True).tag(sync=True)
+    frames = T.Int(read_only=True).tag(sync=True)
+    duration = T.Float(read_only=True).tag(sync=True)
+    channels = T.Int(read_only=True).tag(sync=True)
+    _pcm = T.List(T.Bytes(), read_only=True).tag(sync=True)
+    _scales = T.List(T.Float(), read_only=True).tag(sync=True)
+    _lanes = T.List(T.Dict(), read_only=True).tag(sync=True)
+    _lut = T.Bytes(read_only=True).tag(sync=True)
+    ref_db = T.Float(read_only=True).tag(sync=True)
+    note = T.Unicode("").tag(sync=True)
+    lane_height = T.Int(64).tag(sync=True)
+
+    gains = T.Dict(value_trait=T.Float()).tag(sync=True)
+    muted = T.List(T.Unicode()).tag(sync=True)
+    soloed = T.List(T.Unicode()).tag(sync=True)
+    listen = T.Unicode("remix").tag(sync=True)
+    position = T.Float(0.0).tag(sync=True)
+    playing = T.Bool(False).tag(sync=True)
+    loop = T.List(T.Float()).tag(sync=True)
+    view = T.List(T.Float()).tag(sync=True)
+    kind = T.Unicode("stft").tag(sync=True)
+    db_range = T.Float(80.0).tag(sync=True)
+
+    def __init__(
+        self,
+        stems: Stems,
+        mix: np.ndarray | None = None,
+        *,
+        max_mb: float = 320.0,
+        height: int = 64,
+    ):
+        tracks = _tracks(stems, mix)
+        if not 24 <= height <= 400:
+            raise ParameterError(f"Invalid height: {height!r}; a lane is 24 to 400 px high.")
+        rate = _send_rate(stems.sample_rate, stems.frames, stems.channels, len(tracks), max_mb)
+        note = ""
+        if rate != stems.sample_rate:
+            note = (
+                f"Preview at {rate} Hz: {len(tracks)} tracks of {stems.duration / 60:.1f} min "
+                f"at {stems.sample_rate} Hz exceed max_mb={max_mb:g}."
+            )
+            warn(f"StemPlayer: {note}")
+        self.stems, self._mix = stems, (tracks[0][1] if mix is not None else None)
+        self._samples = dict(tracks)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # numpy and soxr release the GIL
+            pcm = list(pool.map(lambda t: _pcm16(_at_rate(t[1], stems.sample_rate, rate)), tracks))
+            overview = list(
+                pool.map(lambda t: lane_tile(t[1], stems.sample_rate, cols=OVERVIEW_COLS), tracks)
+            )
+        ref_db = float(max(db.max() for _, db in overview))
+        # Everything is set before the widget opens, so the browser gets one message.
+        self.set_trait("_esm", player_script() + "\nexport default BandscopePlayer.widget;\n")
+        self.set_trait("_css", (STATIC / "player.css").read_text(encoding="utf-8"))
+        self.set_trait("_uid", uuid.uuid4().hex)
+        self.set_trait("tracks", [name for name, _ in tracks])
+        self.set_trait("stem_names", list(stems.names))
+        self.set_trait("sample_rate", rate)
+        self.set_trait("source_rate", stems.sample_rate)
+        self.set_trait("frames", len(pcm[0][0]) // (2 * stems.channels))
+        self.set_trait("duration", stems.duration)
+        self.set_trait("channels", stems.channels)
+        self.set_trait("_scales", [scale for _, scale in pcm])
+        self.set_trait("ref_db", ref_db)
+        self.set_trait("_lut", _colour_table())
+        lanes = [_tile_state(i, tile, db, ref_db) for i, (tile, db) in enumerate(overview)]
+        self.set_trait("_lanes", lanes)
+        self.set_trait("_pcm", [data for data, _ in pcm])
+        self._tiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bandscope-tiles")
+        self._latest = 0
+        self._lock = threading.Lock()
+        super().__init__(
+            note=note,
+            lane_height=height,
+            gains=dict.fromkeys(stems.names, 0.0),
+            view=[0.0, stems.duration],
+        )
+        self.on_msg(self._on_message)
+
+    def _ipython_display_(self) -> None:
+        """Two outputs: the live widget, then its offline copy (:mod:`.player_page`), which
+        the widget hides while it runs and which plays where no kernel or widget state is."""
+        from IPython.display import display
+
+        from .player_page import offline_html
+
+        data, _ = super()._repr_mimebundle_()
+        display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
+        display({"text/html": offline_html(self)}, raw=True)
+
+    def save_html(self, path, *, title: str = "bandscope player", seconds: float | None = None):
+        """Write the player as one offline HTML page (script inline, audio embedded as Ogg;
+        ``seconds``: embed only the first seconds of each track); return the path."""
+        from .player_page import save_html
+
+        return save_html(self, path, title=title, seconds=seconds)
+
+    # --- state checks -------------------------------------------------------------------
+
+    @T.validate("gains")
+    def _check_gains(self, proposal):
+        gains = dict(proposal["value"])
+        unknown = set(gains) - set(self.stems.names)
+        if unknown:
+            raise ParameterError(
+                f"Unknown stem(s) {sorted(unknown)}; stems are {self.stems.names}."
+            )
+        for name, db in gains.items():
+            if not np.isfinite(db) or not -120.0 <= db <= 24.0:
+                raise ParameterError(f"Invalid gain for {name!r}: {db!r} dB; use -120 to 24 dB.")
+        return {name: float(gains.get(name, 0.0)) for name in self.stems.names}
+
+    @T.validate("muted", "soloed")
+    def _check_names(self, proposal):
+        names = list(dict.fromkeys(proposal["value"]))
+        unknown = set(names) - set(self.stems.names)
+        if unknown:
+            raise ParameterError(
+                f"Unknown stem(s) {sorted(unknown)} in {proposal['trait'].name}; "
+                f"stems are {self.stems.names}."
+            )
+        return names
+
+    @T.validate("listen")
+    def _check_listen(self, proposal):
+        value = proposal["value"]
+        allowed = ["remix", *(["mix"] if self._mix is not None else []), *self.stems.names]
+        if value not in allowed:
+            raise ParameterError(f"Invalid listen: {value!r}; choose one of {allowed}.")
+        return value
+
+    @T.validate("position")
+    def _check_position(self, proposal):
+        value = float(proposal["value"])
+        if not np.isfinite(value):
+            raise ParameterError(f"Invalid position: {value!r} s.")
+        return min(max(0.0, value), self.stems.duration)
+
+    @T.validate("loop", "view")
+    def _check_span(self, proposal):
+        span = [float(v) for v in proposal["value"]]
+        name = proposal["trait"].name
+        if name == "loop" and not span:
+            return span
+        if len(span) != 2 or not 0.0 <= span[0] < span[1] <= self.stems.duration + 1e-6:
+            raise ParameterError(
+                f"Invalid {name}: {span!r}; give [start, end] seconds within "
+                f"0 to {self.stems.duration:.3f} s."
+            )
+        return span
+
+    @T.validate("kind")
+    def _check_kind(self, proposal):
+        allowed = (*KINDS, "waveform")
+        if proposal["value"] not in allowed:
+            raise ParameterError(f"Invalid kind: {proposal['value']!r}; choose one of {allowed}.")
+        return proposal["value"]
+
+    @T.validate("db_range")
+    def _check_db_range(self, proposal):
+        value = float(proposal["value"])
+        if not 10.0 <= value <= 120.0:
+            raise ParameterError(f"Invalid db_range: {value!r}; use 10 to 120 dB.")
+        return value
+
+    # --- what is heard ------------------------------------------------------------------
+
+    def track_gains(self) -> dict[str, float]:
+        """Linear gain per track (the mix too) for the current state: what the browser's
+        ``GainNode`` s are ramped to.
+
+        Examples
+        --------
+        >>> import bandscope_nb as bn
+        >>> player = StemPlayer(bn.demo.load()[1])
+        >>> player.soloed = ["bass"]
+        >>> player.track_gains()
+        {'drums': 0.0, 'bass': 1.0, 'other': 0.0, 'vocals': 0.0}
+        """
+        names = self.stems.names
+        linear = {n: float(10 ** (self.gains[n] / 20)) for n in names}
+        if self.listen == "mix":
+            out = dict.fromkeys(names, 0.0)
+        elif self.listen != "remix":
+            out = {n: linear[n] if n == self.listen else 0.0 for n in names}
+        elif self.soloed:
+            out = {n: linear[n] if n in self.soloed else 0.0 for n in names}
+        else:
+            out = {n: 0.0 if n in self.muted else linear[n] for n in names}
+        if self._mix is not None:
+            out = {"mix": 1.0 if self.listen == "mix" else 0.0, **out}
+        return out
+
+    def remix(self) -> np.ndarray:
+        """What the player plays now, at the stems' rate: :meth:`Stems.remix` with the mixer's
+        gains, or the mix when ``listen == "mix"``. float32 ``(channels, frames)``."""
+        gains = self.track_gains()
+        if gains.pop("mix", 0.0):
+            return np.array(self._mix, dtype=np.float32)
+        return self.stems.remix(gains)
+
+    # --- sharper tiles on request -------------------------------------------------------
+
+    def tiles(self, *, kind: str, t0: float, t1: float, cols: int) -> list[tuple[dict, bytes]]:
+        """Tiles of every track for a span, at this player's dB reference: what the browser
+        asks for after a zoom or when the lane picture changes."""
+        cols = int(min(max(cols, 16), MAX_TILE_COLS))
+        out = []
+        for index, name in enumerate(self.tracks):
+            tile, db = lane_tile(
+                self._samples[name], self.stems.sample_rate, kind=kind, t0=t0, t1=t1, cols=cols
+            )
+            state = _tile_state(index, tile, db, self.ref_db)
+            out.append((state, state.pop("data")))
+        return out
+
+    def _on_message(self, widget, content, buffers) -> None:
+        if not isinstance(content, dict) or content.get("type") != "tiles":
+            return
+        with self._lock:
+            self._latest = request = int(content.get("request", 0))
+        self._tiles.submit(self._reply_tiles, request, content)
+
+    def _reply_tiles(self, request: int, content: dict) -> None:
+        if request != self._latest:  # a newer view superseded this one
+            return
+        try:
+            tiles = self.tiles(
+                kind=str(content["kind"]),
+                t0=float(content["t0"]),
+                t1=float(content["t1"]),
+                cols=int(content["cols"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            self.send({"type": "error", "request": request, "message": str(exc)})
+            return
+        self.send(
+            {"type": "tiles", "request": request, "tiles": [meta for meta, _ in tiles]},
+            buffers=[data for _, data in tiles],
+        )
+
+
+def _at_rate(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    from ..audio import resample
+
+    return resample(np.ascontiguousarray(samples, dtype=np.float32), rate, target)
+
+
+def _tile_state(track: int, tile: dict, db: np.ndarray, ref_db: float) -> dict:
+    return {**tile, "track": track, "data": quantise(db, ref_db).tobytes()}
+
+
+def _colour_table() -> bytes:
+    """matplotlib's magma as 256 RGB triples: the lanes' colour map."""
+    from matplotlib import colormaps
+
+    table = colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3]
+    return (np.rint(table * 255).astype(np.uint8)).tobytes()
