@@ -142,7 +142,7 @@ PAINTED = """el => [...el.querySelectorAll('canvas.bn-lane-canvas')].every(c => 
     }
     return colours.size >= 40;  // a spectrogram, not a blank or flat canvas
 })"""
-ENGINE = "el => el.querySelector('.bn-player').bandscope.engine"
+VIEW = "el => el.querySelector('.bn-player').bandscope.engine.model.get('view')"
 STATE = """el => { const p = el.querySelector('.bn-player'), e = p.bandscope.engine;
     return {position: e.position(), playing: e.playing, time: e.ctx ? e.ctx.currentTime : 0,
             starts: e.starts.map(s => [s.track, s.when, s.offset]), ready: p.dataset.ready,
@@ -154,7 +154,9 @@ def _run_new_cell(page, code: str, *, wait: bool = True) -> str:
     page.locator(".jp-Notebook .jp-Cell").last.click()
     page.keyboard.press("Escape")
     page.keyboard.press("b")
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(page.locator(".jp-Notebook .jp-Cell").count() - 1)
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(
+        page.locator(".jp-Notebook .jp-Cell").count() - 1
+    )
     cell.locator(".cm-content").click()
     page.keyboard.insert_text(code)
     page.keyboard.press("Control+Enter")  # run in place (Shift+Enter would add a cell below)
@@ -319,14 +321,14 @@ def test_click_seeks_and_zoom_scroll_repaint_in_the_browser(studio):
         page.wait_for_timeout(100)
     page.keyboard.up("Control")
     page.wait_for_timeout(300)
-    view = page.evaluate("el => el.querySelector('.bn-player').bandscope.engine.model.get('view')", handle)
+    view = page.evaluate(VIEW, handle)
     assert view[1] - view[0] < 5.0 and view[0] < 10.0 < view[1], view  # around the cursor
     zoom_ms = page.evaluate(STATE, handle)["draw"]
     page.keyboard.down("Shift")
     page.mouse.wheel(0, 300)
     page.keyboard.up("Shift")
     page.wait_for_timeout(300)
-    scrolled = page.evaluate("el => el.querySelector('.bn-player').bandscope.engine.model.get('view')", handle)
+    scrolled = page.evaluate(VIEW, handle)
     scroll_ms = page.evaluate(STATE, handle)["draw"]
     assert scrolled[0] > view[0]
     assert zoom_ms < 100 and scroll_ms < 100, (zoom_ms, scroll_ms)
@@ -368,3 +370,137 @@ def test_keys_drive_the_player_and_not_jupyterlab(studio):
     page.keyboard.press(" ")
     assert page.locator(".jp-Notebook .jp-MarkdownCell").count() == markdown
     page.keyboard.press("m" if ("vocals" in muted()) != was else "Shift")
+
+
+LAYOUT = """el => { const p = el.querySelector('.bn-player');
+    const clipped = [...p.querySelectorAll('.bn-time, .bn-name, .bn-db, button, select')]
+        .filter(n => n.offsetParent && n.scrollWidth > n.clientWidth + 1)
+        .map(n => n.className + ':' + n.textContent);
+    const canvases = [...p.querySelectorAll('canvas.bn-lane-canvas')].map(c => c.clientWidth);
+    return {clipped, canvases, overflow: p.scrollWidth - p.clientWidth,
+            right: p.getBoundingClientRect().right, viewport: window.innerWidth}; }"""
+
+
+def test_dark_theme_and_a_1024_px_window_with_the_file_browser_open(studio):
+    page, explorer, _ = studio
+    page.get_by_role("menuitem", name="Settings", exact=True).click()
+    page.get_by_text("Theme", exact=True).hover()
+    page.get_by_text("JupyterLab Dark", exact=True).click()
+    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_timeout(500)
+    background = page.evaluate(
+        "el => getComputedStyle(el.querySelector('.bn-player')).backgroundColor",
+        explorer.element_handle(),
+    )
+    red, green, blue = (int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3])
+    assert red + green + blue < 3 * 90, f"the player is not dark in the dark theme: {background}"
+    explorer.screenshot(path=SHOTS / "01_player_dark.png")
+
+    page.set_viewport_size({"width": 1024, "height": 1400})
+    if not page.locator("#filebrowser").is_visible():
+        page.get_by_role("tab", name="File Browser").click()
+    assert page.locator("#filebrowser").is_visible()
+    page.wait_for_timeout(800)  # the ResizeObserver redraws at the new width
+    explorer.scroll_into_view_if_needed()
+    layout = page.evaluate(LAYOUT, explorer.element_handle())
+    explorer.screenshot(path=SHOTS / "01_player_1024px.png")
+    page.screenshot(path=SHOTS / "01_quickstart_1024px.png")
+    assert layout["clipped"] == [], layout
+    assert layout["overflow"] <= 1 and layout["right"] <= layout["viewport"], layout
+    assert min(layout["canvases"]) >= 250, layout
+    page.wait_for_function(PAINTED, arg=explorer.element_handle(), timeout=10_000)
+
+
+def _kernels(url: str, token: str) -> list[dict]:
+    with urllib.request.urlopen(f"{url}/api/kernels?token={token}") as response:
+        return json.loads(response.read())
+
+
+def _offline_player_plays(page, container) -> float:
+    """Play the offline copy's player for a second; return how far it got."""
+    player = container.locator(".bn-player")
+    player.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "el => el.querySelector('.bn-player').dataset.ready === '1'",
+        arg=container.element_handle(),
+        timeout=30_000,
+    )
+    player.locator(".bn-play").click()
+    page.wait_for_timeout(1200)
+    position = float(player.get_attribute("data-position"))
+    player.locator(".bn-play").click()
+    return position
+
+
+def test_the_saved_notebook_reopened_without_its_kernel_still_plays(studio):
+    page, _, (url, token, _, browser) = studio
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        "!document.querySelector('.jp-mod-current .jp-mod-dirty')", timeout=30_000
+    )
+    for kernel in _kernels(url, token):
+        request = urllib.request.Request(
+            f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE"
+        )
+        urllib.request.urlopen(request).close()
+    reopened = browser.new_page(viewport={"width": 1400, "height": 1600})
+    try:
+        reopened.goto(f"{url}/lab/tree/notebooks/01_quickstart.ipynb?token={token}")
+        cell = reopened.locator(".jp-CodeCell").filter(has_text="bn.widgets.StemExplorer(")
+        offline = cell.locator(".bandscope-offline")
+        offline.wait_for(timeout=60_000)
+        offline.scroll_into_view_if_needed()
+        position = _offline_player_plays(reopened, offline)
+        cell.screenshot(path=SHOTS / "01_reopened_player.png")
+        assert position > 0.5, "the offline copy did not play"
+        notebook = reopened.locator(".jp-Notebook")
+        assert notebook.locator(".bandscope-offline .bn-player").count() == 4
+        assert notebook.locator(".bandscope-offline audio").count() >= 1 + 5 + 4 + 1
+    finally:
+        reopened.close()
+
+
+def test_the_nbconvert_export_plays_offline(studio, tmp_path):
+    _, _, (_, _, root, browser) = studio
+    saved = root / "notebooks" / "01_quickstart.ipynb"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbconvert",
+            "--to",
+            "html",
+            "--output-dir",
+            str(tmp_path),
+            str(saved),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    html = tmp_path / "01_quickstart.html"
+    context = browser.new_context(viewport={"width": 1300, "height": 1400}, offline=True)
+    network = []
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(("file:", "data:", "blob:"))
+            else (network.append(route.request.url), route.abort())
+        ),
+    )
+    try:
+        exported = context.new_page()
+        exported.goto(html.as_uri())
+        players = exported.locator(".bandscope-offline")
+        assert players.count() == 4
+        text = "\n".join(exported.locator(".jp-OutputArea").all_inner_texts())
+        assert "StemExplorer(" not in text and "StemPlayer(" not in text  # no raw reprs
+        assert "model not found" not in text.lower()
+        explorer_copy = players.nth(2)
+        explorer_copy.scroll_into_view_if_needed()
+        position = _offline_player_plays(exported, explorer_copy)
+        explorer_copy.screenshot(path=SHOTS / "01_nbconvert_player.png")
+        assert position > 0.5
+    finally:
+        context.close()

@@ -25,6 +25,7 @@ __all__ = ["KINDS", "RANGE_DB", "lane_tile", "quantise"]
 KINDS = ("stft", "mel", "cqt")
 RANGE_DB = 120.0
 STFT_ROWS = 192
+N_FFT = 4096  # 10.8 Hz bins at 44.1 kHz: bass notes a semitone apart stay apart
 LOWEST_HZ = 30.0
 CQT_BINS = 84  # seven octaves from C1 (32.7 Hz)
 
@@ -36,16 +37,15 @@ def _mono_window(samples: np.ndarray, sample_rate: int, t0: float, t1: float) ->
     return np.asarray(samples[..., lo:hi], dtype=np.float32).reshape(-1, hi - lo).mean(axis=0)
 
 
-def _frames(y: np.ndarray, cols: int) -> tuple[np.ndarray, int]:
-    """Power spectra of ``2 * cols`` frames that together cover all of ``y``:
-    ``(n_fft // 2 + 1, frames)`` and the FFT size (at least 2048, so bass is resolved)."""
+def _frames(y: np.ndarray, cols: int) -> np.ndarray:
+    """Power spectra ``(N_FFT // 2 + 1, frames)`` of frames that together cover all of ``y``
+    (hop at most half a frame), at least ``cols`` of them where ``y`` is long enough."""
     import librosa
 
-    hop = max(1, y.shape[-1] // (2 * cols))
-    n_fft = int(min(16384, max(2048, 2 ** np.ceil(np.log2(hop)))))
-    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, center=True)) ** 2
-    # A full-scale sine reads 0 dB at every FFT size, so tiles of any zoom level compare.
-    return power * (16.0 / n_fft**2), n_fft
+    hop = int(max(1, min(N_FFT // 2, y.shape[-1] // (2 * cols))))
+    power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=hop, center=True)) ** 2
+    # One FFT size at every zoom level, so tiles compare; a full-scale sine's bin reads 0 dB.
+    return power * (16.0 / N_FFT**2)
 
 
 def _pool(power: np.ndarray, cols: int) -> np.ndarray:
@@ -84,12 +84,12 @@ def _power_rows(y: np.ndarray, sample_rate: int, kind: str, cols: int):
         cqt = librosa.cqt(y, sr=sample_rate, hop_length=hop, fmin=fmin, n_bins=CQT_BINS)
         freqs = librosa.cqt_frequencies(CQT_BINS, fmin=fmin)
         return _pool(np.abs(cqt) ** 2, cols), freqs
-    power, n_fft = _frames(y, cols)
+    power = _frames(y, cols)
     if kind == "mel":
-        bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=128)
+        bank = librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=128)
         freqs = librosa.mel_frequencies(n_mels=130, fmax=sample_rate / 2)[1:-1]
         return _pool(bank @ power, cols), freqs
-    weights, freqs = _log_rows(n_fft, sample_rate)
+    weights, freqs = _log_rows(N_FFT, sample_rate)
     return _pool(weights @ power, cols), freqs
 
 
@@ -116,8 +116,9 @@ def lane_tile(
 ) -> tuple[dict, np.ndarray]:
     """The spectrogram of ``samples[t0:t1]`` (channels averaged) as a tile, in dB.
 
-    Every sample in the span counts: frames overlap by half and neighbouring frames are
-    averaged down to ``cols`` columns, so a short drum hit is not skipped between frames.
+    Every sample in the span counts: frames overlap by at least half and neighbouring frames
+    are averaged down to ``cols`` columns, so a short drum hit is not skipped between frames.
+    Every zoom level uses the same FFT size, so a sharper tile shows the same levels.
 
     Parameters
     ----------
@@ -134,7 +135,7 @@ def lane_tile(
     tile : dict
         ``kind``, ``t0``, ``t1``, ``rows``, ``cols`` and ``freqs`` (row centres in Hz).
     db : np.ndarray [shape=(rows, cols)], float32
-        Power in dB relative to a full-scale sine (0 dB at any zoom), lowest frequency
+        Power in dB (a full-scale sine's own bin: 0 dB; the same at any zoom), lowest frequency
         first; :func:`quantise` makes the bytes the browser gets.
 
     Examples

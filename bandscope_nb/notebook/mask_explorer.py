@@ -11,9 +11,11 @@ from ..errors import ParameterError
 from ..stems import Stems
 from .display import figure_grid, spectrum_db, style_axis
 from .embed import audio_element
-from .widgets import MAX_PLAYER_SECONDS, FigureWidget, slider
+from .widgets import FigureWidget, slider
 
 __all__ = ["MaskExplorer"]
+
+MAX_PLAYER_SECONDS = 30.0  # the masked stem is rendered in the kernel for each change
 
 
 class MaskExplorer(W.VBox):

@@ -284,11 +284,9 @@ def show(obj) -> None:
     --------
     >>> import bandscope_nb as bn
     >>> show(bn.demo.load()[1])  # outside a kernel: the repr  # doctest: +ELLIPSIS
-    Stems(names=['drums', 'bass', 'other', 'vocals'], channels=2, ...)
+    Stems(names=('drums', 'bass', 'other', 'vocals'), channels=2, ...)
     """
-    from IPython.display import display
-
     if in_live_kernel():
         explore(obj)._ipython_display_()
     else:
-        display({"text/plain": repr(obj)}, raw=True)
+        print(repr(obj))

@@ -1,0 +1,189 @@
+"""The stem player's Python side: what it sends, the state it mirrors, what it says is heard."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from helpers import five_minute_stems
+
+import bandscope_nb as bn
+from bandscope_nb.notebook.player import StemPlayer
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    mix, truth = bn.demo.load()
+    short = bn.Stems(truth.data[:, :, : 3 * 44100], truth.names, 44100)
+    return mix.samples[:, : 3 * 44100], short
+
+
+def decoded(player: StemPlayer, index: int) -> np.ndarray:
+    """Track ``index`` as the browser builds it: 16-bit planar PCM times its scale."""
+    pcm = np.frombuffer(player._pcm[index], "<i2").reshape(player.channels, player.frames)
+    return pcm.astype(np.float32) * (player._scales[index] / 32767)
+
+
+def test_the_buffers_decode_back_to_the_tracks(demo):
+    mix, stems = demo
+    player = StemPlayer(stems, mix=mix)
+    assert player.tracks == ["mix", *stems.names] and player.stem_names == list(stems.names)
+    assert (player.sample_rate, player.frames, player.channels) == (44100, stems.frames, 2)
+    assert player.duration == pytest.approx(3.0)
+    for index, name in enumerate(player.tracks):
+        expected = mix if name == "mix" else stems[name]
+        assert np.max(np.abs(decoded(player, index) - expected)) <= 0.51 / 32767 * 1.0001
+
+
+def test_loud_stems_are_scaled_for_sending_never_clipped():
+    data = np.zeros((2, 1, 8000), np.float32)
+    data[0, 0, 100] = 2.5  # a stem estimate may exceed full scale
+    data[1, 0, :] = 0.25
+    player = StemPlayer(bn.Stems(data, ["loud", "quiet"], 8000))
+    assert player._scales == [2.5, 1.0]
+    assert decoded(player, 0)[0, 100] == pytest.approx(2.5, abs=1e-4)
+    assert np.allclose(decoded(player, 1), 0.25, atol=1 / 32767)
+
+
+def test_remix_is_what_the_mixer_state_plays(demo):
+    mix, stems = demo
+    player = StemPlayer(stems, mix=mix)
+    assert np.allclose(player.remix(), stems.remix({}))
+    player.gains = {**player.gains, "bass": -6.0, "other": 3.0}
+    player.muted = ["vocals"]
+    bass, other = 10 ** (-6 / 20), 10 ** (3 / 20)
+    assert np.allclose(player.remix(), stems.remix({"bass": bass, "other": other, "vocals": 0}))
+    player.soloed = ["drums", "bass"]  # a solo wins over mutes
+    assert player.track_gains() == {
+        "mix": 0.0,
+        "drums": 1.0,
+        "bass": pytest.approx(bass),
+        "other": 0.0,
+        "vocals": 0.0,
+    }
+    assert np.allclose(player.remix(), stems.remix({"bass": bass, "other": 0, "vocals": 0}))
+    player.listen = "other"  # one stem alone, at its gain, whatever the mutes
+    assert np.allclose(player.remix(), other * stems["other"], atol=1e-6)
+    player.listen = "mix"  # A/B: the original
+    assert np.array_equal(player.remix(), mix) and player.track_gains()["mix"] == 1.0
+
+
+def test_state_travels_both_ways(demo):
+    _, stems = demo
+    player = StemPlayer(stems)
+    player.gains = {"drums": -3.0}  # Python -> browser: the synced state holds it
+    state = player.get_state()
+    assert state["gains"] == {"drums": -3.0, "bass": 0.0, "other": 0.0, "vocals": 0.0}
+    # Browser -> Python: what ipywidgets does with a front end's update message.
+    player.set_state({"muted": ["bass"], "position": 1.5, "playing": True, "loop": [0.5, 2.0]})
+    assert (player.muted, player.position, player.playing, player.loop) == (
+        ["bass"],
+        1.5,
+        True,
+        [0.5, 2.0],
+    )
+    assert player.track_gains()["bass"] == 0.0
+    player.position = 99.0  # a seek past the end lands on the end
+    assert player.position == pytest.approx(3.0)
+    assert {"_pcm", "_lanes", "_lut", "_esm"} <= set(player.keys)
+    assert "export default BandscopePlayer.widget" in player._esm
+
+
+@pytest.mark.parametrize(
+    ("trait", "value", "match"),
+    [
+        ("gains", {"voice": 0.0}, "Unknown stem"),
+        ("gains", {"bass": float("nan")}, "Invalid gain"),
+        ("gains", {"bass": 40.0}, "Invalid gain"),
+        ("muted", ["voice"], "Unknown stem.*muted"),
+        ("soloed", ["mix"], "Unknown stem.*soloed"),
+        ("listen", "mix", "Invalid listen"),  # no mix was given
+        ("position", float("nan"), "Invalid position"),
+        ("loop", [2.0, 1.0], "Invalid loop"),
+        ("view", [0.0], "Invalid view"),
+        ("kind", "chroma", "Invalid kind"),
+        ("db_range", 5.0, "Invalid db_range"),
+    ],
+)
+def test_bad_state_is_refused_with_the_value_named(demo, trait, value, match):
+    _, stems = demo
+    player = StemPlayer(stems)
+    before = getattr(player, trait)
+    with pytest.raises(bn.ParameterError, match=match):
+        setattr(player, trait, value)
+    assert getattr(player, trait) == before
+
+
+def test_bad_inputs_raise_before_anything_is_sent(demo):
+    mix, stems = demo
+    with pytest.raises(bn.AudioError, match="frames"):
+        StemPlayer(stems, mix=mix[:, :-10])
+    with pytest.raises(bn.AudioError, match="channels"):
+        StemPlayer(stems, mix=np.zeros((3, stems.frames), np.float32))
+    broken = stems.data.copy()
+    broken[2, 0, 5] = np.nan
+    with pytest.raises(bn.AudioError, match=r"'other'.*NaN"):
+        StemPlayer(bn.Stems(broken, stems.names, 44100))
+    with pytest.raises(bn.AudioError, match=r"'mix'.*NaN"):
+        StemPlayer(stems, mix=np.full_like(mix, np.inf))
+    with pytest.raises(bn.ParameterError, match="plays Stems"):
+        StemPlayer(mix)
+    named_mix = bn.Stems(stems.data[:2], ["mix", "bass"], 44100)
+    with pytest.raises(bn.ParameterError, match="named 'mix'"):
+        StemPlayer(named_mix, mix=mix)
+    with pytest.raises(bn.ParameterError, match="height"):
+        StemPlayer(stems, height=2)
+
+
+def test_long_material_is_sent_at_a_preview_rate_announced():
+    stems = five_minute_stems()  # 4 x 5 min stereo at 22.05 kHz: 106 MB of PCM
+    with pytest.warns(bn.BandscopeWarning, match="Preview at 16000 Hz"):
+        player = StemPlayer(stems, max_mb=80)
+    assert player.sample_rate == 16000 and player.source_rate == 22050
+    assert player.frames == 300 * 16000 and "Preview at 16000 Hz" in player.note
+    assert sum(len(p) for p in player._pcm) <= 80e6
+    assert player.remix().shape == (2, 300 * 22050)  # Python's remix stays at the stems' rate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        full = StemPlayer(stems)  # the default budget fits it at its own rate
+    assert full.sample_rate == 22050 and full.note == ""
+    with pytest.raises(bn.ParameterError, match=r"do not fit.*8 kHz"):
+        StemPlayer(stems, max_mb=10)
+
+
+def test_sharper_tiles_answer_the_newest_request_only(demo):
+    mix, stems = demo
+    player = StemPlayer(stems, mix=mix)
+    sent = []
+    player.send = lambda content, buffers=None: sent.append((content, buffers))
+    ask = {"type": "tiles", "kind": "mel", "t0": 0.5, "t1": 1.5, "cols": 300}
+    player._tiles.submit(lambda: None).result()
+    player._latest = 2
+    player._reply_tiles(1, {**ask, "request": 1})  # superseded by request 2: no answer
+    assert sent == []
+    player._handle_custom_msg({**ask, "request": 3}, [])
+    player._tiles.submit(lambda: None).result()  # wait for the worker
+    ((content, buffers),) = sent
+    assert content["type"] == "tiles" and content["request"] == 3
+    assert [t["track"] for t in content["tiles"]] == [0, 1, 2, 3, 4]
+    for tile, data in zip(content["tiles"], buffers, strict=True):
+        assert (tile["kind"], tile["t0"], tile["t1"], tile["rows"]) == ("mel", 0.5, 1.5, 128)
+        assert len(data) == tile["rows"] * tile["cols"] and tile["cols"] > 100
+    player._handle_custom_msg({**ask, "request": 4, "t0": 2.0, "t1": 1.0}, [])
+    player._tiles.submit(lambda: None).result()
+    assert sent[-1][0]["type"] == "error" and "Invalid tile span" in sent[-1][0]["message"]
+
+
+def test_a_notebook_gets_the_widget_then_its_offline_copy(demo, monkeypatch):
+    _, stems = demo
+    player = StemPlayer(stems)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda data, raw: shown.append(data))
+    player._ipython_display_()
+    live, offline = shown
+    assert set(live) == {WIDGET_VIEW} and live[WIDGET_VIEW]["model_id"] == player.model_id
+    html = offline["text/html"]
+    assert f'data-model-id="{player._uid}"' in html and html.count('<audio class="bn-track"') == 4
