@@ -2,7 +2,7 @@
 
 The bundled demo song tiled to 5 minutes (44.1 kHz stereo). In the same run: constructing a
 ``SpectrogramView`` (the transform of the visible window at screen resolution, then the PNG),
-a ``StemExplorer`` of four 5-minute stems and the mix, and the reference: the full-resolution
+a ``StemPlayer`` of four 5-minute stems and the mix, and the reference: the full-resolution
 STFT (n_fft 2048, hop 512) drawn with ``librosa.display.specshow`` and rendered to PNG. Writes
 (or replaces) its "## First paint" section in the Markdown file given with --write.
 
@@ -46,7 +46,7 @@ def specshow_full(samples: np.ndarray, rate: int) -> None:
 
 def main() -> None:
     import bandscope_nb as bn
-    from bandscope_nb.notebook.widgets import SpectrogramView, StemExplorer
+    from bandscope_nb.notebook.widgets import SpectrogramView, StemPlayer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path)
@@ -69,8 +69,8 @@ def main() -> None:
         ("once per kernel: imports, first STFT and first figure rendered", *timed(warm_up)),
         ("`SpectrogramView(audio)`, first 30 s window", *timed(lambda: SpectrogramView(audio), 3)),
         (
-            "`StemExplorer(stems, mix)`: 5 rows, 6 players",
-            *timed(lambda: StemExplorer(long_stems, mix=long_mix), 2),
+            "`StemPlayer(stems, mix)`: 5 lanes, the whole track's PCM (see the player section)",
+            *timed(lambda: StemPlayer(long_stems, mix=long_mix), 2),
         ),
         (
             "`SpectrogramView` zoomed out to all 5 minutes",

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from labserver import LabError, lab_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -56,15 +55,9 @@ def _unavailable(why: str):
     pytest.skip(why)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server over a copy of notebooks/; yields its base URL and token."""
+    """A JupyterLab server over a copy of notebooks/; yields its base URL, token and root."""
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
     try:
@@ -73,53 +66,11 @@ def lab(tmp_path_factory):
         _unavailable("playwright is not installed (pip install playwright)")
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
-    (root / "settings").mkdir()
-    (root / "settings" / "overrides.json").write_text(json.dumps(LAB_SETTINGS))
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(
-        os.environ,
-        BANDSCOPE_OFFLINE="1",
-        BANDSCOPE_CACHE_DIR=str(root / "cache"),
-        JUPYTER_CONFIG_DIR=str(root / "config"),
-        JUPYTER_RUNTIME_DIR=str(root / "runtime"),
-        MPLBACKEND="Agg",
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        f"--LabApp.app_settings_dir={root / 'settings'}",
-        f"--LabApp.user_settings_dir={root / 'user-settings'}",
-        f"--LabApp.workspaces_dir={root / 'workspaces'}",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    log = open(root / "lab.log", "w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab did not start:\n{(root / 'lab.log').read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield url, token, root
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        with lab_server(root, LAB_SETTINGS) as (url, token):
+            yield url, token, root
+    except LabError as exc:
+        pytest.fail(str(exc))
 
 
 def _wait_all_cells_ran(page, timeout_s: float = 300) -> list[str]:
@@ -370,6 +321,44 @@ def test_keys_drive_the_player_and_not_jupyterlab(studio):
     page.keyboard.press(" ")
     assert page.locator(".jp-Notebook .jp-MarkdownCell").count() == markdown
     page.keyboard.press("m" if ("vocals" in muted()) != was else "Shift")
+
+
+def test_a_scrub_lands_where_released_and_a_drawn_loop_restarts_once(studio):
+    page, explorer, _ = studio
+    handle = explorer.element_handle()
+    page.evaluate("el => el.querySelector('.bn-player').bandscope.setView(0, 20)", handle)
+    box = explorer.locator(".bn-lane[data-track='drums'] canvas").bounding_box()
+    y = box["y"] + box["height"] / 2
+
+    def x(fraction: float) -> float:
+        return box["x"] + fraction * box["width"]
+
+    page.mouse.move(x(0.05), y)
+    page.mouse.down()
+    page.mouse.move(x(0.8), y, steps=3)  # fast: fewer moves than the scrub's seek rate
+    page.mouse.up()
+    page.wait_for_timeout(200)
+    assert abs(page.evaluate(STATE, handle)["position"] - 16.0) < 0.2
+    explorer.locator(".bn-play").click()
+    page.wait_for_timeout(300)
+    before = len(page.evaluate(STATE, handle)["starts"])
+    page.keyboard.down("Shift")
+    page.mouse.move(x(0.25), y)
+    page.mouse.down()
+    page.mouse.move(x(0.5), y, steps=12)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_timeout(600)
+    state = page.evaluate(STATE, handle)
+    loop = page.evaluate("el => el.querySelector('.bn-player').bandscope.engine.loopSpan()", handle)
+    assert abs(loop[0] - 5.0) < 0.1 and abs(loop[1] - 10.0) < 0.1, loop
+    assert len(state["starts"]) - before == 5  # one restart of the five tracks, not one a move
+    assert 5.0 <= state["position"] <= 10.0 and state["playing"]
+    explorer.locator(".bn-loop").click()  # loop off
+    page.keyboard.press("End")  # to the end while playing: it stops there
+    page.wait_for_timeout(300)
+    state = page.evaluate(STATE, handle)
+    assert not state["playing"] and state["position"] == pytest.approx(20.0, abs=0.05)
 
 
 LAYOUT = """el => { const p = el.querySelector('.bn-player');

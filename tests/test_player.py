@@ -22,9 +22,14 @@ def demo():
 
 
 def decoded(player: StemPlayer, index: int) -> np.ndarray:
-    """Track ``index`` as the browser builds it: 16-bit planar PCM times its scale."""
-    pcm = np.frombuffer(player._pcm[index], "<i2").reshape(player.channels, player.frames)
-    return pcm.astype(np.float32) * (player._scales[index] / 32767)
+    """Track ``index`` as the browser builds it from the audio messages: 16-bit planar PCM
+    chunks written at their offsets, times the track's scale."""
+    out = np.full((player.channels, player.frames), np.nan, np.float32)
+    for meta, data in player.audio_chunks():
+        if meta["track"] == index:
+            pcm = np.frombuffer(data, "<i2").reshape(player.channels, meta["frames"])
+            out[:, meta["offset"] : meta["offset"] + meta["frames"]] = pcm / 32767
+    return out * player._scales[index]
 
 
 def test_the_buffers_decode_back_to_the_tracks(demo):
@@ -88,7 +93,8 @@ def test_state_travels_both_ways(demo):
     assert player.track_gains()["bass"] == 0.0
     player.position = 99.0  # a seek past the end lands on the end
     assert player.position == pytest.approx(3.0)
-    assert {"_pcm", "_lanes", "_lut", "_esm"} <= set(player.keys)
+    assert {"_lanes", "_lut", "_esm", "_scales"} <= set(player.keys)
+    assert "_pcm" not in player.keys  # audio goes as messages, not state (see below)
     assert "export default BandscopePlayer.widget" in player._esm
 
 
@@ -144,7 +150,7 @@ def test_long_material_is_sent_at_a_preview_rate_announced():
         player = StemPlayer(stems, max_mb=80)
     assert player.sample_rate == 16000 and player.source_rate == 22050
     assert player.frames == 300 * 16000 and "Preview at 16000 Hz" in player.note
-    assert sum(len(p) for p in player._pcm) <= 80e6
+    assert sum(len(data) for _, data in player.audio_chunks()) <= 80e6
     assert player.remix().shape == (2, 300 * 22050)  # Python's remix stays at the stems' rate
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -154,11 +160,36 @@ def test_long_material_is_sent_at_a_preview_rate_announced():
         StemPlayer(stems, max_mb=10)
 
 
+def test_audio_goes_in_chunks_no_message_too_big(demo, monkeypatch):
+    import bandscope_nb.notebook.player_audio as player_audio
+
+    mix, stems = demo
+    monkeypatch.setattr(player_audio, "CHUNK_BYTES", 100_000)  # 3 s: 6 chunks a track
+    player = StemPlayer(stems, mix=mix)
+    chunks = list(player.audio_chunks())
+    assert all(len(data) <= 100_000 for _, data in chunks)
+    assert {meta["parts"] for meta, _ in chunks} == {len(chunks)} and len(chunks) == 5 * 6
+    assert np.abs(decoded(player, 1) - stems["drums"]).max() <= 0.51 / 32767 * 1.0001
+    player._pusher.join()  # the push made when the widget opened
+    sent = []
+    player.send = lambda content, buffers=None: sent.append((content, buffers))
+    player._handle_custom_msg({"type": "audio"}, [])  # a reloaded page asks again
+    player._pusher.join()
+    assert [(c["track"], c["offset"]) for c, _ in sent] == [
+        (m["track"], m["offset"]) for m, _ in chunks
+    ]
+
+
 def test_sharper_tiles_answer_the_newest_request_only(demo):
     mix, stems = demo
     player = StemPlayer(stems, mix=mix)
     sent = []
-    player.send = lambda content, buffers=None: sent.append((content, buffers))
+
+    def send(content, buffers=None):  # keep the tile answers (audio chunks may still go out)
+        if content["type"] != "audio":
+            sent.append((content, buffers))
+
+    player.send = send
     ask = {"type": "tiles", "kind": "mel", "t0": 0.5, "t1": 1.5, "cols": 300}
     player._tiles.submit(lambda: None).result()
     player._latest = 2

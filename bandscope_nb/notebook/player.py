@@ -1,10 +1,12 @@
 """The stem studio's player: play, mix and look at stems in the browser, state mirrored in Python.
 
 :class:`StemPlayer` is an `anywidget <https://anywidget.dev>`_ widget. Its audio goes to the
-browser once, as 16-bit PCM in binary widget buffers; there every track (the mix, if given, and
-each stem) is an ``AudioBufferSourceNode -> GainNode -> master`` on one ``AudioContext``, and all
-sources start with one ``start(when, offset)``, so stems cannot drift apart. Gain, mute, solo and
-A/B are gain ramps in the browser: no kernel round trip, so they work while the kernel is busy.
+browser once, as 16-bit PCM in binary widget buffers (chunks, :mod:`.player_audio`) sent from a
+thread right after the widget opens, so it arrives even while later cells keep the kernel busy.
+There every track (the mix, if given, and each stem) is an ``AudioBufferSourceNode -> GainNode
+-> master`` on one ``AudioContext``, and all sources start with one ``start(when, offset)``, so
+stems cannot drift apart. Gain, mute, solo and A/B are gain ramps in the browser: no kernel round
+trip, so they work while the kernel is busy.
 Python sees and sets the same state (``gains``, ``muted``, ``soloed``, ``listen``, ``position``,
 ``playing``, ``loop``, ``view``) and :meth:`StemPlayer.remix` returns what is heard.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,11 +36,11 @@ import traitlets as T
 from ..errors import AudioError, ParameterError, warn
 from ..stems import Stems
 from .lanes import KINDS, lane_tile, quantise
+from .player_audio import at_rate, chunk_count, pcm_chunks, send_rate, track_scale
 
 __all__ = ["StemPlayer"]
 
 STATIC = Path(__file__).with_name("static")
-PREVIEW_RATES = (32000, 24000, 22050, 16000, 11025, 8000)
 OVERVIEW_COLS = 1600
 MAX_TILE_COLS = 4096
 
@@ -72,28 +75,6 @@ def _tracks(stems: Stems, mix: np.ndarray | None) -> list[tuple[str, np.ndarray]
     return tracks
 
 
-def _pcm16(samples: np.ndarray) -> tuple[bytes, float]:
-    """Planar 16-bit PCM (channel after channel) and the scale that restores the level: peaks
-    above 1 are scaled down for sending and back up in the browser, never clipped."""
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    scale = max(1.0, peak)
-    pcm = np.rint(np.asarray(samples, dtype=np.float32) * (32767.0 / scale)).astype("<i2")
-    return pcm.tobytes(), scale
-
-
-def _send_rate(rate: int, frames: int, channels: int, tracks: int, max_mb: float) -> int:
-    """The stems' rate if the PCM fits ``max_mb``, else the highest preview rate that does."""
-    per_second = 2 * channels * tracks  # bytes per frame
-    for candidate in (rate, *(r for r in PREVIEW_RATES if r < rate)):
-        if frames / rate * candidate * per_second <= max_mb * 1e6:
-            return candidate
-    minutes = frames / rate / 60
-    raise ParameterError(
-        f"{tracks} tracks of {minutes:.1f} min do not fit the player's {max_mb:g} MB even at "
-        "8 kHz: play a part (Stems.window(start, duration)) or raise max_mb."
-    )
-
-
 class StemPlayer(anywidget.AnyWidget):
     """Play, mix and look at stems in the browser: one clock, live gains, spectrogram lanes.
 
@@ -106,6 +87,9 @@ class StemPlayer(anywidget.AnyWidget):
         The most PCM sent to the browser (see the module notes); beyond it, a preview rate.
     height : int
         Height of one lane in CSS pixels.
+    offline_seconds : float or None
+        Audio per track in the offline copy a notebook keeps beside the widget (from the
+        start; ``None``: all of it, as reports do). See :mod:`.player_page`.
 
     Attributes
     ----------
@@ -152,7 +136,6 @@ class StemPlayer(anywidget.AnyWidget):
     frames = T.Int(read_only=True).tag(sync=True)
     duration = T.Float(read_only=True).tag(sync=True)
     channels = T.Int(read_only=True).tag(sync=True)
-    _pcm = T.List(T.Bytes(), read_only=True).tag(sync=True)
     _scales = T.List(T.Float(), read_only=True).tag(sync=True)
     _lanes = T.List(T.Dict(), read_only=True).tag(sync=True)
     _lut = T.Bytes(read_only=True).tag(sync=True)
@@ -178,11 +161,17 @@ class StemPlayer(anywidget.AnyWidget):
         *,
         max_mb: float = 320.0,
         height: int = 64,
+        offline_seconds: float | None = 30.0,
     ):
         tracks = _tracks(stems, mix)
         if not 24 <= height <= 400:
             raise ParameterError(f"Invalid height: {height!r}; a lane is 24 to 400 px high.")
-        rate = _send_rate(stems.sample_rate, stems.frames, stems.channels, len(tracks), max_mb)
+        if offline_seconds is not None and not offline_seconds > 0:
+            raise ParameterError(
+                f"Invalid offline_seconds: {offline_seconds!r}; give seconds > 0, or None for all."
+            )
+        self.offline_seconds = offline_seconds
+        rate = send_rate(stems.sample_rate, stems.frames, stems.channels, len(tracks), max_mb)
         note = ""
         if rate != stems.sample_rate:
             note = (
@@ -193,12 +182,14 @@ class StemPlayer(anywidget.AnyWidget):
         self.stems, self._mix = stems, (tracks[0][1] if mix is not None else None)
         self._samples = dict(tracks)
         with ThreadPoolExecutor(max_workers=2) as pool:  # numpy and soxr release the GIL
-            pcm = list(pool.map(lambda t: _pcm16(_at_rate(t[1], stems.sample_rate, rate)), tracks))
+            sent = list(pool.map(lambda t: at_rate(t[1], stems.sample_rate, rate), tracks))
             overview = list(
                 pool.map(lambda t: lane_tile(t[1], stems.sample_rate, cols=OVERVIEW_COLS), tracks)
             )
         ref_db = float(max(db.max() for _, db in overview))
-        # Everything is set before the widget opens, so the browser gets one message.
+        self._sent = sent  # the tracks at the rate sent (the same arrays at the stems' rate)
+        # The state is set before the widget opens, so the browser gets it in one message;
+        # the audio follows in chunks (_push_audio).
         self.set_trait("_esm", player_script() + "\nexport default BandscopePlayer.widget;\n")
         self.set_trait("_css", (STATIC / "player.css").read_text(encoding="utf-8"))
         self.set_trait("_uid", uuid.uuid4().hex)
@@ -206,15 +197,14 @@ class StemPlayer(anywidget.AnyWidget):
         self.set_trait("stem_names", list(stems.names))
         self.set_trait("sample_rate", rate)
         self.set_trait("source_rate", stems.sample_rate)
-        self.set_trait("frames", len(pcm[0][0]) // (2 * stems.channels))
+        self.set_trait("frames", sent[0].shape[-1])
         self.set_trait("duration", stems.duration)
         self.set_trait("channels", stems.channels)
-        self.set_trait("_scales", [scale for _, scale in pcm])
+        self.set_trait("_scales", [track_scale(samples) for samples in sent])
         self.set_trait("ref_db", ref_db)
         self.set_trait("_lut", _colour_table())
         lanes = [_tile_state(i, tile, db, ref_db) for i, (tile, db) in enumerate(overview)]
         self.set_trait("_lanes", lanes)
-        self.set_trait("_pcm", [data for data, _ in pcm])
         self._tiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bandscope-tiles")
         self._latest = 0
         self._lock = threading.Lock()
@@ -225,6 +215,33 @@ class StemPlayer(anywidget.AnyWidget):
             view=[0.0, stems.duration],
         )
         self.on_msg(self._on_message)
+        self._pushing = threading.Lock()
+        self._pusher = threading.Thread(
+            target=self._push_audio, name="bandscope-audio", daemon=True
+        )
+        self._pusher.start()
+
+    def audio_chunks(self) -> Iterator[tuple[dict, bytes]]:
+        """The audio messages, in order: ``({"type": "audio", "track", "offset", "frames",
+        "parts"}, planar int16 bytes)`` (see :mod:`.player_audio`)."""
+        parts = sum(chunk_count(samples) for samples in self._sent)
+        for track, (samples, scale) in enumerate(zip(self._sent, self._scales, strict=True)):
+            for offset, frames, data in pcm_chunks(samples, scale):
+                meta = {"type": "audio", "track": track, "offset": offset, "frames": frames}
+                yield {**meta, "parts": parts}, data
+
+    def _push_audio(self) -> None:
+        """Send every chunk (after the widget opened, or when a browser asks again, e.g. after
+        a page reload); the browser ignores chunks it has."""
+        if not self._pushing.acquire(blocking=False):
+            return  # a push is under way
+        try:
+            for meta, data in self.audio_chunks():
+                if self.comm is None:  # closed meanwhile
+                    return
+                self.send(meta, buffers=[data])
+        finally:
+            self._pushing.release()
 
     def _ipython_display_(self) -> None:
         """Two outputs: the live widget, then its offline copy (:mod:`.player_page`), which
@@ -235,7 +252,7 @@ class StemPlayer(anywidget.AnyWidget):
 
         data, _ = super()._repr_mimebundle_()
         display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
-        display({"text/html": offline_html(self)}, raw=True)
+        display({"text/html": offline_html(self, seconds=self.offline_seconds)}, raw=True)
 
     def save_html(self, path, *, title: str = "bandscope player", seconds: float | None = None):
         """Write the player as one offline HTML page (script inline, audio embedded as Ogg;
@@ -364,7 +381,13 @@ class StemPlayer(anywidget.AnyWidget):
         return out
 
     def _on_message(self, widget, content, buffers) -> None:
-        if not isinstance(content, dict) or content.get("type") != "tiles":
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "audio":
+            self._pusher = threading.Thread(target=self._push_audio, daemon=True)
+            self._pusher.start()
+            return
+        if content.get("type") != "tiles":
             return
         with self._lock:
             self._latest = request = int(content.get("request", 0))
@@ -387,12 +410,6 @@ class StemPlayer(anywidget.AnyWidget):
             {"type": "tiles", "request": request, "tiles": [meta for meta, _ in tiles]},
             buffers=[data for _, data in tiles],
         )
-
-
-def _at_rate(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    from ..audio import resample
-
-    return resample(np.ascontiguousarray(samples, dtype=np.float32), rate, target)
 
 
 def _tile_state(track: int, tile: dict, db: np.ndarray, ref_db: float) -> dict:

@@ -279,6 +279,26 @@ def _report_config(config, options: dict) -> SeparationConfig:
     return config
 
 
+def _exporter(html_exporter):
+    """nbconvert's lab template for a report that plays offline: code, prompts and the cells
+    only nbval reads (tag ``nbval-check``) left out; no script or font from a CDN (widget views
+    drop out, since no widget state is stored, and the players' offline copies play)."""
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    exporter = html_exporter(
+        template_name="lab",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        require_js_url="",
+        mathjax_url="",
+    )
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_cell_tags={"nbval-check"}), enabled=True
+    )
+    return exporter
+
+
 def run_report(
     input: str | os.PathLike | None = None,
     *,
@@ -384,7 +404,7 @@ def run_report(
             f"{type(exc).__name__}: {exc}. Check that ipykernel is installed in this environment."
         ) from exc
     nb.metadata["bandscope"] = {"report": True}  # marks the executed notebook as ours
-    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    html, _ = _exporter(HTMLExporter).from_notebook_node(nb)
     atomic_write(output.with_suffix(".ipynb"), nbformat.writes(nb).encode())
     atomic_write(output, html.encode())
     return output

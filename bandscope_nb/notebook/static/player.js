@@ -34,6 +34,7 @@
     const m = Math.floor(s / 60);
     return `${m}:${(s - 60 * m).toFixed(1).padStart(4, "0")}`;
   };
+  const clockFine = (s) => `${Math.floor(s / 60)}:${(s % 60).toFixed(2).padStart(5, "0")}`;
   const bytesOf = (view) =>
     view instanceof Uint8Array ? view : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 
@@ -56,19 +57,42 @@
     return out;
   }
 
-  // 16-bit planar PCM (player.py _pcm16) to an AudioBuffer of the context's making.
-  function pcmBuffer(ctx, view, channels, frames, rate, scale) {
-    const bytes = bytesOf(view);
-    const aligned = bytes.byteOffset % 2 ? bytes.slice() : bytes;
-    const pcm = new Int16Array(aligned.buffer, aligned.byteOffset, channels * frames);
-    const buffer = ctx.createBuffer(channels, frames, rate);
-    const k = scale / 32767;
-    for (let c = 0; c < channels; c++) {
-      const out = buffer.getChannelData(c);
-      const src = pcm.subarray(c * frames, (c + 1) * frames);
-      for (let i = 0; i < frames; i++) out[i] = src[i] * k;
+  // The audio the kernel pushes after the widget opens (player_audio.py): chunks of 16-bit
+  // planar PCM, each written into its track's AudioBuffer where it belongs.
+  class PcmAudio {
+    constructor(model) {
+      const [channels, length, sampleRate] = [model.get("channels"), model.get("frames"), model.get("sample_rate")];
+      this.buffers = model.get("tracks").map(() => new AudioBuffer({ numberOfChannels: channels, length, sampleRate }));
+      this.channels = channels;
+      this.seen = new Set();
+      this.parts = null;
+      this.listeners = new Set();
+      this.ready = new Promise((resolve) => { this.resolve = resolve; });
+      model.on("msg:custom", (msg, buffers) => this.receive(msg, buffers));
+      // A page reloaded while the kernel runs gets no push: ask for the audio again.
+      setTimeout(() => { if (!this.seen.size) model.send({ type: "audio" }); }, 1500);
     }
-    return buffer;
+    receive(msg, buffers) {
+      if (!msg || msg.type !== "audio") return;
+      const key = `${msg.track}:${msg.offset}`;
+      if (this.seen.has(key)) return;
+      this.seen.add(key);
+      this.parts = msg.parts;
+      const bytes = bytesOf(buffers[0]);
+      const aligned = bytes.byteOffset % 2 ? bytes.slice() : bytes;
+      const n = msg.frames;
+      const pcm = new Int16Array(aligned.buffer, aligned.byteOffset, this.channels * n);
+      const out = new Float32Array(n);
+      for (let c = 0; c < this.channels; c++) {
+        for (let i = 0; i < n; i++) out[i] = pcm[c * n + i] / 32767;
+        this.buffers[msg.track].copyToChannel(out, c, msg.offset);
+      }
+      if (this.seen.size === this.parts) this.resolve(this.buffers);
+      for (const listener of this.listeners) listener();
+    }
+    progress() {
+      return this.parts ? this.seen.size / this.parts : 0;
+    }
   }
 
   function wavBlob(channels, rate) {
@@ -164,9 +188,17 @@
       const loop = this.model.get("loop") || [];
       return loop.length === 2 ? loop : null;
     }
+    now() {
+      // The context's clock advances in audio blocks; its output timestamp, carried forward
+      // on the page's clock, moves the playhead smoothly.
+      const stamp = this.ctx.getOutputTimestamp ? this.ctx.getOutputTimestamp() : null;
+      if (!stamp || !stamp.performanceTime) return this.ctx.currentTime;
+      const t = stamp.contextTime + (performance.now() - stamp.performanceTime) / 1000;
+      return Math.max(t, this.ctx.currentTime - 0.1);
+    }
     position() {
       if (!this.playing) return this.paused;
-      let t = this.offset + (this.ctx.currentTime - this.when);
+      let t = this.offset + Math.max(0, this.now() - this.when);
       const loop = this.loopSpan();
       if (loop && t >= loop[1]) t = loop[0] + ((t - loop[0]) % (loop[1] - loop[0]));
       return Math.min(Math.max(0, t), this.duration);
@@ -229,7 +261,12 @@
     }
     seek(t) {
       t = clamp(t, 0, this.duration);
-      if (this.playing) this.play(t);
+      if (this.playing && t >= this.duration - 0.01) {
+        this.pause(); // to the end: stop there, do not start over
+        this.paused = this.duration;
+        this.sync(true);
+        this.emit();
+      } else if (this.playing) this.play(t);
       else {
         this.paused = t;
         this.sync(true);
@@ -361,7 +398,7 @@
   const KIND_LABELS = { stft: "spectrogram", mel: "mel", cqt: "CQT", waveform: "waveform" };
   // ids of players with a live widget view on this page (shared by every copy of this script)
   const live = (globalThis.__bandscopeLive ??= new Set());
-  const shared = new WeakMap(); // model -> {engine, tiles}
+  const shared = new Map(); // player id -> {engine, audio, tiles}
 
   function noteName(f) {
     const midi = Math.round(69 + 12 * Math.log2(f / 440));
@@ -383,7 +420,7 @@
 
   function niceStep(span, pixels) {
     const target = span / Math.max(1, pixels / 90);
-    for (const step of [0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600]) if (step >= target) return step;
+    for (const step of [0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600]) if (step >= target) return step;
     return 1200;
   }
 
@@ -414,17 +451,22 @@
     const zoomOut = h("button", { class: "bn-zoom-out", title: "zoom out (−)" }, "−");
     const zoomFit = h("button", { class: "bn-zoom-fit", title: "whole track (0)" }, "fit");
     const downloadSel = h("select", { class: "bn-download", title: "download as WAV" }, h("option", { value: "" }, "download…"));
-    for (const name of ["remix", ...tracks]) downloadSel.append(h("option", { value: name }, `${name}.wav`));
+    // One track and no mix: nothing to mix or compare, so no mixer, A/B or remix.
+    const single = tracks.length === 1;
+    const copyNote = host.standalone ? " (from the Ogg copy)" : "";
+    for (const name of [...(single ? [] : ["remix"]), ...tracks]) downloadSel.append(h("option", { value: name }, `${name}.wav${copyNote}`));
     const colourBar = h("canvas", { class: "bn-colourbar", width: "120", height: "10" });
     const colourLabel = h("span", { class: "bn-colourlabel" });
     const note = h("span", { class: "bn-note" }, model.get("note") || "");
+    const rangeBox = h("label", { class: "bn-rangebox" }, colourLabel, colourBar, rangeIn);
     const bar = h("div", { class: "bn-bar" },
       h("span", { class: "bn-group" }, playBtn, stopBtn, time),
       h("span", { class: "bn-group bn-grow" }, seekBar),
-      h("span", { class: "bn-group" }, loopBtn, abBtn, listenSel),
-      h("span", { class: "bn-group" }, kindSel, h("label", { class: "bn-rangebox" }, colourLabel, colourBar, rangeIn)),
+      h("span", { class: "bn-group" }, loopBtn, ...(single ? [] : [abBtn, listenSel])),
+      h("span", { class: "bn-group" }, kindSel, rangeBox),
       h("span", { class: "bn-group" }, zoomOut, zoomIn, zoomFit, downloadSel));
-    if (host.standalone) rangeIn.disabled = true;
+    if (host.standalone) rangeIn.style.display = "none"; // the offline pictures are coloured already
+    if (host.standalone) note.classList.add("bn-info");
 
     // overview strip (drag the box to scroll) and lanes
     const overview = h("canvas", { class: "bn-overview-canvas" });
@@ -437,7 +479,7 @@
       const label = h("span", { class: "bn-name", title: name }, name);
       strip.append(label);
       let mute = null, solo = null, gain = null, gainText = null;
-      if (stems.includes(name)) {
+      if (stems.includes(name) && !single) {
         mute = h("button", { class: "bn-mute", title: `mute ${name} (M)` }, "M");
         solo = h("button", { class: "bn-solo", title: `solo ${name} (S)` }, "S");
         gain = h("input", { class: "bn-gain", type: "range", min: "-60", max: "12", step: "0.5", "aria-label": `${name} gain (dB)` });
@@ -450,7 +492,7 @@
           model.save_changes();
         });
         gain.addEventListener("dblclick", () => { model.set("gains", { ...model.get("gains"), [name]: 0 }); model.save_changes(); });
-      } else {
+      } else if (name === "mix") {
         const ab = h("button", { class: "bn-hear", title: "hear the original mix (A/B)" }, "hear");
         ab.addEventListener("click", () => { model.set("listen", model.get("listen") === "mix" ? "remix" : "mix"); model.save_changes(); });
         strip.append(ab);
@@ -458,6 +500,7 @@
       const cell = h("div", { class: "bn-cell" }, canvas, loopBand, head);
       const row = h("div", { class: "bn-row bn-lane", "data-track": name }, strip, cell);
       row.addEventListener("pointerdown", () => { selected = i; refreshMixer(); });
+      row.addEventListener("focusin", () => { selected = i; refreshMixer(); });
       return { name, canvas, head, loopBand, row, mute, solo, gain, gainText, cell, wave: null };
     });
     const axis = h("canvas", { class: "bn-axis-canvas" });
@@ -578,7 +621,7 @@
         g.fillText(label, 3 * ratio, y);
       }
       // loop band
-      const loop = engine.loopSpan();
+      const loop = pendingLoop || engine.loopSpan();
       if (loop) {
         const cw = c.clientWidth;
         const a = clamp(xOf(loop[0], cw), 0, cw), b = clamp(xOf(loop[1], cw), 0, cw);
@@ -595,7 +638,7 @@
       const d = model.get("duration");
       g.strokeStyle = "#fff";
       g.lineWidth = 2 * (window.devicePixelRatio || 1);
-      g.strokeRect((v0 / d) * w + 1, 1, Math.max(4, ((v1 - v0) / d) * w - 2), hgt - 2);
+      if (v1 - v0 < d - 1e-3) g.strokeRect((v0 / d) * w + 1, 1, Math.max(4, ((v1 - v0) / d) * w - 2), hgt - 2);
     }
     function drawAxis() {
       const g = axis.getContext("2d");
@@ -612,9 +655,9 @@
       for (let t = Math.ceil(v0 / step) * step; t <= v1 + 1e-9; t += step) {
         const x = xOf(t, w);
         g.fillRect(x, 0, ratio, 4 * ratio);
-        const label = step < 1 ? `${t.toFixed(step < 0.5 ? 2 : 1)}` : clock(t).replace(/\.\d$/, "");
+        const label = step < 0.1 ? clockFine(t) : step < 1 ? clock(t) : clock(t).replace(/\.\d$/, "");
         g.textAlign = x < 20 ? "left" : x > w - 30 ? "right" : "center";
-        g.fillText(label, x, 5 * ratio);
+        g.fillText(label, x, 6 * ratio);
       }
     }
     function drawColourBar() {
@@ -696,7 +739,8 @@
         lane.row.classList.toggle("bn-selected", i === selected);
         lane.row.classList.toggle("bn-silent", !heard[lane.name]);
         if (!lane.mute) {
-          lane.row.querySelector(".bn-hear").classList.toggle("bn-on", model.get("listen") === "mix");
+          const hear = lane.row.querySelector(".bn-hear");
+          if (hear) hear.classList.toggle("bn-on", model.get("listen") === "mix");
           return;
         }
         lane.mute.classList.toggle("bn-on", muted.has(lane.name));
@@ -709,32 +753,40 @@
       abBtn.classList.toggle("bn-on", model.get("listen") !== "remix");
       loopBtn.classList.toggle("bn-on", !!engine.loopSpan());
       kindSel.value = model.get("kind");
+      rangeBox.style.display = model.get("kind") === "waveform" ? "none" : ""; // no colours to explain
       rangeIn.value = String(model.get("db_range"));
       note.textContent = model.get("note") || "";
     }
 
     // ---------- view changes (browser only)
+    // Offline pages hold one picture per lane: zoom no further than 4x into it.
+    const minSpan = host.standalone ? model.get("image_t1") / 4 : 0.25;
     function setView(a, b) {
       const d = model.get("duration");
-      const span = clamp(b - a, Math.min(0.25, d), d);
+      const span = clamp(b - a, Math.min(minSpan, d), d);
       a = clamp(a, 0, d - span);
       model.set("view", [a, a + span]);
       model.save_changes();
     }
     function zoom(factor, centre) {
       const [v0, v1] = getView();
-      const c = centre ?? (engine.playing ? engine.position() : (v0 + v1) / 2);
+      const head = engine.position();
+      const c = centre ?? (head >= v0 && head <= v1 ? head : (v0 + v1) / 2);
       setView(c - (c - v0) * factor, c + (v1 - c) * factor);
     }
 
     // ---------- events
     let seeking = false;
+    let pendingLoop = null; // a loop being drawn with shift-drag
+    let lastLoop = null; // the loop the loop button brings back
     playBtn.addEventListener("click", () => (engine.playing ? engine.pause() : engine.play(engine.position())));
     stopBtn.addEventListener("click", () => engine.stop());
     seekBar.addEventListener("input", () => { seeking = true; time.textContent = `${clock(Number(seekBar.value))} / ${clock(engine.duration)}`; });
     seekBar.addEventListener("change", () => { seeking = false; engine.seek(Number(seekBar.value)); });
     loopBtn.addEventListener("click", () => {
-      model.set("loop", engine.loopSpan() ? [] : getView());
+      const now = engine.loopSpan();
+      if (now) lastLoop = now;
+      model.set("loop", now ? [] : lastLoop || getView());
       model.save_changes();
     });
     abBtn.addEventListener("click", abSwitch);
@@ -770,15 +822,24 @@
         if (!drag) return;
         const t = tOf(clamp(e.offsetX, 0, lane.canvas.clientWidth), lane.canvas.clientWidth);
         if (drag.loop) {
-          if (Math.abs(t - drag.from) > 0.05) { model.set("loop", [Math.min(t, drag.from), Math.max(t, drag.from)]); model.save_changes(); }
+          pendingLoop = Math.abs(t - drag.from) > 0.05 ? [Math.min(t, drag.from), Math.max(t, drag.from)] : null;
+          lanes.forEach((_, i) => drawLane(i)); // the band follows; the loop applies on release
         } else if (performance.now() - lastSeek > 80) {
           lastSeek = performance.now();
           engine.seek(t);
         }
       });
-      const end = () => { drag = null; };
-      c.addEventListener("pointerup", end);
-      c.addEventListener("pointercancel", end);
+      c.addEventListener("pointerup", (e) => {
+        if (drag && drag.loop && pendingLoop) {
+          model.set("loop", pendingLoop);
+          model.save_changes();
+        } else if (drag && !drag.loop) {
+          engine.seek(tOf(clamp(e.offsetX, 0, lane.canvas.clientWidth), lane.canvas.clientWidth));
+        }
+        drag = null;
+        pendingLoop = null;
+      });
+      c.addEventListener("pointercancel", () => { drag = null; pendingLoop = null; });
       c.addEventListener("wheel", (e) => {
         const t = tOf(e.offsetX, lane.canvas.clientWidth);
         if (e.ctrlKey || e.metaKey) {
@@ -787,7 +848,7 @@
         } else if (e.shiftKey || Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
           e.preventDefault();
           const [v0, v1] = getView();
-          const dx = (e.shiftKey ? e.deltaY : e.deltaX) / lane.canvas.clientWidth;
+          const dx = (e.deltaX || e.deltaY) / lane.canvas.clientWidth; // browsers turn shift-wheel into deltaX
           setView(v0 + dx * (v1 - v0), v1 + dx * (v1 - v0));
         }
       }, { passive: false });
@@ -843,7 +904,16 @@
     onModel("change:loop", () => { refreshMixer(); drawAll(); });
     for (const key of ["gains", "muted", "soloed", "listen", "note"]) onModel(`change:${key}`, refreshMixer);
     const stopTiles = (() => { const f = () => drawAll(); tiles.listeners.add(f); return () => tiles.listeners.delete(f); })();
-    cleanups.push(stopTiles, engine.on(() => { refreshMixer(); moveHead(); lanes.forEach((l) => { l.wave = null; }); if (model.get("kind") === "waveform") drawAll(); }));
+    let drawnBuffers = engine.buffers;
+    cleanups.push(stopTiles, engine.on(() => {
+      refreshMixer();
+      moveHead();
+      if (engine.buffers !== drawnBuffers) { // the audio arrived: waveforms can be drawn
+        drawnBuffers = engine.buffers;
+        lanes.forEach((l) => { l.wave = null; });
+        if (model.get("kind") === "waveform") drawAll();
+      }
+    }));
     const resize = new ResizeObserver(() => layout());
     resize.observe(root);
     cleanups.push(() => resize.disconnect());
@@ -852,32 +922,50 @@
     root.bandscope = { engine, tiles, drawAll, setView, zoom, render: (g) => engine.render(g), trackGains: () => trackGains(model) };
     refreshMixer();
     layout();
-    // decode now, so the first play starts at once (the context stays suspended until a click)
-    setTimeout(() => engine.prepare().then(() => { root.dataset.ready = "1"; }), 0);
+    // Until the audio is in: progress, and after a while without any, where to listen instead.
+    if (host.audio) {
+      const waiting = () => {
+        if (!root.dataset.ready) note.textContent = `Loading audio… ${Math.round(100 * host.audio.progress())}%`;
+      };
+      host.audio.listeners.add(waiting);
+      cleanups.push(() => host.audio.listeners.delete(waiting));
+      waiting();
+      const orphan = setTimeout(() => {
+        if (!host.audio.seen.size) note.textContent = "No kernel is sending this player's audio (the notebook was reopened without running it): play the offline copy below, or run the cell again.";
+      }, 6000);
+      cleanups.push(() => clearTimeout(orphan));
+    }
+    setTimeout(() => engine.prepare().then(() => {
+      root.dataset.ready = "1";
+      note.textContent = model.get("note") || "";
+    }), 0);
     return () => cleanups.forEach((f) => f());
   }
 
   // ---------------------------------------------------------------- hosts
   function widgetHost(model) {
-    if (!shared.has(model)) {
-      const engine = new Engine(model, async (ctx) => {
-        const pcm = model.get("_pcm");
-        const [ch, frames, rate] = [model.get("channels"), model.get("frames"), model.get("sample_rate")];
-        return pcm.map((view, i) => pcmBuffer(ctx, view, ch, frames, rate, 1)); // scales on the gains
-      });
-      shared.set(model, { engine, tiles: new Tiles(model, true), standalone: false });
+    // One engine, tile store and audio per player, however many views it has.
+    const id = model.get("_uid");
+    if (!shared.has(id)) {
+      const audio = new PcmAudio(model);
+      const engine = new Engine(model, () => audio.ready); // the scales ride on the gains
+      shared.set(id, { engine, audio, tiles: new Tiles(model, true), standalone: false });
     }
-    return shared.get(model);
+    return shared.get(id);
   }
 
   const widget = {
+    initialize({ model }) {
+      widgetHost(model); // listen for the audio before the first chunk is handled
+    },
     render({ model, el }) {
       const host = widgetHost(model);
       const id = model.get("_uid");
-      if (id) {
+      host.audio.ready.then(() => {
+        // This player plays: hide its offline copy (kept for pages without a kernel).
         live.add(id);
         document.querySelectorAll(`.bandscope-offline[data-model-id="${id}"]`).forEach((n) => { n.style.display = "none"; });
-      }
+      });
       return view(model, el, host);
     },
   };

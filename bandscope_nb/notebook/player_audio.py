@@ -1,0 +1,92 @@
+"""What the stem player sends the browser: 16-bit PCM in chunks, at a rate its budget allows.
+
+Each track goes as chunks of at most :data:`CHUNK_BYTES` (custom widget messages with one binary
+buffer each), so no single message is huge: a 5-minute mix and four stems at 44.1 kHz are
+265 MB of PCM, sent as about 35 messages. The browser writes each chunk into its track's
+``AudioBuffer`` where it belongs and plays once every chunk is in. PCM is planar within a chunk
+(channel after channel) and scaled so that a track's peak fits 16 bits: a stem whose estimate
+exceeds full scale is sent as ``pcm * scale / 32767``, never clipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ParameterError
+
+__all__ = [
+    "CHUNK_BYTES",
+    "PREVIEW_RATES",
+    "at_rate",
+    "chunk_count",
+    "pcm_chunks",
+    "send_rate",
+    "track_scale",
+]
+
+CHUNK_BYTES = 8_000_000
+PREVIEW_RATES = (32000, 24000, 22050, 16000, 11025, 8000)
+
+
+def send_rate(rate: int, frames: int, channels: int, tracks: int, max_mb: float) -> int:
+    """The stems' rate if their PCM fits ``max_mb``, else the highest preview rate that does.
+
+    Examples
+    --------
+    >>> send_rate(44100, 300 * 44100, 2, 5, 320.0), send_rate(44100, 300 * 44100, 2, 5, 150.0)
+    (44100, 24000)
+    """
+    per_frame = 2 * channels * tracks
+    for candidate in (rate, *(r for r in PREVIEW_RATES if r < rate)):
+        if frames / rate * candidate * per_frame <= max_mb * 1e6:
+            return candidate
+    minutes = frames / rate / 60
+    raise ParameterError(
+        f"{tracks} tracks of {minutes:.1f} min do not fit the player's {max_mb:g} MB even at "
+        "8 kHz: play an excerpt (bn.Stems(stems.data[..., start:end], stems.names, rate)) or "
+        "raise max_mb."
+    )
+
+
+def at_rate(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``samples`` at ``target`` Hz (the same array when the rates agree)."""
+    from ..audio import resample
+
+    if rate == target:
+        return samples
+    return resample(np.ascontiguousarray(samples, dtype=np.float32), rate, target)
+
+
+def track_scale(samples: np.ndarray) -> float:
+    """The level a track is divided by before it becomes 16-bit: its peak, at least 1."""
+    return max(1.0, float(np.max(np.abs(samples))) if samples.size else 0.0)
+
+
+def _chunk_frames(channels: int) -> int:
+    return max(1, CHUNK_BYTES // (2 * channels))
+
+
+def chunk_count(samples: np.ndarray) -> int:
+    """How many chunks :func:`pcm_chunks` makes of ``(channels, frames)`` samples."""
+    return -(-samples.shape[-1] // _chunk_frames(samples.shape[0]))
+
+
+def pcm_chunks(samples: np.ndarray, scale: float) -> Iterator[tuple[int, int, bytes]]:
+    """``(offset, frames, planar int16 bytes)`` for consecutive chunks of a track.
+
+    Examples
+    --------
+    >>> chunks = list(pcm_chunks(np.full((2, 5), 0.5, np.float32), 1.0))
+    >>> [(offset, frames, len(data)) for offset, frames, data in chunks]
+    [(0, 5, 20)]
+    >>> int(np.frombuffer(chunks[0][2], "<i2")[0])
+    16384
+    """
+    channels, total = samples.shape
+    step = _chunk_frames(channels)
+    for offset in range(0, total, step):
+        block = np.asarray(samples[:, offset : offset + step], dtype=np.float32)
+        pcm = np.rint(block * (32767.0 / scale)).astype("<i2")
+        yield offset, block.shape[1], pcm.tobytes()
