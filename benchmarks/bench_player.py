@@ -51,7 +51,7 @@ MUTE = """el => new Promise(done => {
         : setTimeout(poll, 1);
     poll();
 })"""
-REPAINT = """(el, how) => { const b = el.querySelector('.bn-player').bandscope;
+REPAINT = """([el, how]) => { const b = el.querySelector('.bn-player').bandscope;
     const [v0, v1] = b.engine.model.get('view'); const t0 = performance.now();
     if (how === 'zoom') b.zoom(0.8, (v0 + v1) / 2); else b.setView(v0 + 1, v1 + 1);
     return performance.now() - t0; }"""
@@ -85,7 +85,7 @@ def kernel_side(mix, stems) -> list[tuple[str, str]]:
     StemPlayer(bn_short(stems))  # imports and first STFT, as any earlier cell would have done
     build = timed(lambda: StemPlayer(stems, mix=mix), 2)
     player = StemPlayer(stems, mix=mix)
-    pcm = sum(len(p) for p in player._pcm)
+    pcm = sum(len(data) for _, data in player.audio_chunks())
     lanes = sum(len(t["data"]) for t in player._lanes)
     offline = timed(lambda: offline_html(player), 1)[0]
     offline_mb = len(offline_html(player)) / 1e6
@@ -217,7 +217,9 @@ def main() -> None:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     mix, stems = long_track()
-    rows = browser_side() + kernel_side(mix, stems)
+    rows = browser_side()
+    print(rows, flush=True)
+    rows += kernel_side(mix, stems)
     lines = [
         HEADING,
         "",

@@ -102,7 +102,7 @@ STATE = """el => { const p = el.querySelector('.bn-player'), e = p.bandscope.eng
 
 def _run_new_cell(page, code: str, *, wait: bool = True) -> str:
     """Add a cell at the end of the notebook, run it and return its text output."""
-    page.locator(".jp-Notebook .jp-Cell").last.click()
+    page.locator(".jp-Notebook .jp-Cell").last.locator(".jp-InputPrompt").click()  # not its output
     page.keyboard.press("Escape")
     page.keyboard.press("b")
     cell = page.locator(".jp-Notebook .jp-Cell").nth(
@@ -200,7 +200,30 @@ def test_mixing_while_playing_never_interrupts_playback(studio):
     assert "['drums', 'vocals'] [] -" in state  # the kernel sees the mixer (vocals: cell 11)
 
 
+RENDER = """async ([el, slices]) => {
+    const chans = await el.querySelector('.bn-player').bandscope.render(null, {slices});
+    return chans.map(c => { const b = new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+        let s = ''; for (let i = 0; i < b.length; i += 8192)
+            s += String.fromCharCode.apply(null, b.subarray(i, i + 8192));
+        return btoa(s); });
+}"""
+
+
+def _snr_db(page, handle, expected, *, slices: bool = False) -> float:
+    """The browser's offline render of the player's graph against ``expected``, in dB."""
+    import base64
+
+    import numpy as np
+
+    rendered = page.evaluate(RENDER, [handle, slices])
+    heard = np.stack([np.frombuffer(base64.b64decode(c), np.float32) for c in rendered])
+    assert heard.shape == expected.shape
+    return float(10 * np.log10(np.sum(expected**2) / np.sum((heard - expected) ** 2)))
+
+
 def test_the_browser_plays_what_player_remix_returns(studio):
+    import numpy as np
+
     page, explorer, (_, _, root, _) = studio
     _run_new_cell(
         page,
@@ -210,25 +233,30 @@ def test_the_browser_plays_what_player_remix_returns(studio):
         "np.save('remix.npy', explorer.remix())",
     )
     page.wait_for_timeout(500)
-    rendered = page.evaluate(
-        """async el => {
-            const chans = await el.querySelector('.bn-player').bandscope.render();
-            return chans.map(c => { const b = new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
-                let s = ''; for (let i = 0; i < b.length; i += 8192)
-                    s += String.fromCharCode.apply(null, b.subarray(i, i + 8192));
-                return btoa(s); });
-        }""",
-        explorer.element_handle(),
-    )
-    import base64
-
-    import numpy as np
-
-    heard = np.stack([np.frombuffer(base64.b64decode(c), np.float32) for c in rendered])
     expected = np.load(root / "notebooks" / "remix.npy")
-    assert heard.shape == expected.shape
-    snr = 10 * np.log10(np.sum(expected**2) / np.sum((heard - expected) ** 2))
+    snr = _snr_db(page, explorer.element_handle(), expected)
     assert snr >= 40, f"the browser's mix differs from player.remix(): {snr:.1f} dB SNR"
+    # While audio still arrives, the player plays it slice by slice, back to back: the same
+    # mix, with no seam between slices (20 s in nine slices here).
+    _run_new_cell(
+        page,
+        "import bandscope_nb.notebook.player_audio as pa\n"
+        "pa.CHUNK_BYTES, chunk = 400_000, pa.CHUNK_BYTES\n"
+        "sliced = bn.widgets.StemPlayer(stems, mix=mix.samples)\n"
+        "sliced.wait()\n"
+        "pa.CHUNK_BYTES = chunk\n"
+        "sliced.gains, sliced.muted = explorer.gains, ['vocals']\n"
+        "sliced",
+    )
+    cell = page.locator(".jp-Notebook .jp-CodeCell").last.locator(".jp-OutputArea")
+    cell.locator(".bn-player[data-ready='1']").wait_for(timeout=60_000)
+    handle = cell.element_handle()
+    slices = page.evaluate(
+        "el => el.querySelector('.bn-player').bandscope.audio.slices.length", handle
+    )
+    assert slices == 9
+    snr = _snr_db(page, handle, expected, slices=True)
+    assert snr >= 40, f"slices played back to back differ from player.remix(): {snr:.1f} dB"
 
 
 def test_a_mute_takes_effect_while_the_kernel_is_busy(studio):
@@ -444,8 +472,9 @@ def test_the_saved_notebook_reopened_without_its_kernel_still_plays(studio):
         cell.screenshot(path=SHOTS / "01_reopened_player.png")
         assert position > 0.5, "the offline copy did not play"
         notebook = reopened.locator(".jp-Notebook")
-        assert notebook.locator(".bandscope-offline .bn-player").count() == 4
-        assert notebook.locator(".bandscope-offline audio").count() >= 1 + 5 + 4 + 1
+        # the four of the notebook and the one an earlier test added
+        assert notebook.locator(".bandscope-offline .bn-player").count() == 5
+        assert notebook.locator(".bandscope-offline audio").count() == 1 + 4 + 5 + 1 + 5
     finally:
         reopened.close()
 
@@ -482,7 +511,7 @@ def test_the_nbconvert_export_plays_offline(studio, tmp_path):
         exported = context.new_page()
         exported.goto(html.as_uri())
         players = exported.locator(".bandscope-offline")
-        assert players.count() == 4
+        assert players.count() == 5  # with the one an earlier test added
         text = "\n".join(exported.locator(".jp-OutputArea").all_inner_texts())
         assert "StemExplorer(" not in text and "StemPlayer(" not in text  # no raw reprs
         assert "model not found" not in text.lower()

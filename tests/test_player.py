@@ -168,7 +168,11 @@ def test_audio_goes_in_chunks_no_message_too_big(demo, monkeypatch):
     player = StemPlayer(stems, mix=mix)
     chunks = list(player.audio_chunks())
     assert all(len(data) <= 100_000 for _, data in chunks)
-    assert {meta["parts"] for meta, _ in chunks} == {len(chunks)} and len(chunks) == 5 * 6
+    assert {meta["slices"] for meta, _ in chunks} == {6} and len(chunks) == 5 * 6
+    # slice by slice, every track's chunk of a slice together: playable after the first five
+    assert [(m["slice"], m["track"]) for m, _ in chunks[:6]] == [(0, t) for t in range(5)] + [
+        (1, 0)
+    ]
     assert np.abs(decoded(player, 1) - stems["drums"]).max() <= 0.51 / 32767 * 1.0001
     player._pusher.join()  # the push made when the widget opened
     sent = []

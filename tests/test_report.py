@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,8 +125,13 @@ def test_report_command_runs_the_notebook_to_html(song, tmp_path, capsys):
     printed = [o.text for o in outputs if o.output_type == "stream" and "'drums':" in o.text]
     assert printed == [str(expected) + "\n"]
     html = out.read_text()
-    assert "Median over frames" in html and html.count("<audio") == 5
+    assert "Median over frames" in html and html.count('<audio class="bn-track"') == 5
     assert sha256(mix) in html  # provenance: the input's sha256
+    # music first, provenance last; code, nbval-only cells and CDN scripts left out
+    assert html.index('id="Listen"') < html.index('id="Metrics"') < html.index('id="Provenance"')
+    assert "BandscopePlayer.upgrade(" in html and "NBVAL" not in html
+    assert "Separator.from_config" not in html and "jp-InputArea" not in html
+    assert not re.search(r'<script[^>]+src="https?://', html)
 
 
 def test_report_checks_everything_before_starting_a_kernel(song, tmp_path):
@@ -206,6 +212,7 @@ def test_an_installed_wheel_carries_the_report_notebook(song, tmp_path):
     (unpacked,) = (tmp_path / "sdist").iterdir()
     shutil.unpack_archive(pep517("build_wheel", unpacked, dist), site, format="zip")
     packaged = site / "bandscope_nb" / "notebook" / "report.ipynb"
+    assert (site / "bandscope_nb" / "notebook" / "static" / "player.js").is_file()
     assert packaged.read_bytes() == (ROOT / "notebooks" / "03_report.ipynb").read_bytes()
 
     env = {**os.environ, "PYTHONPATH": str(site)}

@@ -183,13 +183,11 @@ class StemPlayer(anywidget.AnyWidget):
         self._samples = dict(tracks)
         with ThreadPoolExecutor(max_workers=2) as pool:  # numpy and soxr release the GIL
             sent = list(pool.map(lambda t: at_rate(t[1], stems.sample_rate, rate), tracks))
-            overview = list(
-                pool.map(lambda t: lane_tile(t[1], stems.sample_rate, cols=OVERVIEW_COLS), tracks)
-            )
-        ref_db = float(max(db.max() for _, db in overview))
+            scales = list(pool.map(track_scale, sent))
         self._sent = sent  # the tracks at the rate sent (the same arrays at the stems' rate)
-        # The state is set before the widget opens, so the browser gets it in one message;
-        # the audio follows in chunks (_push_audio).
+        # The state is set before the widget opens, so the browser gets it in one message.
+        # The audio follows in chunks and the lanes' pictures when computed, both from
+        # threads, so the kernel is free at once (_push_audio, _make_lanes).
         self.set_trait("_esm", player_script() + "\nexport default BandscopePlayer.widget;\n")
         self.set_trait("_css", (STATIC / "player.css").read_text(encoding="utf-8"))
         self.set_trait("_uid", uuid.uuid4().hex)
@@ -200,11 +198,8 @@ class StemPlayer(anywidget.AnyWidget):
         self.set_trait("frames", sent[0].shape[-1])
         self.set_trait("duration", stems.duration)
         self.set_trait("channels", stems.channels)
-        self.set_trait("_scales", [track_scale(samples) for samples in sent])
-        self.set_trait("ref_db", ref_db)
+        self.set_trait("_scales", scales)
         self.set_trait("_lut", _colour_table())
-        lanes = [_tile_state(i, tile, db, ref_db) for i, (tile, db) in enumerate(overview)]
-        self.set_trait("_lanes", lanes)
         self._tiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bandscope-tiles")
         self._latest = 0
         self._lock = threading.Lock()
@@ -216,19 +211,49 @@ class StemPlayer(anywidget.AnyWidget):
         )
         self.on_msg(self._on_message)
         self._pushing = threading.Lock()
+        self._lanes_done = threading.Event()
         self._pusher = threading.Thread(
             target=self._push_audio, name="bandscope-audio", daemon=True
         )
         self._pusher.start()
+        threading.Thread(target=self._make_lanes, name="bandscope-lanes", daemon=True).start()
+
+    def wait(self, timeout: float | None = None, *, audio: bool = True) -> bool:
+        """Block until the lanes' pictures are computed and (``audio=True``) the audio is sent:
+        both are made in threads after the widget opens. False if ``timeout`` s passed first."""
+        if audio:
+            self._pusher.join(timeout)
+        return self._lanes_done.wait(timeout) and not (audio and self._pusher.is_alive())
+
+    def _make_lanes(self) -> None:
+        """The whole-track tile of every lane, at one dB reference (the loudest pixel)."""
+        rate = self.stems.sample_rate
+        with ThreadPoolExecutor(max_workers=2) as pool:  # librosa's FFTs release the GIL
+            overview = list(
+                pool.map(
+                    lambda name: lane_tile(self._samples[name], rate, cols=OVERVIEW_COLS),
+                    self.tracks,
+                )
+            )
+        ref_db = float(max(db.max() for _, db in overview))
+        self.set_trait("ref_db", ref_db)
+        self.set_trait(
+            "_lanes", [_tile_state(i, tile, db, ref_db) for i, (tile, db) in enumerate(overview)]
+        )
+        self._lanes_done.set()
 
     def audio_chunks(self) -> Iterator[tuple[dict, bytes]]:
-        """The audio messages, in order: ``({"type": "audio", "track", "offset", "frames",
-        "parts"}, planar int16 bytes)`` (see :mod:`.player_audio`)."""
-        parts = sum(chunk_count(samples) for samples in self._sent)
-        for track, (samples, scale) in enumerate(zip(self._sent, self._scales, strict=True)):
-            for offset, frames, data in pcm_chunks(samples, scale):
-                meta = {"type": "audio", "track": track, "offset": offset, "frames": frames}
-                yield {**meta, "parts": parts}, data
+        """The audio messages, in order: ``({"type": "audio", "track", "slice", "slices",
+        "offset", "frames"}, planar int16 bytes)`` (see :mod:`.player_audio`).
+
+        Time slice by time slice, every track's chunk of a slice together: the browser can
+        play from the start as soon as the first slice is in."""
+        slices = chunk_count(self._sent[0])
+        tracks = [pcm_chunks(s, scale) for s, scale in zip(self._sent, self._scales, strict=True)]
+        for index, chunks in enumerate(zip(*tracks, strict=True)):
+            for track, (offset, frames, data) in enumerate(chunks):
+                meta = {"type": "audio", "track": track, "slice": index, "slices": slices}
+                yield {**meta, "offset": offset, "frames": frames}, data
 
     def _push_audio(self) -> None:
         """Send every chunk (after the widget opened, or when a browser asks again, e.g. after
@@ -250,7 +275,7 @@ class StemPlayer(anywidget.AnyWidget):
 
         from .player_page import offline_html
 
-        data, _ = super()._repr_mimebundle_()
+        data, _ = super()._repr_mimebundle_()  # shown first: the browser gets audio meanwhile
         display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
         display({"text/html": offline_html(self, seconds=self.offline_seconds)}, raw=True)
 
@@ -371,6 +396,7 @@ class StemPlayer(anywidget.AnyWidget):
         """Tiles of every track for a span, at this player's dB reference: what the browser
         asks for after a zoom or when the lane picture changes."""
         cols = int(min(max(cols, 16), MAX_TILE_COLS))
+        self._lanes_done.wait()  # the dB reference comes with the overview
         out = []
         for index, name in enumerate(self.tracks):
             tile, db = lane_tile(

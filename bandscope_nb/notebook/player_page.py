@@ -70,6 +70,7 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
     """
     from .player import player_script
 
+    player.wait(audio=False)  # the lanes' pictures
     rate = player.stems.sample_rate
     heard = player.duration if seconds is None else min(float(seconds), player.duration)
     names = list(player.tracks)
@@ -97,6 +98,7 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
         note=_note(player, heard),
         freqs=player._lanes[0]["freqs"],
         image_t1=player.duration,
+        sample_rate=rate,
         _lut=list(player._lut),
     )
     figures = "".join(

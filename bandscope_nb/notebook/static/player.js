@@ -57,17 +57,25 @@
     return out;
   }
 
-  // The audio the kernel pushes after the widget opens (player_audio.py): chunks of 16-bit
-  // planar PCM, each written into its track's AudioBuffer where it belongs.
+  // The audio the kernel pushes after the widget opens (player_audio.py): time slice by time
+  // slice, each track's chunk of 16-bit planar PCM. Playable once the first slice is in (each
+  // slice's chunks become AudioBuffers that the engine schedules back to back); complete once
+  // every slice is, when the chunks are joined into one AudioBuffer per track.
   class PcmAudio {
     constructor(model) {
-      const [channels, length, sampleRate] = [model.get("channels"), model.get("frames"), model.get("sample_rate")];
-      this.buffers = model.get("tracks").map(() => new AudioBuffer({ numberOfChannels: channels, length, sampleRate }));
-      this.channels = channels;
+      this.model = model;
+      this.tracks = model.get("tracks").length;
+      this.channels = model.get("channels");
+      this.rate = model.get("sample_rate");
+      this.slices = [];
       this.seen = new Set();
+      this.timeline = [];
       this.parts = null;
+      this.buffers = null;
       this.listeners = new Set();
-      this.ready = new Promise((resolve) => { this.resolve = resolve; });
+      this.sliceListeners = new Set();
+      this.playable = new Promise((resolve) => { this.resolvePlayable = resolve; });
+      this.complete = new Promise((resolve) => { this.resolveComplete = resolve; });
       model.on("msg:custom", (msg, buffers) => this.receive(msg, buffers));
       // A page reloaded while the kernel runs gets no push: ask for the audio again.
       setTimeout(() => { if (!this.seen.size) model.send({ type: "audio" }); }, 1500);
@@ -76,23 +84,67 @@
       if (!msg || msg.type !== "audio") return;
       const key = `${msg.track}:${msg.offset}`;
       if (this.seen.has(key)) return;
+      const t0 = performance.now();
       this.seen.add(key);
-      this.parts = msg.parts;
+      this.parts = msg.slices * this.tracks;
       const bytes = bytesOf(buffers[0]);
       const aligned = bytes.byteOffset % 2 ? bytes.slice() : bytes;
       const n = msg.frames;
       const pcm = new Int16Array(aligned.buffer, aligned.byteOffset, this.channels * n);
-      const out = new Float32Array(n);
+      const chunk = new AudioBuffer({ numberOfChannels: this.channels, length: n, sampleRate: this.rate });
       for (let c = 0; c < this.channels; c++) {
+        const out = chunk.getChannelData(c);
         for (let i = 0; i < n; i++) out[i] = pcm[c * n + i] / 32767;
-        this.buffers[msg.track].copyToChannel(out, c, msg.offset);
       }
-      if (this.seen.size === this.parts) this.resolve(this.buffers);
+      const slice = (this.slices[msg.slice] ??= { start: msg.offset, frames: n, buffers: [], count: 0 });
+      slice.buffers[msg.track] = chunk;
+      slice.count += 1;
+      this.timeline.push([t0, performance.now() - t0]); // arrival, ms spent here
+      if (slice.count === this.tracks) {
+        if (msg.slice === 0) this.resolvePlayable();
+        for (const listener of this.sliceListeners) listener(msg.slice);
+      }
+      if (this.seen.size === this.parts) this.join();
       for (const listener of this.listeners) listener();
+    }
+    join() {
+      const length = this.slices.reduce((sum, s) => sum + s.frames, 0);
+      this.buffers = Array.from({ length: this.tracks }, (_, t) => {
+        const whole = new AudioBuffer({ numberOfChannels: this.channels, length, sampleRate: this.rate });
+        for (const s of this.slices) for (let c = 0; c < this.channels; c++) whole.copyToChannel(s.buffers[t].getChannelData(c), c, s.start);
+        return whole;
+      });
+      this.resolveComplete(this.buffers);
     }
     progress() {
       return this.parts ? this.seen.size / this.parts : 0;
     }
+  }
+
+  // One time slice of every track, started together at when + (slice start - offset): the
+  // slices of a track follow each other sample for sample, and the tracks share each start.
+  function startSlice(ctx, nodes, audio, k, when, offset) {
+    const slice = audio.slices[k];
+    const t0 = slice.start / audio.rate;
+    const t1 = (slice.start + slice.frames) / audio.rate;
+    if (t1 <= offset) return [];
+    const at = when + Math.max(0, t0 - offset);
+    const from = Math.max(0, offset - t0);
+    return slice.buffers.map((buffer, i) => {
+      const src = ctx.createBufferSource();
+      src.buffer = buffer;
+      src.connect(nodes[i]);
+      src.start(at, from);
+      return Object.assign(src, { at, from });
+    });
+  }
+
+  // Audio decoded whole (the offline copy's Ogg): playable when complete.
+  function wholeAudio(load) {
+    const audio = { buffers: null, slices: [], sliceListeners: new Set() };
+    audio.complete = load().then((buffers) => { audio.buffers = buffers; return buffers; });
+    audio.playable = audio.complete;
+    return audio;
   }
 
   function wavBlob(channels, rate) {
@@ -113,9 +165,9 @@
 
   // ---------------------------------------------------------------- the audio engine (one per model)
   class Engine {
-    constructor(model, loadBuffers) {
+    constructor(model, audio) {
       this.model = model;
-      this.loadBuffers = loadBuffers; // (ctx) => Promise<AudioBuffer[]>, one per track
+      this.audio = audio; // PcmAudio, or wholeAudio for the offline copy
       this.ctx = null;
       this.buffers = null;
       this.nodes = [];
@@ -147,23 +199,32 @@
       return this.buffers ? Math.max(...this.buffers.map((b) => b.duration)) : this.model.get("duration");
     }
     prepare() {
+      // Resolves once something can be played (the first time slice, or the whole audio).
       if (!this.ready) {
         this.ctx = new AudioContext({ latencyHint: "interactive" });
         this.master = this.ctx.createGain();
         this.master.connect(this.ctx.destination);
-        this.ready = this.loadBuffers(this.ctx).then((buffers) => {
-          this.buffers = buffers;
-          this.nodes = buffers.map(() => {
-            const g = this.ctx.createGain();
-            g.connect(this.master);
-            return g;
-          });
-          this.applyGains(false);
-          this.emit();
-          return buffers;
+        this.nodes = this.model.get("tracks").map(() => {
+          const g = this.ctx.createGain();
+          g.connect(this.master);
+          return g;
         });
+        this.applyGains(false);
+        this.audio.sliceListeners.add((k) => {
+          if (this.playing && this.progressive) this.scheduleSlice(k);
+        });
+        this.audio.complete.then((buffers) => {
+          this.buffers = buffers;
+          // a loop needs whole buffers: start it now if one was asked for meanwhile
+          if (this.playing && this.progressive && this.loopSpan()) this.play(this.position());
+          this.emit();
+        });
+        this.ready = this.audio.playable.then(() => this.emit());
       }
       return this.ready;
+    }
+    complete() {
+      return this.prepare().then(() => this.audio.complete);
     }
     gainValues() {
       const gains = trackGains(this.model);
@@ -199,7 +260,7 @@
     position() {
       if (!this.playing) return this.paused;
       let t = this.offset + Math.max(0, this.now() - this.when);
-      const loop = this.loopSpan();
+      const loop = this.progressive ? null : this.loopSpan(); // loops start once the audio is whole
       if (loop && t >= loop[1]) t = loop[0] + ((t - loop[0]) % (loop[1] - loop[0]));
       return Math.min(Math.max(0, t), this.duration);
     }
@@ -211,24 +272,38 @@
       if (loop && (offset < loop[0] || offset >= loop[1])) offset = loop[0];
       if (offset >= this.duration - 0.01) offset = 0;
       const when = this.ctx.currentTime + START_AHEAD_S;
-      this.sources = this.buffers.map((buffer, i) => {
-        const src = this.ctx.createBufferSource();
-        src.buffer = buffer;
-        if (loop) Object.assign(src, { loop: true, loopStart: loop[0], loopEnd: loop[1] });
-        src.connect(this.nodes[i]);
-        src.start(when, offset);
-        this.starts.push({ track: i, when, offset });
-        return src;
-      });
-      const first = this.sources[0];
-      first.onended = () => {
-        if (this.sources[0] === first) this.finish();
-      };
-      Object.assign(this, { playing: true, when, offset });
+      Object.assign(this, { playing: true, when, offset, progressive: !this.buffers });
+      if (this.buffers) {
+        this.sources = this.buffers.map((buffer, i) => {
+          const src = this.ctx.createBufferSource();
+          src.buffer = buffer;
+          if (loop) Object.assign(src, { loop: true, loopStart: loop[0], loopEnd: loop[1] });
+          src.connect(this.nodes[i]);
+          src.start(when, offset);
+          this.starts.push({ track: i, when, offset });
+          return src;
+        });
+        this.endWith(this.sources[0]);
+      } else {
+        // Still arriving: every slice in so far, back to back; later ones as they come.
+        this.audio.slices.forEach((slice, k) => slice && slice.count === this.nodes.length && this.scheduleSlice(k));
+      }
       this.sync(true);
       clearInterval(this.timer);
       this.timer = setInterval(() => this.sync(false), POSITION_SYNC_MS);
       this.emit();
+    }
+    scheduleSlice(k) {
+      const sources = startSlice(this.ctx, this.nodes, this.audio, k, this.when, this.offset);
+      for (const src of sources) this.starts.push({ track: sources.indexOf(src), when: src.at, offset: src.from, slice: k });
+      this.sources.push(...sources);
+      const slice = this.audio.slices[k];
+      if (sources.length && slice.start + slice.frames >= this.model.get("frames")) this.endWith(sources[0]);
+    }
+    endWith(src) {
+      src.onended = () => {
+        if (this.sources.includes(src)) this.finish();
+      };
     }
     stopSources() {
       for (const src of this.sources) {
@@ -287,19 +362,25 @@
         this.echo = false;
       }
     }
-    async render(gains) {
-      // The same graph, offline: what the mixer plays, sample for sample, at the tracks' rate.
-      const buffers = await this.prepare();
+    async render(gains, { slices = false } = {}) {
+      // The same graph, offline: what the mixer plays, sample for sample, at the tracks' rate
+      // (slices: from the time slices scheduled back to back, as while the audio arrives).
+      const buffers = await this.complete();
       const rate = buffers[0].sampleRate;
       const frames = Math.max(...buffers.map((b) => b.length));
       const offline = new OfflineAudioContext(buffers[0].numberOfChannels, frames, rate);
       const values = gains || this.gainValues();
-      buffers.forEach((buffer, i) => {
-        const src = offline.createBufferSource();
+      const nodes = buffers.map((_, i) => {
         const g = offline.createGain();
-        src.buffer = buffer;
         g.gain.value = values[i];
-        src.connect(g).connect(offline.destination);
+        g.connect(offline.destination);
+        return g;
+      });
+      if (slices) this.audio.slices.forEach((_, k) => startSlice(offline, nodes, this.audio, k, 0, 0));
+      else buffers.forEach((buffer, i) => {
+        const src = offline.createBufferSource();
+        src.buffer = buffer;
+        src.connect(nodes[i]);
         src.start(0);
       });
       const out = await offline.startRendering();
@@ -307,7 +388,7 @@
     }
     async download(which) {
       // "remix": what the mixer plays; a track's name: that track as it is.
-      const buffers = await this.prepare();
+      const buffers = await this.complete();
       const i = this.model.get("tracks").indexOf(which);
       const scales = this.model.get("_scales") || [];
       const values = buffers.map((_, j) => (j === i ? (this.sourceScales ? 1 : scales[j] ?? 1) : 0));
@@ -336,6 +417,10 @@
       this.colourCache = new WeakMap();
       for (const tile of model.get("_lanes") || []) this.add(tile, tile.data);
       if (live) model.on("msg:custom", (msg, buffers) => this.receive(msg, buffers));
+      model.on("change:_lanes", () => { // the overview, computed after the widget opened
+        for (const tile of model.get("_lanes") || []) this.add(tile, tile.data);
+        for (const listener of this.listeners) listener();
+      });
     }
     add(tile, data) {
       const perTrack = (this.byKind[tile.kind] ??= {});
@@ -919,7 +1004,7 @@
     cleanups.push(() => resize.disconnect());
 
     // for tests and scripts: the engine, the view's timings, the offline render of the mix
-    root.bandscope = { engine, tiles, drawAll, setView, zoom, render: (g) => engine.render(g), trackGains: () => trackGains(model) };
+    root.bandscope = { engine, tiles, audio: host.audio, drawAll, setView, zoom, render: (g, options) => engine.render(g, options), trackGains: () => trackGains(model) };
     refreshMixer();
     layout();
     // Until the audio is in: progress, and after a while without any, where to listen instead.
@@ -948,7 +1033,7 @@
     const id = model.get("_uid");
     if (!shared.has(id)) {
       const audio = new PcmAudio(model);
-      const engine = new Engine(model, () => audio.ready); // the scales ride on the gains
+      const engine = new Engine(model, audio); // the scales ride on the gains
       shared.set(id, { engine, audio, tiles: new Tiles(model, true), standalone: false });
     }
     return shared.get(id);
@@ -961,7 +1046,7 @@
     render({ model, el }) {
       const host = widgetHost(model);
       const id = model.get("_uid");
-      host.audio.ready.then(() => {
+      host.audio.playable.then(() => {
         // This player plays: hide its offline copy (kept for pages without a kernel).
         live.add(id);
         document.querySelectorAll(`.bandscope-offline[data-model-id="${id}"]`).forEach((n) => { n.style.display = "none"; });
@@ -992,8 +1077,10 @@
     const model = localModel(state);
     const audios = [...container.querySelectorAll("audio.bn-track")];
     const images = [...container.querySelectorAll("img.bn-lane-image")];
-    const engine = new Engine(model, (ctx) =>
-      Promise.all(audios.map(async (a) => ctx.decodeAudioData(await (await fetch(a.src)).arrayBuffer()))));
+    // Decoded at the tracks' own rate (an AudioContext would resample to the device's).
+    const decoder = new OfflineAudioContext(1, 1, state.sample_rate || 44100);
+    const engine = new Engine(model, wholeAudio(() => Promise.all(
+      audios.map(async (a) => decoder.decodeAudioData(await (await fetch(a.src)).arrayBuffer())))));
     engine.sourceScales = true; // decoded audio is at its own level
     const tiles = new Tiles(model, false);
     images.forEach((img, i) => tiles.add({ kind: "stft", track: i, t0: 0, t1: state.image_t1 ?? state.duration, image: img, freqs: state.freqs }, null));
