@@ -85,6 +85,7 @@ def test_in_a_kernel_stems_show_the_player_then_its_offline_copy():
         "import bandscope_nb as bn\nmix, truth = bn.demo.load()\ntruth",
         "mix",
         "print(bn.widgets.SpectrogramView(truth).figure_widget.kind)",
+        "bn.widgets.SpectrogramView(mix)",
     )
     for cell, tracks in zip(nb.cells[:2], (4, 1), strict=False):
         live, offline = cell.outputs
@@ -95,8 +96,11 @@ def test_in_a_kernel_stems_show_the_player_then_its_offline_copy():
         m["model_name"]
         for m in nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"].values()
     ]
-    assert models.count("AnyModel") == 2 and models.count("MPLCanvasModel") == 1
+    assert models.count("AnyModel") == 2 and models.count("MPLCanvasModel") == 2
     assert nb.cells[2].outputs[0]["text"] == "ipympl\n"
+    live, twin = nb.cells[3].outputs  # a figure widget: the view, then its static twin
+    assert set(live["data"]) == {"application/vnd.jupyter.widget-view+json"}
+    assert "data:image/png;base64" in twin["data"]["text/html"]
     # an export without widget state (JupyterLab's default) shows the offline copies, and no
     # raw widget text
     from nbconvert import HTMLExporter
@@ -104,7 +108,7 @@ def test_in_a_kernel_stems_show_the_player_then_its_offline_copy():
     del nb.metadata["widgets"]
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     assert html.count('<audio class="bn-track"') == 5 and "bn-lane-image" in html
-    assert "StemPlayer object" not in html and "StemExplorer object" not in html
+    assert "bandscope-twin" in html and "SpectrogramView(" not in html
 
 
 def test_outside_a_kernel_the_text_is_all(demo, capsys):

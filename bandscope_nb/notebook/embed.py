@@ -17,7 +17,14 @@ import numpy as np
 from ..audio import frame_range
 from ..errors import ParameterError
 
-__all__ = ["audio_element", "audio_html", "encode_audio", "figure_png", "stems_html"]
+__all__ = [
+    "audio_element",
+    "audio_html",
+    "display_with_twin",
+    "encode_audio",
+    "figure_png",
+    "stems_html",
+]
 
 _FORMATS = {"ogg": ("OGG", "VORBIS", "audio/ogg"), "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg")}
 
@@ -135,3 +142,28 @@ def audio_html(audio, *, duration: float | None = 30.0) -> str:
     label = _window_label("", audio.duration, duration)
     player = audio_element(audio.samples, audio.sample_rate, label=label, duration=duration)
     return f"<p><code>{escape(repr(audio))}</code></p>{figure_png(figure)}{player}"
+
+
+def display_with_twin(widget, html: str) -> None:
+    """Display an ipywidgets ``widget`` and, as a second output, a static twin (``html``).
+
+    The twin is what a notebook reopened without its kernel and an nbconvert export show in
+    place of the widget (never a bare "model not found" or the widget's repr); where the
+    widget renders live, a small inline script hides the twin, so a person sees one of them.
+    """
+    import uuid
+
+    from IPython.display import display
+
+    mark = f"bn-live-{uuid.uuid4().hex}"
+    widget.add_class(mark)
+    data = widget._repr_mimebundle_()
+    data = data[0] if isinstance(data, tuple) else data
+    display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
+    hide = (
+        f"(function(){{var t=document.getElementById('{mark}-twin');"
+        f"function h(){{if(document.querySelector('.{mark}'))t.style.display='none';}}"
+        "h();setTimeout(h,300);setTimeout(h,1500);setTimeout(h,4000);})();"
+    )
+    twin = f'<div class="bandscope-twin" id="{mark}-twin">{html}<script>{hide}</script></div>'
+    display({"text/html": twin}, raw=True)

@@ -107,6 +107,19 @@ class MaskExplorer(W.VBox):
         self.players["mix"].value = audio_element(self.mix, rate, duration=None)
         self._update()
 
+    def _ipython_display_(self) -> None:
+        """The live view, then a static twin (figure, SDR line, players) for pages without it."""
+        from html import escape
+
+        from .embed import display_with_twin, figure_png
+
+        players = "".join(
+            f"<figure><figcaption>{escape(name)}</figcaption>{player.value}</figure>"
+            for name, player in self.players.items()
+        )
+        html = f"{figure_png(self.figure)}<p>{escape(self.status.value)}</p>{players}"
+        display_with_twin(self, html)
+
     def _controls(self, stem: str, kind: str) -> None:
         """The stem and mask choosers, the parameter sliders, the status line and players."""
         self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem")

@@ -24,6 +24,7 @@ even at 8 kHz raises :class:`~bandscope_nb.errors.ParameterError`.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,14 @@ import traitlets as T
 from ..errors import AudioError, ParameterError, warn
 from ..stems import Stems
 from .lanes import KINDS, lane_tile, quantise
-from .player_audio import at_rate, chunk_count, pcm_chunks, send_rate, track_scale
+from .player_audio import (
+    at_rate,
+    chunk_count,
+    pcm_chunks,
+    send_rate,
+    track_peak,
+    track_scale,
+)
 
 __all__ = ["StemPlayer"]
 
@@ -69,9 +77,6 @@ def _tracks(stems: Stems, mix: np.ndarray | None) -> list[tuple[str, np.ndarray]
         if "mix" in stems.names:
             raise ParameterError("A stem is named 'mix'; rename it to show the mix beside it.")
         tracks.insert(0, ("mix", np.broadcast_to(mix, (stems.channels, stems.frames))))
-    for name, samples in tracks:
-        if not np.isfinite(samples).all():
-            raise AudioError(f"Track {name!r} holds NaN or infinite samples; it cannot be played.")
     return tracks
 
 
@@ -182,8 +187,14 @@ class StemPlayer(anywidget.AnyWidget):
         self.stems, self._mix = stems, (tracks[0][1] if mix is not None else None)
         self._samples = dict(tracks)
         with ThreadPoolExecutor(max_workers=2) as pool:  # numpy and soxr release the GIL
+            peaks = list(pool.map(lambda t: track_peak(t[1]), tracks))
+            for (name, _), peak in zip(tracks, peaks, strict=True):
+                if not np.isfinite(peak):
+                    raise AudioError(
+                        f"Track {name!r} holds NaN or infinite samples; it cannot be played."
+                    )
             sent = list(pool.map(lambda t: at_rate(t[1], stems.sample_rate, rate), tracks))
-            scales = list(pool.map(track_scale, sent))
+            scales = [track_scale(peak) for peak in peaks]  # resampling keeps the peak near
         self._sent = sent  # the tracks at the rate sent (the same arrays at the stems' rate)
         # The state is set before the widget opens, so the browser gets it in one message.
         # The audio follows in chunks and the lanes' pictures when computed, both from
@@ -209,9 +220,11 @@ class StemPlayer(anywidget.AnyWidget):
             gains=dict.fromkeys(stems.names, 0.0),
             view=[0.0, stems.duration],
         )
+        self.browser: dict[str, float] = {}  # when a browser said it could play / had it all
         self.on_msg(self._on_message)
         self._pushing = threading.Lock()
         self._lanes_done = threading.Event()
+        self._first_slice = threading.Event()
         self._pusher = threading.Thread(
             target=self._push_audio, name="bandscope-audio", daemon=True
         )
@@ -228,6 +241,7 @@ class StemPlayer(anywidget.AnyWidget):
     def _make_lanes(self) -> None:
         """The whole-track tile of every lane, at one dB reference (the loudest pixel)."""
         rate = self.stems.sample_rate
+        self._first_slice.wait(5.0)  # let the first audio out before taking the cores
         with ThreadPoolExecutor(max_workers=2) as pool:  # librosa's FFTs release the GIL
             overview = list(
                 pool.map(
@@ -264,8 +278,11 @@ class StemPlayer(anywidget.AnyWidget):
             for meta, data in self.audio_chunks():
                 if self.comm is None:  # closed meanwhile
                     return
+                if meta["slice"] == 1:
+                    self._first_slice.set()
                 self.send(meta, buffers=[data])
         finally:
+            self._first_slice.set()
             self._pushing.release()
 
     def _ipython_display_(self) -> None:
@@ -408,6 +425,9 @@ class StemPlayer(anywidget.AnyWidget):
 
     def _on_message(self, widget, content, buffers) -> None:
         if not isinstance(content, dict):
+            return
+        if content.get("type") in ("playable", "complete"):
+            self.browser[content["type"]] = time.time()
             return
         if content.get("type") == "audio":
             self._pusher = threading.Thread(target=self._push_audio, daemon=True)

@@ -10,6 +10,7 @@ exceeds full scale is sent as ``pcm * scale / 32767``, never clipped.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,10 +24,12 @@ __all__ = [
     "chunk_count",
     "pcm_chunks",
     "send_rate",
+    "track_peak",
     "track_scale",
 ]
 
 CHUNK_BYTES = 8_000_000
+FIRST_CHUNK_BYTES = 1_000_000  # a small first slice: playable sooner
 PREVIEW_RATES = (32000, 24000, 22050, 16000, 11025, 8000)
 
 
@@ -59,18 +62,33 @@ def at_rate(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample(np.ascontiguousarray(samples, dtype=np.float32), rate, target)
 
 
-def track_scale(samples: np.ndarray) -> float:
+def track_peak(samples: np.ndarray) -> float:
+    """The largest magnitude in ``samples`` (NaN or inf when there are such samples)."""
+    return float(np.max(np.abs(samples))) if samples.size else 0.0
+
+
+def track_scale(peak: float) -> float:
     """The level a track is divided by before it becomes 16-bit: its peak, at least 1."""
-    return max(1.0, float(np.max(np.abs(samples))) if samples.size else 0.0)
+    return max(1.0, peak)
 
 
-def _chunk_frames(channels: int) -> int:
-    return max(1, CHUNK_BYTES // (2 * channels))
+def chunk_edges(channels: int, frames: int) -> list[int]:
+    """Where chunks start: a first chunk of :data:`FIRST_CHUNK_BYTES` (so the browser can
+    play soon), then chunks of :data:`CHUNK_BYTES`; the end last.
+
+    Examples
+    --------
+    >>> chunk_edges(2, 1_000_000)
+    [0, 250000, 1000000]
+    """
+    first = max(1, min(FIRST_CHUNK_BYTES, CHUNK_BYTES) // (2 * channels))
+    step = max(1, CHUNK_BYTES // (2 * channels))
+    return [0, *range(min(first, frames), frames, step), frames]
 
 
 def chunk_count(samples: np.ndarray) -> int:
     """How many chunks :func:`pcm_chunks` makes of ``(channels, frames)`` samples."""
-    return -(-samples.shape[-1] // _chunk_frames(samples.shape[0]))
+    return len(chunk_edges(*samples.shape)) - 1
 
 
 def pcm_chunks(samples: np.ndarray, scale: float) -> Iterator[tuple[int, int, bytes]]:
@@ -84,9 +102,9 @@ def pcm_chunks(samples: np.ndarray, scale: float) -> Iterator[tuple[int, int, by
     >>> int(np.frombuffer(chunks[0][2], "<i2")[0])
     16384
     """
-    channels, total = samples.shape
-    step = _chunk_frames(channels)
-    for offset in range(0, total, step):
-        block = np.asarray(samples[:, offset : offset + step], dtype=np.float32)
-        pcm = np.rint(block * (32767.0 / scale)).astype("<i2")
-        yield offset, block.shape[1], pcm.tobytes()
+    edges = chunk_edges(*samples.shape)
+    for lo, hi in itertools.pairwise(edges):
+        block = np.asarray(samples[:, lo:hi], dtype=np.float32)
+        # clipped: a resampled preview may overshoot the peak measured before resampling
+        pcm = np.clip(np.rint(block * (32767.0 / scale)), -32767, 32767).astype("<i2")
+        yield lo, hi - lo, pcm.tobytes()

@@ -214,6 +214,12 @@ class SpectrogramView(W.VBox):
         super().__init__([controls, self.figure_widget.widget])
         self._redraw()
 
+    def _ipython_display_(self) -> None:
+        """The live view, then a static twin (the figure as it stands) for pages without it."""
+        from .embed import display_with_twin, figure_png
+
+        display_with_twin(self, figure_png(self.figure))
+
     def _transform(self, index: int) -> tuple[np.ndarray, tuple]:
         start = min(self.start.value, max(0.0, self.duration - 0.5))
         key = (index, self.kind.value, round(start, 3), round(self.window.value, 3))

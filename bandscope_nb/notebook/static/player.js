@@ -1041,7 +1041,10 @@
 
   const widget = {
     initialize({ model }) {
-      widgetHost(model); // listen for the audio before the first chunk is handled
+      const host = widgetHost(model); // listen for the audio before the first chunk is handled
+      // Tell the kernel when the browser can play, and when it has all the audio.
+      host.audio.playable.then(() => model.send({ type: "playable" }));
+      host.audio.complete.then(() => model.send({ type: "complete" }));
     },
     render({ model, el }) {
       const host = widgetHost(model);
