@@ -10,6 +10,7 @@ from helpers import five_minute_stems
 
 import bandscope_nb as bn
 from bandscope_nb.notebook.player import StemPlayer
+from bandscope_nb.notebook.player_page import offline_html
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -222,3 +223,18 @@ def test_a_notebook_gets_the_widget_then_its_offline_copy(demo, monkeypatch):
     assert set(live) == {WIDGET_VIEW} and live[WIDGET_VIEW]["model_id"] == player.model_id
     html = offline["text/html"]
     assert f'data-model-id="{player._uid}"' in html and html.count('<audio class="bn-track"') == 4
+
+
+def test_a_failure_drawing_the_lanes_is_said_and_the_audio_still_goes(demo, monkeypatch):
+    import bandscope_nb.notebook.player as player_module
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for the picture")
+
+    monkeypatch.setattr(player_module, "lane_tile", broken)
+    _, stems = demo
+    player = StemPlayer(stems)
+    assert player.wait(30)  # does not hang
+    assert player._lanes == [] and "MemoryError: no room for the picture" in player.note
+    html = offline_html(player, seconds=1)
+    assert html.count('<audio class="bn-track"') == 4 and '<img class="bn-lane-image"' not in html

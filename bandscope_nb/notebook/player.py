@@ -239,22 +239,26 @@ class StemPlayer(anywidget.AnyWidget):
         return self._lanes_done.wait(timeout) and not (audio and self._pusher.is_alive())
 
     def _make_lanes(self) -> None:
-        """The whole-track tile of every lane, at one dB reference (the loudest pixel)."""
+        """The whole-track tile of every lane, at one dB reference (the loudest pixel). If that
+        fails the lanes stay empty and the player says why; the audio still plays."""
         rate = self.stems.sample_rate
         self._first_slice.wait(5.0)  # let the first audio out before taking the cores
-        with ThreadPoolExecutor(max_workers=2) as pool:  # librosa's FFTs release the GIL
-            overview = list(
-                pool.map(
-                    lambda name: lane_tile(self._samples[name], rate, cols=OVERVIEW_COLS),
-                    self.tracks,
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:  # librosa's FFTs release the GIL
+                overview = list(
+                    pool.map(
+                        lambda name: lane_tile(self._samples[name], rate, cols=OVERVIEW_COLS),
+                        self.tracks,
+                    )
                 )
-            )
-        ref_db = float(max(db.max() for _, db in overview))
-        self.set_trait("ref_db", ref_db)
-        self.set_trait(
-            "_lanes", [_tile_state(i, tile, db, ref_db) for i, (tile, db) in enumerate(overview)]
-        )
-        self._lanes_done.set()
+            ref_db = float(max(db.max() for _, db in overview))
+            self.set_trait("ref_db", ref_db)
+            lanes = [_tile_state(i, tile, db, ref_db) for i, (tile, db) in enumerate(overview)]
+            self.set_trait("_lanes", lanes)
+        except Exception as exc:  # a thread's error would otherwise vanish
+            self.note = f"The lanes could not be drawn: {type(exc).__name__}: {exc}"
+        finally:
+            self._lanes_done.set()
 
     def audio_chunks(self) -> Iterator[tuple[dict, bytes]]:
         """The audio messages, in order: ``({"type": "audio", "track", "slice", "slices",

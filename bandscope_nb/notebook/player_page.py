@@ -78,7 +78,8 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
         sounds = list(
             pool.map(lambda name: encode_audio(player._samples[name], rate, duration=heard), names)
         )
-    images = [_lane_image(tile, player._lut, player.db_range) for tile in player._lanes]
+    lanes = player._lanes or [None] * len(names)  # empty if the lanes failed (player.note)
+    images = [tile and _lane_image(tile, player._lut, player.db_range) for tile in lanes]
     uid = player._uid
     state = {
         key: getattr(player, key)
@@ -96,16 +97,20 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
         ref_db=player.ref_db,
         lane_height=player.lane_height,
         note=_note(player, heard),
-        freqs=player._lanes[0]["freqs"],
+        freqs=player._lanes[0]["freqs"] if player._lanes else [],
         image_t1=player.duration,
         sample_rate=rate,
         _lut=list(player._lut),
     )
     figures = "".join(
         f"<figure><figcaption>{escape(name)}</figcaption>"
-        f'<img class="bn-lane-image" alt="spectrogram of {escape(name)}" '
-        f'src="{_data_uri("image/jpeg", image)}"/>'
-        f'<audio class="bn-track" controls preload="metadata" '
+        + (
+            f'<img class="bn-lane-image" alt="spectrogram of {escape(name)}" '
+            f'src="{_data_uri("image/jpeg", image)}"/>'
+            if image
+            else ""
+        )
+        + f'<audio class="bn-track" controls preload="metadata" '
         f'src="{_data_uri("audio/ogg", sound)}"></audio></figure>'
         for name, image, sound in zip(names, images, sounds, strict=True)
     )
