@@ -389,6 +389,39 @@ def test_a_scrub_lands_where_released_and_a_drawn_loop_restarts_once(studio):
     assert not state["playing"] and state["position"] == pytest.approx(20.0, abs=0.05)
 
 
+def test_mel_and_cqt_lanes_come_from_the_kernel_and_downloads_are_the_tracks(studio, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    page, explorer, (_, _, root, _) = studio
+    handle = explorer.element_handle()
+    count = "([el, kind]) => el.querySelector('.bn-player').bandscope.tiles.list(kind, 1).length"
+    for kind, rows in (("mel", 128), ("cqt", 84)):
+        explorer.locator(".bn-kind").select_option(kind)
+        page.wait_for_function(f"{count}", arg=[handle, kind], timeout=60_000)
+        tile = page.evaluate(
+            "([el, kind]) => { const t = el.querySelector('.bn-player').bandscope.tiles"
+            ".list(kind, 1)[0]; return [t.rows, t.cols, t.freqs[0]]; }",
+            [handle, kind],
+        )
+        assert tile[0] == rows and tile[1] > 100
+        explorer.screenshot(path=SHOTS / f"01_player_{kind}.png")
+    assert tile[2] == pytest.approx(32.7, abs=0.1)  # CQT rows start at C1 (labelled C1, C3...)
+    explorer.locator(".bn-kind").select_option("waveform")
+    page.wait_for_timeout(300)
+    explorer.screenshot(path=SHOTS / "01_player_waveform.png")
+    explorer.locator(".bn-kind").select_option("stft")
+    with page.expect_download() as download:
+        explorer.locator(".bn-download").select_option("bass")
+    path = tmp_path / "bass.wav"
+    download.value.save_as(path)
+    bass, rate = sf.read(path, always_2d=True)
+    _run_new_cell(page, "np.save('bass.npy', stems['bass'])")
+    expected = np.load(root / "notebooks" / "bass.npy")
+    assert rate == 44100 and bass.T.shape == expected.shape
+    assert np.abs(bass.T - expected).max() < 2 / 32767  # the track itself, 16-bit exact
+
+
 LAYOUT = """el => { const p = el.querySelector('.bn-player');
     const clipped = [...p.querySelectorAll('.bn-time, .bn-name, .bn-db, button, select')]
         .filter(n => n.offsetParent && n.scrollWidth > n.clientWidth + 1)

@@ -130,7 +130,7 @@ def test_report_command_runs_the_notebook_to_html(song, tmp_path, capsys):
     # music first, provenance last; code, nbval-only cells and CDN scripts left out
     assert html.index('id="Listen"') < html.index('id="Metrics"') < html.index('id="Provenance"')
     assert "BandscopePlayer.upgrade(" in html and "NBVAL" not in html
-    assert "Separator.from_config" not in html and "jp-InputArea" not in html
+    assert "Separator.from_config" not in html and "hl-ipython3" not in html  # no code
     assert not re.search(r'<script[^>]+src="https?://', html)
 
 
