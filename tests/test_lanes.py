@@ -36,6 +36,12 @@ def test_zoom_levels_show_the_same_levels():
     assert (tile["t0"], tile["t1"]) == (5.0, 7.0) and abs(db.max() - levels[0]) < 0.5
 
 
+@pytest.mark.parametrize("hz", [110.0, 440.0, 3000.0])
+def test_a_full_scale_sine_reads_about_0_db_in_every_kind(hz):
+    levels = [lane_tile(sine(hz), RATE, kind=k, cols=100)[1].max() for k in ("stft", "mel", "cqt")]
+    assert np.all(np.abs(levels) < 2.5), levels  # so one colour scale serves every picture
+
+
 def test_a_click_between_frames_is_not_skipped():
     y = np.zeros((1, 60 * RATE), np.float32)
     y[0, 30 * RATE + 777 : 30 * RATE + 800] = 1.0  # a 1 ms click in one minute

@@ -61,16 +61,16 @@ def _pool(power: np.ndarray, cols: int) -> np.ndarray:
 
 
 def _log_rows(n_fft: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """An averaging matrix ``(STFT_ROWS, bins)`` from linear bins to log-spaced rows, and the
-    rows' centre frequencies."""
+    """A matrix ``(STFT_ROWS, bins)`` summing linear bins into log-spaced rows (band power: a
+    sine reads its level in whichever row it falls), and the rows' centre frequencies."""
     bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     edges = np.geomspace(LOWEST_HZ, sample_rate / 2, STFT_ROWS + 1)
     centres = np.sqrt(edges[:-1] * edges[1:])
     weights = np.zeros((STFT_ROWS, bins.size), dtype=np.float32)
     for row, (lo, hi) in enumerate(itertools.pairwise(edges)):
         inside = (bins >= lo) & (bins < hi)
-        if inside.any():
-            weights[row, inside] = 1.0 / inside.sum()
+        if inside.any():  # the band's power (as the mel bands sum theirs)
+            weights[row, inside] = 1.0
         else:  # narrower than a bin: take the nearest one
             weights[row, np.argmin(np.abs(bins - centres[row]))] = 1.0
     return weights, centres
@@ -86,10 +86,14 @@ def _power_rows(y: np.ndarray, sample_rate: int, kind: str, cols: int):
         fmin = librosa.note_to_hz("C1")
         cqt = librosa.cqt(y, sr=sample_rate, hop_length=hop, fmin=fmin, n_bins=CQT_BINS)
         freqs = librosa.cqt_frequencies(CQT_BINS, fmin=fmin)
-        return _pool(np.abs(cqt) ** 2, cols), freqs
+        # librosa scales bin k by sqrt of its filter length L_k = Q sr / f_k, so a sine of
+        # amplitude A reads A sqrt(L_k) / 2: divide that out (a full-scale sine: 0 dB).
+        lengths = sample_rate / (2 ** (1 / 12) - 1) / freqs
+        return _pool(np.abs(cqt) ** 2 * (4.0 / lengths[:, None]), cols), freqs
     power = _frames(y, cols)
     if kind == "mel":
-        bank = librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=128)
+        # triangles peaking at 1 (norm=None): a sine at a band's centre keeps its level
+        bank = librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=128, norm=None)
         freqs = librosa.mel_frequencies(n_mels=130, fmax=sample_rate / 2)[1:-1]
         return _pool(bank @ power, cols), freqs
     weights, freqs = _log_rows(N_FFT, sample_rate)
@@ -138,8 +142,8 @@ def lane_tile(
     tile : dict
         ``kind``, ``t0``, ``t1``, ``rows``, ``cols`` and ``freqs`` (row centres in Hz).
     db : np.ndarray [shape=(rows, cols)], float32
-        Power in dB (a full-scale sine's own bin: 0 dB; the same at any zoom), lowest frequency
-        first; :func:`quantise` makes the bytes the browser gets.
+        Power in dB (a full-scale sine reads about 0 dB in every kind, at any zoom), lowest
+        frequency first; :func:`quantise` makes the bytes the browser gets.
 
     Examples
     --------
