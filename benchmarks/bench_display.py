@@ -69,7 +69,7 @@ def main() -> None:
         ("once per kernel: imports, first STFT and first figure rendered", *timed(warm_up)),
         ("`SpectrogramView(audio)`, first 30 s window", *timed(lambda: SpectrogramView(audio), 3)),
         (
-            "`StemPlayer(stems, mix)`: 5 lanes, the whole track's PCM (see the player section)",
+            "`StemPlayer(stems, mix)`, kernel blocked (audio and lanes follow from threads)",
             *timed(lambda: StemPlayer(long_stems, mix=long_mix), 2),
         ),
         (

@@ -92,6 +92,7 @@ def kernel_side(mix, stems) -> list[tuple[str, str]]:
     StemPlayer(bn_short(stems))  # imports and first STFT, as any earlier cell would have done
     build = timed(lambda: StemPlayer(stems, mix=mix), 2)
     player = StemPlayer(stems, mix=mix)
+    player.wait()  # the lanes and the audio, made in threads
     pcm = sum(len(data) for _, data in player.audio_chunks())
     lanes = sum(len(t["data"]) for t in player._lanes)
     offline = timed(lambda: offline_html(player), 1)[0]
@@ -108,7 +109,7 @@ def kernel_side(mix, stems) -> list[tuple[str, str]]:
     old_scroll = timed(lambda: setattr(view.start, "value", view.start.value + 1.0), 3)
     return [
         (
-            "kernel blocked building `StemPlayer(stems, mix)` (PCM + overview tiles)",
+            "kernel blocked by `StemPlayer(stems, mix)` (audio and lanes follow from threads)",
             f"{min(build):.2f} s (first {build[0]:.2f} s)",
         ),
         (
@@ -205,7 +206,7 @@ def browser_side() -> list[tuple[str, str]]:
     return [
         ("with Playwright attached: Run pressed → the player can play", f"{playable:.2f} s"),
         (
-            "Run pressed → cell finished (the offline copy is encoded after the player shows)",
+            "with Playwright attached: Run → cell finished (offline copy encoded after the player)",
             f"{cell_done:.2f} s",
         ),
         (
