@@ -27,13 +27,15 @@ __all__ = [
 KINDS = ("stft", "mel", "cqt")
 
 
-def _window(samples: np.ndarray, sample_rate: int, start: float, duration: float | None):
-    samples = np.asarray(samples, dtype=np.float32)
-    mono = samples.mean(axis=0) if samples.ndim == 2 else samples
-    lo, hi = frame_range(sample_rate, mono.shape[-1], start, duration)
+def mono_window(samples: np.ndarray, sample_rate: int, start: float, duration: float | None):
+    """The channel average of a window of ``samples`` (only the window is read) and its start
+    and end in seconds."""
+    lo, hi = frame_range(sample_rate, np.shape(samples)[-1], start, duration)
     if hi <= lo:
         raise ParameterError(f"Empty window: start={start} s, duration={duration} s.")
-    return mono[lo:hi], lo / sample_rate, hi / sample_rate
+    window = np.asarray(samples[..., lo:hi], dtype=np.float32)
+    mono = window.mean(axis=0) if window.ndim == 2 else window
+    return mono, lo / sample_rate, hi / sample_rate
 
 
 def spectrogram_image(
@@ -81,7 +83,7 @@ def spectrogram_image(
 
     if kind not in KINDS:
         raise ParameterError(f"Invalid kind: {kind!r}; choose one of {KINDS}.")
-    y, t0, t1 = _window(samples, sample_rate, start, duration)
+    y, t0, t1 = mono_window(samples, sample_rate, start, duration)
     hop = max(1, y.shape[-1] // max(1, width_px))
     if kind == "stft":
         power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2
@@ -216,7 +218,7 @@ def waveform(
     >>> type(waveform(np.zeros((2, 1000)), 1000, ax=ax)).__name__
     'FillBetweenPolyCollection'
     """
-    y, t0, t1 = _window(samples, sample_rate, 0.0, None)
+    y, t0, t1 = mono_window(samples, sample_rate, 0.0, None)
     columns = max(1, min(width_px, y.shape[-1]))
     edges = np.linspace(0, y.shape[-1], columns + 1).astype(int)
     lo = np.minimum.reduceat(y, edges[:-1])

@@ -18,8 +18,8 @@ import warnings
 
 import numpy as np
 
-from ..audio import frame_range
 from ..errors import ParameterError
+from .display import mono_window
 
 __all__ = ["KINDS", "RANGE_DB", "lane_tile", "quantise"]
 
@@ -29,13 +29,6 @@ STFT_ROWS = 192
 N_FFT = 4096  # 10.8 Hz bins at 44.1 kHz: bass notes a semitone apart stay apart
 LOWEST_HZ = 30.0
 CQT_BINS = 84  # seven octaves from C1 (32.7 Hz)
-
-
-def _mono_window(samples: np.ndarray, sample_rate: int, t0: float, t1: float) -> np.ndarray:
-    lo, hi = frame_range(sample_rate, samples.shape[-1], t0, max(0.0, t1 - t0))
-    if hi <= lo:
-        raise ParameterError(f"Empty tile: {t0} s to {t1} s.")
-    return np.asarray(samples[..., lo:hi], dtype=np.float32).reshape(-1, hi - lo).mean(axis=0)
 
 
 def _frames(y: np.ndarray, cols: int) -> np.ndarray:
@@ -160,7 +153,7 @@ def lane_tile(
     t1 = length if t1 is None else min(float(t1), length)
     if not 0.0 <= t0 < t1:
         raise ParameterError(f"Invalid tile span: {t0} s to {t1} s of a {length:.2f} s signal.")
-    y = _mono_window(samples, sample_rate, t0, t1)
+    y = mono_window(samples, sample_rate, t0, t1 - t0)[0]
     power, freqs = _power_rows(y, sample_rate, kind, cols)
     db = (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
     tile = {
