@@ -349,6 +349,20 @@ def test_keys_drive_the_player_and_not_jupyterlab(studio):
     page.keyboard.press(" ")
     assert page.locator(".jp-Notebook .jp-MarkdownCell").count() == markdown
     page.keyboard.press("m" if ("vocals" in muted()) != was else "Shift")
+    # M and S act on the lane holding the focus, e.g. after tabbing to its gain slider
+    explorer.locator(".bn-lane[data-track='bass'] .bn-gain").focus()
+    soloed = page.evaluate(
+        "el => el.querySelector('.bn-player').bandscope.engine.model.get('soloed')",
+        explorer.element_handle(),
+    )
+    page.keyboard.press("s")
+    page.wait_for_timeout(200)
+    after = page.evaluate(
+        "el => el.querySelector('.bn-player').bandscope.engine.model.get('soloed')",
+        explorer.element_handle(),
+    )
+    assert ("bass" in after) != ("bass" in soloed) and set(after) ^ set(soloed) == {"bass"}
+    page.keyboard.press("s")  # and back
 
 
 def test_a_scrub_lands_where_released_and_a_drawn_loop_restarts_once(studio):
