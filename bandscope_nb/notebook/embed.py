@@ -20,6 +20,7 @@ from ..errors import ParameterError
 __all__ = [
     "audio_element",
     "audio_html",
+    "display_widget_view",
     "display_with_twin",
     "encode_audio",
     "figure_png",
@@ -144,6 +145,16 @@ def audio_html(audio, *, duration: float | None = 30.0) -> str:
     return f"<p><code>{escape(repr(audio))}</code></p>{figure_png(figure)}{player}"
 
 
+def display_widget_view(widget) -> None:
+    """Display only the widget view of ``widget``: no ``text/plain`` repr for exports to fall
+    back on (its static twin or offline copy follows as an output of its own)."""
+    from IPython.display import display
+
+    data = widget._repr_mimebundle_()
+    data = data[0] if isinstance(data, tuple) else data
+    display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
+
+
 def display_with_twin(widget, html: str) -> None:
     """Display an ipywidgets ``widget`` and, as a second output, a static twin (``html``).
 
@@ -157,9 +168,7 @@ def display_with_twin(widget, html: str) -> None:
 
     mark = f"bn-live-{uuid.uuid4().hex}"
     widget.add_class(mark)
-    data = widget._repr_mimebundle_()
-    data = data[0] if isinstance(data, tuple) else data
-    display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
+    display_widget_view(widget)
     hide = (
         f"(function(){{var t=document.getElementById('{mark}-twin');"
         f"function h(){{if(document.querySelector('.{mark}'))t.style.display='none';}}"

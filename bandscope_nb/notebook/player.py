@@ -58,6 +58,11 @@ def player_script() -> str:
     return (STATIC / "player.js").read_text(encoding="utf-8")
 
 
+def player_style() -> str:
+    """The player's CSS (shared by the widget and the offline page)."""
+    return (STATIC / "player.css").read_text(encoding="utf-8")
+
+
 def _tracks(stems: Stems, mix: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
     """``[(name, (channels, frames))]``: the mix first (when given), then the stems; checked."""
     if not isinstance(stems, Stems):
@@ -200,7 +205,7 @@ class StemPlayer(anywidget.AnyWidget):
         # The audio follows in chunks and the lanes' pictures when computed, both from
         # threads, so the kernel is free at once (_push_audio, _make_lanes).
         self.set_trait("_esm", player_script() + "\nexport default BandscopePlayer.widget;\n")
-        self.set_trait("_css", (STATIC / "player.css").read_text(encoding="utf-8"))
+        self.set_trait("_css", player_style())
         self.set_trait("_uid", uuid.uuid4().hex)
         self.set_trait("tracks", [name for name, _ in tracks])
         self.set_trait("stem_names", list(stems.names))
@@ -294,10 +299,10 @@ class StemPlayer(anywidget.AnyWidget):
         the widget hides while it runs and which plays where no kernel or widget state is."""
         from IPython.display import display
 
+        from .embed import display_widget_view
         from .player_page import offline_html
 
-        data, _ = super()._repr_mimebundle_()  # shown first: the browser gets audio meanwhile
-        display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
+        display_widget_view(self)  # shown first: the browser gets audio meanwhile
         display({"text/html": offline_html(self, seconds=self.offline_seconds)}, raw=True)
 
     def save_html(self, path, *, title: str = "bandscope player", seconds: float | None = None):

@@ -16,7 +16,6 @@ import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 from html import escape
-from pathlib import Path
 
 import numpy as np
 
@@ -68,7 +67,7 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
     >>> html.count('<audio class="bn-track" controls preload="metadata"'), html.count("<script>")
     (4, 1)
     """
-    from .player import player_script
+    from .player import player_script, player_style
 
     player.wait(audio=False)  # the lanes' pictures
     rate = player.stems.sample_rate
@@ -118,7 +117,7 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
     if "</script" in script.lower():  # would end the inline script early
         raise RuntimeError("player.js must not contain '</script'.")
     state_json = json.dumps(state).replace("</", "<\\/")
-    css = (Path(__file__).with_name("static") / "player.css").read_text(encoding="utf-8")
+    css = player_style()
     return (
         f'<div class="bandscope-offline" id="bn-offline-{uid}" data-model-id="{uid}">'
         f"<style>{css}</style>"
@@ -156,6 +155,7 @@ def save_html(player, path, *, title: str = "bandscope player", seconds: float |
     Examples
     --------
     >>> import tempfile, bandscope_nb as bn
+    >>> from pathlib import Path
     >>> from bandscope_nb.notebook.player import StemPlayer
     >>> page = save_html(StemPlayer(bn.demo.load()[1]), Path(tempfile.mkdtemp()) / "p.html")
     >>> page.read_text()[:15]
