@@ -159,7 +159,7 @@ def section(env: dict, chk: dict, tp: dict) -> list[str]:
         "",
         f"Check: a tiny HTDemucs on {env['device']} vs on the CPU, fp32: "
         f"{chk['snr_gpu_vs_cpu_db']:.1f} dB SNR (tf32: {chk['snr_tf32_vs_cpu_db']:.1f} dB); "
-        f"`device=\"auto\"` picked `{chk['auto_device']}`.",
+        f'`device="auto"` picked `{chk["auto_device"]}`.',
         "",
         "| engine | precision | batch | seconds | × real time | vs apply_model | peak GPU GiB "
         "| SNR vs fp32 (dB) |",

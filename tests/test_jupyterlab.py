@@ -436,6 +436,52 @@ def test_mel_and_cqt_lanes_come_from_the_kernel_and_downloads_are_the_tracks(stu
     assert np.abs(bass.T - expected).max() < 2 / 32767  # the track itself, 16-bit exact
 
 
+SWAPS = """el => { const e = el.querySelector('.bn-player').bandscope.engine;
+    return e.starts.filter(s => s.swap).map(s => [s.track, s.when, s.offset]); }"""
+
+
+def test_the_mask_explorer_swaps_a_new_mask_in_while_it_plays(studio):
+    import numpy as np
+
+    page, _, (_, _, root, _) = studio
+    _run_new_cell(
+        page,
+        "truth = bn.demo.load()[1]\n"
+        "masks = bn.widgets.MaskExplorer(mix, truth, stem='bass', duration=8.0)\n"
+        "masks",
+    )
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    cell = cells.nth(cells.count() - 1).locator(".jp-OutputArea")  # this one, not the newest
+    cell.locator(".bn-player[data-ready='1']").wait_for(timeout=60_000)
+    cell.scroll_into_view_if_needed()
+    handle = cell.element_handle()
+    page.wait_for_function(PAINTED, arg=handle, timeout=60_000)
+    lanes = cell.locator(".bn-lane").evaluate_all("ls => ls.map(l => l.dataset.track)")
+    assert lanes == ["mix", "mask", "masked", "true stem"]
+    assert cell.locator(".bn-mute").count() == 0 and cell.locator(".bn-hear").count() == 3
+    cell.locator(".bn-play").click()
+    page.wait_for_timeout(700)
+    before = page.evaluate(STATE, handle)
+    assert before["playing"] and len(before["starts"]) == 3
+    assert len({(when, offset) for _, when, offset in before["starts"]}) == 1
+    _run_new_cell(page, "masks.exponent.value = 3.0\nnp.save('masked.npy', masks.player.remix())")
+    page.wait_for_function(f"el => ({SWAPS})(el).length === 1", arg=handle, timeout=20_000)
+    after = page.evaluate(STATE, handle)
+    ((track, when, offset),) = page.evaluate(SWAPS, handle)
+    _, first_when, first_offset = before["starts"][0]
+    assert track == 1 and after["playing"] and after["position"] > before["position"]
+    assert after["starts"][:3] == before["starts"]  # the others played on, untouched
+    assert offset - (when - first_when) == pytest.approx(first_offset, abs=1e-6)  # one clock
+    cell.screenshot(path=SHOTS / "02_mask_explorer.png")
+    expected = np.load(root / "notebooks" / "masked.npy")
+    snr = _snr_db(page, handle, expected)
+    assert snr >= 40, f"the browser's masked track differs from the kernel's: {snr:.1f} dB"
+    cell.locator(".bn-lane[data-track='true stem'] .bn-hear").click()
+    cell.locator(".bn-play").click()  # pause
+    heard = _run_new_cell(page, "print(masks.player.listen, round(masks.score, 1))")
+    assert heard.startswith("true stem ")
+
+
 LAYOUT = """el => { const p = el.querySelector('.bn-player');
     const clipped = [...p.querySelectorAll('.bn-time, .bn-name, .bn-db, button, select')]
         .filter(n => n.offsetParent && n.scrollWidth > n.clientWidth + 1)
@@ -519,9 +565,9 @@ def test_the_saved_notebook_reopened_without_its_kernel_still_plays(studio):
         cell.screenshot(path=SHOTS / "01_reopened_player.png")
         assert position > 0.5, "the offline copy did not play"
         notebook = reopened.locator(".jp-Notebook")
-        # the four of the notebook and the one an earlier test added
-        assert notebook.locator(".bandscope-offline .bn-player").count() == 5
-        assert notebook.locator(".bandscope-offline audio").count() == 1 + 4 + 5 + 1 + 5
+        # the four of the notebook and the two earlier tests added (a mask explorer's: 3)
+        assert notebook.locator(".bandscope-offline .bn-player").count() == 6
+        assert notebook.locator(".bandscope-offline audio").count() == 1 + 4 + 5 + 1 + 5 + 3
     finally:
         reopened.close()
 
@@ -558,14 +604,21 @@ def test_the_nbconvert_export_plays_offline(studio, tmp_path):
         exported = context.new_page()
         exported.goto(html.as_uri())
         players = exported.locator(".bandscope-offline")
-        assert players.count() == 5  # with the one an earlier test added
+        assert players.count() == 6  # with the two earlier tests added
         text = "\n".join(exported.locator(".jp-OutputArea").all_inner_texts())
-        assert "StemExplorer(" not in text and "StemPlayer(" not in text  # no raw reprs
+        for widget in ("StemExplorer(", "StemPlayer(", "MaskExplorer(", "VBox("):
+            assert widget not in text  # no raw reprs
         assert "model not found" not in text.lower()
         explorer_copy = players.nth(2)
         explorer_copy.scroll_into_view_if_needed()
         position = _offline_player_plays(exported, explorer_copy)
         explorer_copy.screenshot(path=SHOTS / "01_nbconvert_player.png")
         assert position > 0.5
+        masks_copy = players.last  # the mask explorer's: its lanes, the mask a picture
+        masks_copy.scroll_into_view_if_needed()
+        assert _offline_player_plays(exported, masks_copy) > 0.5
+        lanes = masks_copy.locator(".bn-lane").evaluate_all("ls => ls.map(l => l.dataset.track)")
+        assert lanes == ["mix", "mask", "masked", "true stem"]
+        masks_copy.screenshot(path=SHOTS / "02_nbconvert_mask_explorer.png")
     finally:
         context.close()

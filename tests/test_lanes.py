@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bandscope_nb as bn
-from bandscope_nb.notebook.lanes import RANGE_DB, lane_tile, quantise
+from bandscope_nb.notebook.lanes import RANGE_DB, lane_tile, mask_tile, quantise
 
 RATE = 22050
 
@@ -70,3 +70,29 @@ def test_quantised_bytes_cover_the_range_below_the_reference():
 def test_bad_tile_requests_raise(kwargs, match):
     with pytest.raises(bn.ParameterError, match=match):
         lane_tile(sine(440.0), RATE, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["stft", "mel", "cqt"])
+def test_a_mask_lines_up_with_the_lanes_rows_and_columns(kind):
+    hop, n_fft, frames = 256, 1024, 400  # a 4.6 s grid at 22.05 kHz
+    bins = np.fft.rfftfreq(n_fft, 1 / RATE)
+    mask = np.zeros((2, bins.size, frames), np.float32)
+    mask[0][np.ix_(bins < 1000, np.arange(frames) >= 200)] = 1.0  # low, second half, one channel
+    tile, values = mask_tile(mask, RATE, hop, kind=kind, cols=40)
+    freqs = np.array(tile["freqs"])
+    assert tile["scale"] == "linear" and values.shape == (len(freqs), 40)
+    assert tile["t1"] == pytest.approx(frames * hop / RATE)
+    low, high = freqs < 900, freqs > 1100
+    second = np.arange(40) >= 21  # (column 20 straddles the change)
+    np.testing.assert_allclose(values[np.ix_(low, second)], 0.5, atol=1e-6)  # channels averaged
+    assert values[np.ix_(high, second)].max() < 1e-6 and values[:, :19].max() < 1e-6
+    # a zoomed tile is the same mask, sharper
+    _, zoomed = mask_tile(mask, RATE, hop, kind=kind, t0=2.5, t1=3.5, cols=10)
+    np.testing.assert_allclose(zoomed[low], 0.5, atol=1e-6)
+
+
+def test_bad_masks_raise():
+    with pytest.raises(bn.ParameterError, match="bins, frames"):
+        mask_tile(np.zeros(10), RATE, 256)
+    with pytest.raises(bn.ParameterError, match="span"):
+        mask_tile(np.zeros((513, 10)), RATE, 256, t0=5.0)

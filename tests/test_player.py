@@ -238,3 +238,73 @@ def test_a_failure_drawing_the_lanes_is_said_and_the_audio_still_goes(demo, monk
     assert player._lanes == [] and "MemoryError: no room for the picture" in player.note
     html = offline_html(player, seconds=1)
     assert html.count('<audio class="bn-track"') == 4 and '<img class="bn-lane-image"' not in html
+
+
+def stft_mask(samples: np.ndarray, hop: int = 512) -> np.ndarray:
+    """A (channels, bins, frames) mask on the STFT grid of ``samples`` (n_fft 2048)."""
+    frames = 1 + samples.shape[-1] // hop
+    return np.full((samples.shape[0], 1025, frames), 0.25, np.float32)
+
+
+def test_without_a_mixer_one_track_is_heard_and_any_can_be_swapped(demo):
+    mix, stems = demo
+    pair = bn.Stems(stems.data[:2], ["masked", "true stem"], 44100)
+    player = StemPlayer(
+        pair,
+        mix=mix,
+        mixer=False,
+        masks={"mask": (stft_mask(mix), 512)},
+        order=["mix", "mask", "masked", "true stem"],
+    )
+    assert player.listen == "masked" and player.pictures == ["mask"]
+    assert player.track_gains() == {"mix": 0.0, "masked": 1.0, "true stem": 0.0}
+    np.testing.assert_allclose(player.remix(), pair["masked"])
+    player.listen = "mix"
+    np.testing.assert_allclose(player.remix(), mix)
+    with pytest.raises(bn.ParameterError, match="remix"):
+        player.listen = "remix"
+    sent = []
+    player.send = lambda content, buffers=None: sent.append((content, buffers))
+    player.wait(30)
+    louder = np.clip(pair["masked"] * 8.0, -2.0, 2.0)  # above full scale: a new scale comes too
+    player.replace_track("masked", louder)
+    replace = [(m, b) for m, b in sent if m["type"] == "replace"]
+    assert {m["track"] for m, _ in replace} == {1} and {m["gen"] for m, _ in replace} == {1}
+    assert sum(m["frames"] for m, _ in replace) == player.frames == replace[0][0]["frames"]
+    assert player._scales[1] == pytest.approx(float(np.abs(louder).max()))
+    pcm = np.frombuffer(replace[0][1][0], "<i2").reshape(2, -1) / 32767 * replace[0][0]["scale"]
+    assert np.max(np.abs(pcm - louder)) <= 0.51 / 32767 * player._scales[1] * 1.0001
+    player.listen = "masked"
+    np.testing.assert_allclose(player.remix(), louder)
+    assert player._lanes[1]["gen"] == 1 and player._lanes[0]["gen"] == 0  # its lane redrawn
+    # sharper tiles carry every lane's generation; the mask lane's are linear 0..1
+    tiles = player.tiles(kind="cqt", t0=0.5, t1=1.5, cols=200)
+    assert [m["gen"] for m, _ in tiles] == [0, 1, 0, 0]
+    mask_meta, mask_data = tiles[3]
+    assert mask_meta["scale"] == "linear" and mask_meta["rows"] == 84
+    assert set(np.frombuffer(mask_data, np.uint8)) == {64}  # 0.25 * 255
+    player.set_mask("mask", stft_mask(mix) * 4)
+    assert player._lanes[3]["gen"] == 1 and set(player._lanes[3]["data"]) == {255}
+
+
+def test_bad_swaps_masks_and_orders_are_refused(demo):
+    mix, stems = demo
+    player = StemPlayer(stems, masks={"m": (stft_mask(mix), 512)})
+    with pytest.raises(bn.AudioError, match="same shape"):
+        player.replace_track("bass", stems["bass"][:, :-10])
+    with pytest.raises(bn.AudioError, match="NaN"):
+        player.replace_track("bass", np.full_like(stems["bass"], np.nan))
+    with pytest.raises(bn.ParameterError, match="Unknown track 'm'"):
+        player.replace_track("m", stems["bass"])
+    with pytest.raises(bn.ParameterError, match="same STFT grid"):
+        player.set_mask("m", stft_mask(mix)[:, :, :-3])
+    with pytest.raises(bn.ParameterError, match="Unknown mask lane"):
+        player.set_mask("bass", stft_mask(mix))
+    with pytest.raises(bn.ParameterError, match="must be new"):
+        StemPlayer(stems, masks={"bass": (stft_mask(mix), 512)})
+    with pytest.raises(bn.ParameterError, match="frames of 512 samples"):
+        StemPlayer(stems, masks={"m": (stft_mask(mix[:, :44100]), 512)})
+    with pytest.raises(bn.ParameterError, match="finite"):
+        StemPlayer(stems, masks={"m": (stft_mask(mix) * np.nan, 512)})
+    with pytest.raises(bn.ParameterError, match="list every lane once"):
+        StemPlayer(stems, order=["drums", "bass"])

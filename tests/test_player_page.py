@@ -31,11 +31,14 @@ def state_of(html: str) -> dict:
 def test_the_offline_copy_holds_every_track_playable(player):
     html = offline_html(player, seconds=2.5)
     sounds = re.findall(
-        r'<audio class="bn-track" controls preload="metadata" src="data:audio/ogg;base64,([^"]+)"',
+        r'<audio class="bn-track" data-track="\d" controls preload="metadata" '
+        r'src="data:audio/ogg;base64,([^"]+)"',
         html,
     )
     images = re.findall(
-        r'<img class="bn-lane-image" alt="spectrogram of (\w+)" src="data:image/jpeg;base64,', html
+        r'<img class="bn-lane-image" data-lane="\d" alt="spectrogram of (\w+)" '
+        r'src="data:image/jpeg;base64,',
+        html,
     )
     assert images == player.tracks and len(sounds) == 5
     for name, sound in zip(player.tracks, sounds, strict=True):

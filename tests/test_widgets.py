@@ -12,6 +12,7 @@ import soundfile as sf
 
 import bandscope_nb as bn
 from bandscope_nb.dsp.masks import oracle_masks
+from bandscope_nb.notebook.lanes import mask_tile
 from bandscope_nb.notebook.widgets import MaskExplorer, SpectrogramView, StemExplorer, explore
 
 
@@ -120,37 +121,70 @@ def test_outside_a_kernel_the_text_is_all(demo, capsys):
     assert "<audio" in truth._repr_html_()  # static HTML stays for other consumers
 
 
+def sent_pcm(messages: list, track: int, frames: int, channels: int) -> np.ndarray:
+    """The newest audio the player sent for ``track`` in "replace" messages, as float."""
+    newest = max(m["gen"] for m, _ in messages if m["track"] == track)
+    out = np.zeros((channels, frames), np.float32)
+    for meta, (data,) in messages:
+        if meta["track"] == track and meta["gen"] == newest:
+            pcm = np.frombuffer(data, "<i2").reshape(channels, meta["frames"])
+            out[:, meta["offset"] : meta["offset"] + meta["frames"]] = pcm * meta["scale"] / 32767
+    return out
+
+
 def test_mask_explorer_irm_matches_the_oracle_and_its_player(demo):
     mix, truth = demo
     short_mix = bn.Audio(mix.samples[:, : 3 * 44100], 44100)
     short = bn.Stems(truth.data[:, :, : 3 * 44100], truth.names, 44100)
-    explorer = MaskExplorer(short_mix, short, stem="bass", duration=3.0, canvas="image")
-    for power in (1.0, 2.0):
+    explorer = MaskExplorer(short_mix, short, stem="bass", duration=3.0)
+    player = explorer.player
+    assert player.lane_order == ["mix", "mask", "masked", "true stem"] and not player.mixer
+    assert player.listen == "masked" and player.pictures == ["mask"]
+    sent = []
+    player.send = lambda content, buffers=None: sent.append((content, buffers))
+    for power in (2.0, 0.5):  # (1 is where it starts)
         explorer.exponent.value = power
         oracle = oracle_masks(short_mix, short, kind="irm", power=power)
         np.testing.assert_allclose(explorer.mask, oracle.masks["bass"], atol=1e-6)
         np.testing.assert_allclose(explorer.estimate, oracle.estimates["bass"], atol=1e-5)
         assert explorer.score == pytest.approx(bn.metrics.sdr(short["bass"], explorer.estimate))
-    played = decode(explorer.players["masked"].value)
-    assert played.shape == explorer.estimate.shape
-    assert np.corrcoef(played.ravel(), explorer.estimate.ravel())[0, 1] > 0.99
-    assert "bass: SDR" in explorer.status.value and explorer.threshold.disabled
+        # what the player plays and what it sent the browser are the new estimate
+        np.testing.assert_allclose(player.remix(), explorer.estimate, atol=1e-6)
+        replaced = [(m, b) for m, b in sent if m.get("type") == "replace"]
+        pcm = sent_pcm(replaced, player.tracks.index("masked"), player.frames, 2)
+        np.testing.assert_allclose(pcm, explorer.estimate, atol=2 / 32767 * player._scales[1])
+    assert [m["gen"] for m, _ in sent if m["type"] == "replace"] == [1, 2]
+    assert player._lanes[1]["gen"] == 2 and player._lanes[3]["gen"] == 2  # masked, mask
+    assert "IRM mask of bass (exponent 0.5): SDR" in explorer.status.value
+    assert explorer.threshold.disabled
+    player.listen = "true stem"  # A/B: the true stem, as it is
+    np.testing.assert_allclose(player.remix(), short["bass"])
+    with pytest.raises(bn.ParameterError, match="remix"):
+        player.listen = "remix"  # no mixer here
 
 
 def test_mask_explorer_binary_threshold_and_stem_choice(demo):
     mix, truth = demo
     explorer = MaskExplorer(mix, truth, stem="vocals", kind="ibm", start=5.0, duration=4.0)
+    player = explorer.player
     assert explorer.exponent.disabled and set(np.unique(explorer.mask)) <= {0.0, 1.0}
     kept = explorer.mask.mean()
-    image_before = explorer.figure_widget.widget.value
+    player.wait(10)
+    mask_lane = player.lane_order.index("mask")  # the mask lane's picture changes with it
+    before = player._lanes[len(player.tracks)]["data"]
     explorer.threshold.value = 10.0
     assert explorer.mask.mean() < kept
-    assert explorer.figure_widget.widget.value != image_before
+    after = player._lanes[len(player.tracks)]
+    assert after["data"] != before and after["scale"] == "linear" and mask_lane == 1
+    _, values = mask_tile(explorer.mask, 44100, 512, cols=after["cols"])
+    shown = np.frombuffer(after["data"], np.uint8).reshape(values.shape)
+    np.testing.assert_allclose(shown / 255, values, atol=0.5 / 255 + 1e-6)
     explorer.stem.value = "drums"
-    assert "IBM mask of drums (threshold 10 dB)" in explorer.axes[1].get_title(loc="left")
-    true_drums = decode(explorer.players["true stem"].value)
+    assert "IBM mask of drums (threshold 10 dB)" in explorer.status.value
     expected = truth["drums"][:, 5 * 44100 : 9 * 44100]
-    assert np.corrcoef(true_drums.ravel(), expected.ravel())[0, 1] > 0.99
+    np.testing.assert_allclose(player._samples["true stem"], expected)
+    player.listen = "true stem"
+    np.testing.assert_allclose(player.remix(), expected)
 
 
 def test_mask_explorer_rejects_bad_parameters_before_work(demo):

@@ -177,19 +177,6 @@ def style_axis(ax, kind: str, extent, *, log_freq: bool = True) -> None:
     ax.set_ylabel({"stft": "Hz", "mel": "mel bin", "cqt": "CQT bin"}[kind])
 
 
-def spectrum_db(spec: np.ndarray, columns: slice = slice(None)) -> np.ndarray:
-    """Channel-averaged power of a complex STFT ``(channels, freqs, frames)`` in dB (floored
-    at -100 dB), for the frames in ``columns``; float32 ``(freqs, frames)``.
-
-    Examples
-    --------
-    >>> spectrum_db(np.ones((2, 3, 4), np.complex64)).shape
-    (3, 4)
-    """
-    power = np.mean(np.abs(spec[..., columns]) ** 2, axis=0)
-    return 10 * np.log10(np.maximum(power, 1e-10)).astype(np.float32)
-
-
 def signal_rows(stems, mix: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
     """``[(name, samples)]``: the mix first (when given), then each stem, in order.
 
@@ -203,9 +190,7 @@ def signal_rows(stems, mix: np.ndarray | None = None) -> list[tuple[str, np.ndar
     return ([("mix", mix)] if mix is not None else []) + [(n, stems[n]) for n in stems.names]
 
 
-def waveform(
-    samples: np.ndarray, sample_rate: int, *, ax=None, width_px: int = 1000, color="C0"
-):
+def waveform(samples: np.ndarray, sample_rate: int, *, ax=None, width_px: int = 1000, color="C0"):
     """Min/max envelope of the channel-averaged signal, one column per pixel, on ``ax``
     (default: pyplot's current axes); returns the ``PolyCollection``.
 
@@ -273,8 +258,6 @@ def stems_figure(
     rows = signal_rows(stems, mix)
     fig, axes = figure_grid([name for name, _ in rows], width_px=width_px, row_inches=1.6)
     for ax, (_, samples) in zip(axes, rows, strict=True):
-        specshow(
-            samples, stems.sample_rate, ax=ax, kind=kind, duration=duration, width_px=width_px
-        )
+        specshow(samples, stems.sample_rate, ax=ax, kind=kind, duration=duration, width_px=width_px)
         ax.label_outer()
     return fig

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ParameterError
 from .display import mono_window
 
-__all__ = ["KINDS", "RANGE_DB", "lane_tile", "quantise"]
+__all__ = ["KINDS", "RANGE_DB", "lane_tile", "mask_tile", "quantise", "row_freqs"]
 
 KINDS = ("stft", "mel", "cqt")
 RANGE_DB = 120.0
@@ -69,6 +69,25 @@ def _log_rows(n_fft: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     return weights, centres
 
 
+def row_freqs(kind: str, sample_rate: int) -> np.ndarray:
+    """The centre frequencies (Hz) of a tile's rows for one kind, lowest first.
+
+    Examples
+    --------
+    >>> [len(row_freqs(kind, 44100)) for kind in KINDS]
+    [192, 128, 84]
+    >>> round(float(row_freqs("cqt", 44100)[0]), 2)  # C1
+    32.7
+    """
+    import librosa
+
+    if kind == "cqt":
+        return librosa.cqt_frequencies(CQT_BINS, fmin=librosa.note_to_hz("C1"))
+    if kind == "mel":
+        return librosa.mel_frequencies(n_mels=130, fmax=sample_rate / 2)[1:-1]
+    return _log_rows(N_FFT, sample_rate)[1]
+
+
 def _power_rows(y: np.ndarray, sample_rate: int, kind: str, cols: int):
     """``(rows, columns)`` power and the rows' centre frequencies for one kind of tile."""
     import librosa
@@ -78,7 +97,7 @@ def _power_rows(y: np.ndarray, sample_rate: int, kind: str, cols: int):
         hop = max(octaves_hop, y.shape[-1] // (2 * cols) // octaves_hop * octaves_hop)
         fmin = librosa.note_to_hz("C1")
         cqt = librosa.cqt(y, sr=sample_rate, hop_length=hop, fmin=fmin, n_bins=CQT_BINS)
-        freqs = librosa.cqt_frequencies(CQT_BINS, fmin=fmin)
+        freqs = row_freqs("cqt", sample_rate)
         # librosa scales bin k by sqrt of its filter length L_k = Q sr / f_k, so a sine of
         # amplitude A reads A sqrt(L_k) / 2: divide that out (a full-scale sine: 0 dB).
         lengths = sample_rate / (2 ** (1 / 12) - 1) / freqs
@@ -87,8 +106,7 @@ def _power_rows(y: np.ndarray, sample_rate: int, kind: str, cols: int):
     if kind == "mel":
         # triangles peaking at 1 (norm=None): a sine at a band's centre keeps its level
         bank = librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=128, norm=None)
-        freqs = librosa.mel_frequencies(n_mels=130, fmax=sample_rate / 2)[1:-1]
-        return _pool(bank @ power, cols), freqs
+        return _pool(bank @ power, cols), row_freqs("mel", sample_rate)
     weights, freqs = _log_rows(N_FFT, sample_rate)
     return _pool(weights @ power, cols), freqs
 
@@ -103,6 +121,32 @@ def quantise(db: np.ndarray, ref_db: float) -> np.ndarray:
     """
     scaled = (np.asarray(db, dtype=np.float64) - (ref_db - RANGE_DB)) * (255.0 / RANGE_DB)
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _check_tile(kind: str, cols: int) -> None:
+    if kind not in KINDS:
+        raise ParameterError(f"Invalid kind: {kind!r}; choose one of {KINDS}.")
+    if not 1 <= cols <= 8192:
+        raise ParameterError(f"Invalid cols: {cols!r}; a tile is 1 to 8192 columns wide.")
+
+
+def _tile_span(length: float, t0: float, t1: float | None) -> tuple[float, float]:
+    """``(t0, t1)`` checked against a signal of ``length`` seconds (``t1=None``: its end)."""
+    t1 = length if t1 is None else min(float(t1), length)
+    if not 0.0 <= t0 < t1:
+        raise ParameterError(f"Invalid tile span: {t0} s to {t1} s of a {length:.2f} s signal.")
+    return float(t0), t1
+
+
+def _tile(kind: str, t0: float, t1: float, values: np.ndarray, freqs: np.ndarray) -> dict:
+    return {
+        "kind": kind,
+        "t0": t0,
+        "t1": t1,
+        "rows": int(values.shape[0]),
+        "cols": int(values.shape[1]),
+        "freqs": [round(float(f), 2) for f in freqs],
+    }
 
 
 def lane_tile(
@@ -145,23 +189,73 @@ def lane_tile(
     >>> tile["rows"], tile["cols"], tile["t1"], db.shape
     (192, 100, 2.0, (192, 100))
     """
-    if kind not in KINDS:
-        raise ParameterError(f"Invalid kind: {kind!r}; choose one of {KINDS}.")
-    if not 1 <= cols <= 8192:
-        raise ParameterError(f"Invalid cols: {cols!r}; a tile is 1 to 8192 columns wide.")
-    length = np.shape(samples)[-1] / sample_rate
-    t1 = length if t1 is None else min(float(t1), length)
-    if not 0.0 <= t0 < t1:
-        raise ParameterError(f"Invalid tile span: {t0} s to {t1} s of a {length:.2f} s signal.")
+    _check_tile(kind, cols)
+    t0, t1 = _tile_span(np.shape(samples)[-1] / sample_rate, t0, t1)
     y = mono_window(samples, sample_rate, t0, t1 - t0)[0]
     power, freqs = _power_rows(y, sample_rate, kind, cols)
     db = (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
-    tile = {
-        "kind": kind,
-        "t0": float(t0),
-        "t1": float(t1),
-        "rows": int(db.shape[0]),
-        "cols": int(db.shape[1]),
-        "freqs": [round(float(f), 2) for f in freqs],
-    }
-    return tile, db
+    return _tile(kind, t0, t1, db, freqs), db
+
+
+def mask_tile(
+    mask: np.ndarray,
+    sample_rate: int,
+    hop_length: int,
+    *,
+    kind: str = "stft",
+    t0: float = 0.0,
+    t1: float | None = None,
+    cols: int = 1200,
+) -> tuple[dict, np.ndarray]:
+    """A time-frequency mask (values 0 to 1 on an STFT grid) as a tile on a lane's rows.
+
+    Each row takes the mask at its centre frequency (linear between the STFT's bins), so a mask
+    lane lines up with the spectrogram lanes of the same ``kind``; each column averages the
+    frames centred in it (the nearest frame where none is).
+
+    Parameters
+    ----------
+    mask : np.ndarray [shape=(bins, frames) or (channels, bins, frames)]
+        Channels are averaged; ``bins = n_fft // 2 + 1``; frame ``k`` is centred at
+        ``k * hop_length`` samples (``center=True``).
+    sample_rate, hop_length : int
+    kind, t0, t1, cols
+        As for :func:`lane_tile`.
+
+    Returns
+    -------
+    tile : dict
+        As for :func:`lane_tile`, with ``"scale": "linear"``.
+    values : np.ndarray [shape=(rows, cols)], float32, 0 to 1
+
+    Examples
+    --------
+    >>> mask = np.zeros((1025, 100), np.float32)
+    >>> mask[:, 50:] = 1.0  # the second half of the frames
+    >>> tile, values = mask_tile(mask, 22050, 512, t1=100 * 512 / 22050, cols=10)
+    >>> values.shape, values[0].round(1).tolist()
+    ((192, 10), [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    """
+    _check_tile(kind, cols)
+    mask = np.asarray(mask, dtype=np.float32)
+    mask = mask.mean(axis=0) if mask.ndim == 3 else mask
+    if mask.ndim != 2 or mask.shape[0] < 2 or not mask.shape[1]:
+        raise ParameterError(
+            f"A mask is (bins, frames) or (channels, bins, frames), not {mask.shape}."
+        )
+    bins, frames = mask.shape
+    t0, t1 = _tile_span(frames * hop_length / sample_rate, t0, t1)
+    # columns: the frames whose centres fall in each column, at least one
+    edges = np.linspace(t0, t1, cols + 1) * sample_rate / hop_length
+    lo = np.clip(np.ceil(edges[:-1] - 0.5).astype(int), 0, frames - 1)
+    hi = np.clip(np.ceil(edges[1:] - 0.5).astype(int), lo + 1, frames)
+    summed = np.concatenate([np.zeros((bins, 1)), np.cumsum(mask, axis=1, dtype=np.float64)], 1)
+    columns = (summed[:, hi] - summed[:, lo]) / (hi - lo)
+    # rows: the mask at each row's centre frequency
+    freqs = row_freqs(kind, sample_rate)
+    position = np.clip(freqs / (sample_rate / 2) * (bins - 1), 0, bins - 1)
+    below = np.minimum(position.astype(int), bins - 2)
+    frac = (position - below)[:, None]
+    values = columns[below] * (1 - frac) + columns[below + 1] * frac
+    values = np.clip(values, 0.0, 1.0).astype(np.float32)
+    return {**_tile(kind, t0, t1, values, freqs), "scale": "linear"}, values

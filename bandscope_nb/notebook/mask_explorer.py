@@ -1,5 +1,7 @@
 """The mask explorer: one stem's oracle mask over the mixture, its teaching parameter, the
-masked result and its SDR. Masks and resynthesis come from :mod:`bandscope_nb.dsp.masks`."""
+masked result and its SDR, in the stem studio's player (:class:`~.player.StemPlayer`): the mix,
+the mask, the masked result and the true stem as lanes on one clock. Masks and resynthesis come
+from :mod:`bandscope_nb.dsp.masks`."""
 
 from __future__ import annotations
 
@@ -9,23 +11,26 @@ import numpy as np
 from ..audio import frame_range
 from ..errors import ParameterError
 from ..stems import Stems
-from .display import figure_grid, spectrum_db, style_axis
-from .embed import audio_element
-from .widgets import FigureWidget, slider
+from .player import StemPlayer
+from .widgets import slider
 
 __all__ = ["MaskExplorer"]
 
-MAX_PLAYER_SECONDS = 30.0  # the masked stem is rendered in the kernel for each change
+MAX_SECONDS = 30.0  # the masked stem is recomputed in the kernel for each change
+MASKED, TRUE = "masked", "true stem"
 
 
 class MaskExplorer(W.VBox):
-    """A stem's oracle mask over the mixture spectrogram, its parameter, and the masked result.
+    """A stem's oracle mask over the mixture, its parameter, and the masked result, heard and
+    seen in one player.
 
-    Three aligned panels (the mixture, the mask, the masked mixture) for a window of at most
-    30 s, and players for the masked result, the true stem and the mix. The mask comes from
-    :func:`bandscope_nb.dsp.masks.stem_mask`: ``"irm"`` with an exponent slider (2 is the
-    Wiener-style soft mask), ``"ibm"`` with a threshold slider in dB. Moving either recomputes
-    the mask, the masked estimate (per channel, inverse STFT) and its SDR against the true stem.
+    The player's lanes are the mix, the mask (0 to 1, on the lanes' frequency rows), the masked
+    mixture and the true stem, for a window of at most 30 s; one of the three sounds plays at a
+    time, on one clock (A/B switches between the masked result and the true stem without a
+    break). The mask comes from :func:`bandscope_nb.dsp.masks.stem_mask`: ``"irm"`` with an
+    exponent slider (2 is the Wiener-style soft mask), ``"ibm"`` with a threshold slider in
+    dB. Moving either recomputes the mask, the masked estimate (per channel, inverse STFT) and
+    its SDR against the true stem; the player swaps the new audio in where it is playing.
 
     Parameters
     ----------
@@ -39,8 +44,8 @@ class MaskExplorer(W.VBox):
         The window in seconds; ``duration`` at most 30.
     n_fft, hop_length : int
         STFT used for the masks (as in :func:`bandscope_nb.oracle_masks`).
-    width_px, canvas
-        As for :class:`SpectrogramView`.
+    height : int
+        Height of one lane in CSS pixels.
 
     Examples
     --------
@@ -50,6 +55,10 @@ class MaskExplorer(W.VBox):
     >>> explorer.exponent.value = 2.0
     >>> explorer.estimate.shape, bool(explorer.score > 5)
     ((2, 220500), True)
+    >>> explorer.player.lane_order
+    ['mix', 'mask', 'masked', 'true stem']
+    >>> bool(np.allclose(explorer.player.remix(), explorer.estimate))  # what is heard
+    True
     """
 
     def __init__(
@@ -63,8 +72,7 @@ class MaskExplorer(W.VBox):
         duration: float = 10.0,
         n_fft: int = 2048,
         hop_length: int = 512,
-        width_px: int = 900,
-        canvas: str = "auto",
+        height: int = 64,
     ):
         from ..dsp.masks import check_references
         from ..dsp.spectral import stft
@@ -75,10 +83,10 @@ class MaskExplorer(W.VBox):
             raise ParameterError(f"Unknown stem {stem!r}; stems are {references.names}.")
         if kind not in ("irm", "ibm"):
             raise ParameterError(f"Invalid kind: {kind!r}; choose 'irm' or 'ibm'.")
-        if not 0 < duration <= MAX_PLAYER_SECONDS or not 0 <= start < mix.duration:
+        if not 0 < duration <= MAX_SECONDS or not 0 <= start < mix.duration:
             raise ParameterError(
                 f"Invalid window start={start} s, duration={duration} s: the start must lie in "
-                f"the {mix.duration:.2f} s signal and 0 < duration <= {MAX_PLAYER_SECONDS:g} s."
+                f"the {mix.duration:.2f} s signal and 0 < duration <= {MAX_SECONDS:g} s."
             )
         rate = mix.sample_rate
         lo, hi = frame_range(rate, mix.frames, start, duration)
@@ -90,78 +98,63 @@ class MaskExplorer(W.VBox):
         # (S, C, F, T)
         self.magnitudes = np.abs(stft(self.truth, n_fft=n_fft, hop_length=hop_length))
         self._controls(stem, kind)
-        self._figure(lo / rate, hi / rate, width_px)
-        self.figure_widget = FigureWidget(self.figure, canvas)
+        self._compute()
+        self._shown = stem
+        sounds = Stems(np.stack([self.estimate, self.truth[self._index]]), [MASKED, TRUE], rate)
+        self.player = StemPlayer(
+            sounds,
+            mix=self.mix,
+            height=height,
+            offline_seconds=None,
+            mixer=False,
+            masks={"mask": (self.mask, hop_length)},
+            order=["mix", "mask", MASKED, TRUE],
+        )
         for control in (self.stem, self.kind, self.exponent, self.threshold):
             control.observe(self._update, names="value")
-        player_row = W.HBox([W.VBox([W.Label(n), p]) for n, p in self.players.items()])
         super().__init__(
             [
                 W.HBox([self.stem, self.kind]),
                 W.HBox([self.exponent, self.threshold]),
-                self.figure_widget.widget,
                 self.status,
-                player_row,
+                self.player,
             ]
         )
-        self.players["mix"].value = audio_element(self.mix, rate, duration=None)
-        self._update()
 
     def _ipython_display_(self) -> None:
-        """The live view, then a static twin (figure, SDR line, players) for pages without it."""
+        """The live view, then a static twin (the SDR line and the player's offline copy)
+        for pages without it."""
         from html import escape
 
-        from .embed import display_with_twin, figure_png
+        from .embed import display_with_twin
+        from .player_page import offline_html
 
-        players = "".join(
-            f"<figure><figcaption>{escape(name)}</figcaption>{player.value}</figure>"
-            for name, player in self.players.items()
-        )
-        html = f"{figure_png(self.figure)}<p>{escape(self.status.value)}</p>{players}"
+        html = f"<p>{escape(self.status.value)}</p>{offline_html(self.player, seconds=None)}"
         display_with_twin(self, html)
 
     def _controls(self, stem: str, kind: str) -> None:
-        """The stem and mask choosers, the parameter sliders, the status line and players."""
+        """The stem and mask choosers, the parameter sliders and the status line."""
         self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem")
         self.kind = W.ToggleButtons(options=["irm", "ibm"], value=kind, description="mask")
         self.exponent = slider("exponent", 1.0, 0.25, 4.0, step=0.25)
         self.threshold = slider("threshold (dB)", 0.0, -20.0, 20.0, step=1.0)
         self.status = W.Label()
-        self.players = {n: W.HTML() for n in ("masked", "true stem", "mix")}
 
-    def _figure(self, t0: float, t1: float, width_px: int) -> None:
-        """Three aligned panels: the mixture, the mask, the masked mixture (display columns
-        only: at most one per pixel)."""
-        step = max(1, self.spec.shape[-1] // width_px)  # display columns only
-        self._columns = slice(None, None, step)
-        extent = (t0, t1, 0.0, self.sample_rate / 2)
-        titles = ["mixture", "mask", "masked mixture"]
-        self.figure, axes = figure_grid(titles, width_px=width_px, row_inches=5.0 / 3)
-        mix_db = spectrum_db(self.spec, self._columns)
-        top = float(mix_db.max())
-        show = {"origin": "lower", "aspect": "auto", "extent": extent, "interpolation": "nearest"}
-        axes[0].imshow(mix_db, cmap="magma", vmin=top - 80, vmax=top, **show)
-        self.mask_image = axes[1].imshow(
-            np.zeros_like(mix_db), cmap="viridis", vmin=0.0, vmax=1.0, **show
-        )
-        self.masked_image = axes[2].imshow(mix_db, cmap="magma", vmin=top - 80, vmax=top, **show)
-        self.axes = axes
-        for ax in axes:
-            style_axis(ax, "stft", extent)
-            ax.label_outer()
-        axes[2].set_xlabel("time (s)")
+    @property
+    def _index(self) -> int:
+        return self.names.index(self.stem.value)
 
-    def _update(self, change=None) -> None:
+    def _compute(self) -> None:
+        """The mask, the masked estimate and its SDR for the controls' values; the status."""
         from ..dsp.masks import apply_stem_mask
         from ..dsp.metrics import sdr
 
-        index = self.names.index(self.stem.value)
         irm = self.kind.value == "irm"
         self.exponent.disabled, self.threshold.disabled = not irm, irm
         self.mask, self.estimate = apply_stem_mask(
             self.spec,
             self.magnitudes,
-            index,
+            self._index,
             kind=self.kind.value,
             power=self.exponent.value,
             threshold_db=self.threshold.value,
@@ -169,23 +162,20 @@ class MaskExplorer(W.VBox):
             hop_length=self.hop_length,
             length=self.mix.shape[-1],
         )
-        masked = self.mask * self.spec
-        truth = self.truth[index]
-        self.score = sdr(truth, self.estimate)
-        self.mask_image.set_data(self.mask.mean(axis=0)[..., self._columns])
-        self.masked_image.set_data(spectrum_db(masked, self._columns))
+        self.score = sdr(self.truth[self._index], self.estimate)
         parameter = (
             f"exponent {self.exponent.value:g}" if irm else f"threshold {self.threshold.value:g} dB"
         )
-        self.axes[1].set_title(
-            f"{self.kind.value.upper()} mask of {self.stem.value} ({parameter})",
-            loc="left",
-            fontsize=9,
-        )
         self.status.value = (
-            f"{self.stem.value}: SDR {self.score:.1f} dB against the true stem; "
-            f"mask keeps {100 * float(self.mask.mean()):.0f}% of the bins' weight"
+            f"{self.kind.value.upper()} mask of {self.stem.value} ({parameter}): SDR "
+            f"{self.score:.1f} dB against the true stem; the mask keeps "
+            f"{100 * float(self.mask.mean()):.0f}% of the bins' weight"
         )
-        self.players["masked"].value = audio_element(self.estimate, self.sample_rate, duration=None)
-        self.players["true stem"].value = audio_element(truth, self.sample_rate, duration=None)
-        self.figure_widget.refresh()
+
+    def _update(self, change=None) -> None:
+        self._compute()
+        self.player.replace_track(MASKED, self.estimate)
+        if self.stem.value != self._shown:
+            self.player.replace_track(TRUE, self.truth[self._index])
+            self._shown = self.stem.value
+        self.player.set_mask("mask", self.mask)

@@ -36,7 +36,7 @@ import traitlets as T
 
 from ..errors import AudioError, ParameterError, warn
 from ..stems import Stems
-from .lanes import KINDS, lane_tile, quantise
+from .lanes import KINDS, lane_tile, mask_tile, quantise
 from .player_audio import (
     at_rate,
     chunk_count,
@@ -100,6 +100,16 @@ class StemPlayer(anywidget.AnyWidget):
     offline_seconds : float or None
         Audio per track in the offline copy a notebook keeps beside the widget (from the
         start; ``None``: all of it, as reports do). See :mod:`.player_page`.
+    mixer : bool
+        True: a mixer (gain, mute, solo per stem) and ``listen="remix"``. False: one track is
+        heard at a time (``listen`` names it; A/B switches between the last two), for
+        comparing versions of one sound, as :class:`~.mask_explorer.MaskExplorer` does.
+    masks : dict of str to (np.ndarray, int) or None
+        Picture-only lanes: name to ``(mask, hop_length)``, a mask of values 0 to 1 on an STFT
+        grid (see :func:`.lanes.mask_tile`), drawn on the lanes' frequency rows; change one
+        with :meth:`set_mask`.
+    order : list of str or None
+        The lanes top to bottom (tracks and masks); default: the tracks, then the masks.
 
     Attributes
     ----------
@@ -119,6 +129,8 @@ class StemPlayer(anywidget.AnyWidget):
         The visible span ``[start, end]`` in seconds.
     kind : str
         Lane picture: ``"stft"``, ``"mel"``, ``"cqt"`` or ``"waveform"``.
+    lane_order : list of str
+        The lanes top to bottom.
 
     Examples
     --------
@@ -141,6 +153,9 @@ class StemPlayer(anywidget.AnyWidget):
 
     tracks = T.List(T.Unicode(), read_only=True).tag(sync=True)
     stem_names = T.List(T.Unicode(), read_only=True).tag(sync=True)
+    pictures = T.List(T.Unicode(), read_only=True).tag(sync=True)
+    lane_order = T.List(T.Unicode(), read_only=True).tag(sync=True)
+    mixer = T.Bool(True, read_only=True).tag(sync=True)
     sample_rate = T.Int(read_only=True).tag(sync=True)
     source_rate = T.Int(read_only=True).tag(sync=True)
     frames = T.Int(read_only=True).tag(sync=True)
@@ -149,6 +164,7 @@ class StemPlayer(anywidget.AnyWidget):
     _scales = T.List(T.Float(), read_only=True).tag(sync=True)
     _lanes = T.List(T.Dict(), read_only=True).tag(sync=True)
     _lut = T.Bytes(read_only=True).tag(sync=True)
+    _lut_linear = T.Bytes(read_only=True).tag(sync=True)
     ref_db = T.Float(read_only=True).tag(sync=True)
     note = T.Unicode("").tag(sync=True)
     lane_height = T.Int(64).tag(sync=True)
@@ -172,8 +188,13 @@ class StemPlayer(anywidget.AnyWidget):
         max_mb: float = 320.0,
         height: int = 64,
         offline_seconds: float | None = 30.0,
+        mixer: bool = True,
+        masks: dict | None = None,
+        order: list[str] | None = None,
     ):
         tracks = _tracks(stems, mix)
+        self._masks = _masks(masks, [name for name, _ in tracks], stems)
+        lanes_order = _order(order, [name for name, _ in tracks], list(self._masks))
         if not 24 <= height <= 400:
             raise ParameterError(f"Invalid height: {height!r}; a lane is 24 to 400 px high.")
         if offline_seconds is not None and not offline_seconds > 0:
@@ -209,6 +230,9 @@ class StemPlayer(anywidget.AnyWidget):
         self.set_trait("_uid", uuid.uuid4().hex)
         self.set_trait("tracks", [name for name, _ in tracks])
         self.set_trait("stem_names", list(stems.names))
+        self.set_trait("pictures", list(self._masks))
+        self.set_trait("lane_order", lanes_order)
+        self.set_trait("mixer", bool(mixer))
         self.set_trait("sample_rate", rate)
         self.set_trait("source_rate", stems.sample_rate)
         self.set_trait("frames", sent[0].shape[-1])
@@ -216,6 +240,8 @@ class StemPlayer(anywidget.AnyWidget):
         self.set_trait("channels", stems.channels)
         self.set_trait("_scales", scales)
         self.set_trait("_lut", _colour_table())
+        self.set_trait("_lut_linear", _colour_table("viridis"))
+        self._gens = [0] * (len(tracks) + len(self._masks))  # one per lane: bumped on change
         self._tiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bandscope-tiles")
         self._latest = 0
         self._lock = threading.Lock()
@@ -223,6 +249,7 @@ class StemPlayer(anywidget.AnyWidget):
             note=note,
             lane_height=height,
             gains=dict.fromkeys(stems.names, 0.0),
+            listen="remix" if mixer else stems.names[0],
             view=[0.0, stems.duration],
         )
         self.browser: dict[str, float] = {}  # when a browser said it could play / had it all
@@ -258,12 +285,106 @@ class StemPlayer(anywidget.AnyWidget):
                 )
             ref_db = float(max(db.max() for _, db in overview))
             self.set_trait("ref_db", ref_db)
-            lanes = [_tile_state(i, tile, db, ref_db) for i, (tile, db) in enumerate(overview)]
-            self.set_trait("_lanes", lanes)
+            with self._lock:
+                lanes = [
+                    _tile_state(i, tile, db, ref_db, self._gens[i])
+                    for i, (tile, db) in enumerate(overview)
+                ]
+                lanes += [self._mask_state(name) for name in self._masks]
+                self.set_trait("_lanes", lanes)
         except Exception as exc:  # a thread's error would otherwise vanish
             self.note = f"The lanes could not be drawn: {type(exc).__name__}: {exc}"
         finally:
             self._lanes_done.set()
+
+    def _mask_state(self, name: str, **span) -> dict:
+        """A mask lane's tile (the whole track unless ``span`` says otherwise) with its bytes."""
+        mask, hop = self._masks[name]
+        span.setdefault("cols", OVERVIEW_COLS)
+        tile, values = mask_tile(mask, self.stems.sample_rate, hop, **span)
+        index = len(self.tracks) + list(self._masks).index(name)
+        data = np.rint(values * 255).astype(np.uint8).tobytes()
+        return {**tile, "track": index, "gen": self._gens[index], "data": data}
+
+    def replace_track(self, name: str, samples: np.ndarray) -> None:
+        """Give track ``name`` (a stem or the mix) new audio of the same shape: the browser
+        swaps it in where it is playing, on the same clock, and redraws its lane.
+
+        Examples
+        --------
+        >>> import bandscope_nb as bn
+        >>> truth = bn.demo.load()[1]
+        >>> player = StemPlayer(truth, mixer=False)
+        >>> player.replace_track("drums", truth["drums"] / 2)
+        >>> player.listen = "drums"
+        >>> bool(np.allclose(player.remix(), truth["drums"] / 2))
+        True
+        """
+        if name not in self.tracks:
+            raise ParameterError(f"Unknown track {name!r}; tracks are {self.tracks}.")
+        old = self._samples[name]
+        samples = np.asarray(samples, dtype=np.float32)
+        samples = samples[None] if samples.ndim == 1 else samples
+        if samples.shape != old.shape:
+            raise AudioError(
+                f"Track {name!r} is {old.shape} (channels, frames); its new audio is "
+                f"{samples.shape}: give the same shape."
+            )
+        peak = track_peak(samples)
+        if not np.isfinite(peak):
+            raise AudioError(f"The new audio of {name!r} holds NaN or infinite samples.")
+        index = self.tracks.index(name)
+        rate = self.stems.sample_rate
+        sent = at_rate(samples, rate, self.sample_rate)
+        self._lanes_done.wait()  # the first overview is in: this lane's picture follows it
+        with self._lock:
+            self._gens[index] += 1
+            gen = self._gens[index]
+            self._samples[name], self._sent[index] = samples, sent
+            if name == "mix":
+                self._mix = samples
+            else:
+                data = np.array(self.stems.data)
+                data[self.stems.names.index(name)] = samples
+                self.stems = Stems(data, self.stems.names, rate)
+            scales = list(self._scales)
+            scales[index] = track_scale(peak)
+            self.set_trait("_scales", scales)
+            pieces = list(pcm_chunks(sent, scales[index]))
+        for offset, frames, data in pieces:
+            meta = {"type": "replace", "track": index, "gen": gen, "scale": scales[index]}
+            meta.update(offset=offset, frames=frames, parts=len(pieces))
+            self.send(meta, buffers=[data])  # (no browser yet: nothing goes)
+        tile, db = lane_tile(samples, rate, cols=OVERVIEW_COLS)
+        self._set_lane(index, _tile_state(index, tile, db, self.ref_db, gen))
+
+    def set_mask(self, name: str, mask: np.ndarray) -> None:
+        """Show a new mask (same grid) in the mask lane ``name``."""
+        if name not in self._masks:
+            raise ParameterError(f"Unknown mask lane {name!r}; mask lanes are {self.pictures}.")
+        old, hop = self._masks[name]
+        mask = _check_mask(name, mask)
+        if mask.shape[-2:] != old.shape[-2:]:
+            raise ParameterError(
+                f"Mask {name!r} is {old.shape[-2:]} (bins, frames); the new one is "
+                f"{mask.shape[-2:]}: give the same STFT grid."
+            )
+        index = len(self.tracks) + self.pictures.index(name)
+        self._lanes_done.wait()
+        with self._lock:
+            self._gens[index] += 1
+            self._masks[name] = (mask, hop)
+            state = self._mask_state(name)
+        self._set_lane(index, state)
+
+    def _set_lane(self, index: int, state: dict) -> None:
+        """Swap one lane's overview tile (the browser drops that lane's sharper tiles)."""
+        with self._lock:
+            lanes = list(self._lanes)
+            if not lanes:  # the lanes failed (the note says why)
+                return
+            lanes[index] = state
+            self.set_trait("_lanes", lanes)
 
     def audio_chunks(self) -> Iterator[tuple[dict, bytes]]:
         """The audio messages, in order: ``({"type": "audio", "track", "slice", "slices",
@@ -341,7 +462,11 @@ class StemPlayer(anywidget.AnyWidget):
     @T.validate("listen")
     def _check_listen(self, proposal):
         value = proposal["value"]
-        allowed = ["remix", *(["mix"] if self._mix is not None else []), *self.stems.names]
+        allowed = [
+            *(["remix"] if self.mixer else []),
+            *(["mix"] if self._mix is not None else []),
+            *self.stems.names,
+        ]
         if value not in allowed:
             raise ParameterError(f"Invalid listen: {value!r}; choose one of {allowed}.")
         return value
@@ -395,6 +520,8 @@ class StemPlayer(anywidget.AnyWidget):
         {'drums': 0.0, 'bass': 1.0, 'other': 0.0, 'vocals': 0.0}
         """
         names = self.stems.names
+        if not self.mixer:
+            return {n: float(n == self.listen) for n in self.tracks}
         linear = {n: float(10 ** (self.gains[n] / 20)) for n in names}
         if self.listen == "mix":
             out = dict.fromkeys(names, 0.0)
@@ -412,6 +539,8 @@ class StemPlayer(anywidget.AnyWidget):
         """What the player plays now, at the stems' rate: :meth:`Stems.remix` with the mixer's
         gains, or the mix when ``listen == "mix"``. float32 ``(channels, frames)``."""
         gains = self.track_gains()
+        if not self.mixer:
+            return np.array(self._samples[self.listen], dtype=np.float32)
         if gains.pop("mix", 0.0):
             return np.array(self._mix, dtype=np.float32)
         return self.stems.remix(gains)
@@ -425,12 +554,16 @@ class StemPlayer(anywidget.AnyWidget):
         self._lanes_done.wait()  # the dB reference comes with the overview
         out = []
         for index, name in enumerate(self.tracks):
+            with self._lock:
+                samples, gen = self._samples[name], self._gens[index]
             tile, db = lane_tile(
-                self._samples[name], self.stems.sample_rate, kind=kind, t0=t0, t1=t1, cols=cols
+                samples, self.stems.sample_rate, kind=kind, t0=t0, t1=t1, cols=cols
             )
-            state = _tile_state(index, tile, db, self.ref_db)
-            out.append((state, state.pop("data")))
-        return out
+            out.append(_tile_state(index, tile, db, self.ref_db, gen))
+        for name in self._masks:
+            with self._lock:
+                out.append(self._mask_state(name, kind=kind, t0=t0, t1=t1, cols=cols))
+        return [(state, state.pop("data")) for state in out]
 
     def _on_message(self, widget, content, buffers) -> None:
         if not isinstance(content, dict):
@@ -467,13 +600,54 @@ class StemPlayer(anywidget.AnyWidget):
         )
 
 
-def _tile_state(track: int, tile: dict, db: np.ndarray, ref_db: float) -> dict:
-    return {**tile, "track": track, "data": quantise(db, ref_db).tobytes()}
+def _tile_state(track: int, tile: dict, db: np.ndarray, ref_db: float, gen: int) -> dict:
+    return {**tile, "track": track, "gen": gen, "data": quantise(db, ref_db).tobytes()}
 
 
-def _colour_table() -> bytes:
-    """matplotlib's magma as 256 RGB triples: the lanes' colour map."""
+def _check_mask(name: str, mask) -> np.ndarray:
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.ndim not in (2, 3) or not np.isfinite(mask).all():
+        raise ParameterError(
+            f"Mask {name!r} must be finite, (bins, frames) or (channels, bins, frames); "
+            f"it is {mask.shape}."
+        )
+    return mask
+
+
+def _masks(masks: dict | None, tracks: list[str], stems: Stems) -> dict:
+    """``{name: (mask, hop_length)}`` checked: names new, grids covering the stems."""
+    out = {}
+    for name, value in (masks or {}).items():
+        if not isinstance(name, str) or not name or name in tracks or name in out:
+            raise ParameterError(f"Invalid mask lane name {name!r}: it must be new and non-empty.")
+        try:
+            mask, hop = value
+        except (TypeError, ValueError):
+            raise ParameterError(f"Mask {name!r}: give (mask, hop_length).") from None
+        mask = _check_mask(name, mask)
+        if not isinstance(hop, int | np.integer) or hop < 1:
+            raise ParameterError(f"Mask {name!r}: invalid hop_length {hop!r}.")
+        if abs(mask.shape[-1] * hop - stems.frames) > 2 * hop + 1:
+            raise ParameterError(
+                f"Mask {name!r} has {mask.shape[-1]} frames of {hop} samples; the stems have "
+                f"{stems.frames} samples: give the mask of these stems."
+            )
+        out[name] = (mask, int(hop))
+    return out
+
+
+def _order(order: list[str] | None, tracks: list[str], masks: list[str]) -> list[str]:
+    lanes = [*tracks, *masks]
+    if order is None:
+        return lanes
+    if sorted(order) != sorted(lanes):
+        raise ParameterError(f"Invalid order {order!r}: list every lane once: {lanes}.")
+    return list(order)
+
+
+def _colour_table(name: str = "magma") -> bytes:
+    """A matplotlib colour map as 256 RGB triples (magma: the lanes; viridis: the masks)."""
     from matplotlib import colormaps
 
-    table = colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3]
+    table = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
     return (np.rint(table * 255).astype(np.uint8)).tobytes()

@@ -35,6 +35,8 @@ def _lane_image(tile: dict, lut: bytes, db_range: float) -> bytes:
     from .lanes import RANGE_DB
 
     q = np.frombuffer(tile["data"], np.uint8).reshape(tile["rows"], tile["cols"])[::-1]
+    if tile.get("scale") == "linear":  # a mask: 0 to 1, all of it
+        db_range = RANGE_DB
     lo = (RANGE_DB - db_range) * 255 / RANGE_DB
     index = np.clip(np.rint((q.astype(np.float32) - lo) * 255 / (255 - lo)), 0, 255)
     rgb = np.frombuffer(lut, np.uint8).reshape(256, 3)[index.astype(np.uint8)]
@@ -64,7 +66,7 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
     >>> import bandscope_nb as bn
     >>> from bandscope_nb.notebook.player import StemPlayer
     >>> html = offline_html(StemPlayer(bn.demo.load()[1]), seconds=2)
-    >>> html.count('<audio class="bn-track" controls preload="metadata"'), html.count("<script>")
+    >>> html.count('<audio class="bn-track"'), html.count("<script>")
     (4, 1)
     """
     from .player import player_script, player_style
@@ -77,13 +79,17 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
         sounds = list(
             pool.map(lambda name: encode_audio(player._samples[name], rate, duration=heard), names)
         )
-    lanes = player._lanes or [None] * len(names)  # empty if the lanes failed (player.note)
-    images = [tile and _lane_image(tile, player._lut, player.db_range) for tile in lanes]
+    lanes = player._lanes or [None] * (len(names) + len(player.pictures))  # None: lanes failed
+    images = [
+        tile
+        and _lane_image(
+            tile, player._lut_linear if tile.get("scale") else player._lut, player.db_range
+        )
+        for tile in lanes
+    ]
     uid = player._uid
-    state = {
-        key: getattr(player, key)
-        for key in ("tracks", "stem_names", "gains", "muted", "soloed", "listen", "kind")
-    }
+    keys = ("tracks", "stem_names", "pictures", "lane_order", "mixer", "gains", "muted")
+    state = {key: getattr(player, key) for key in (*keys, "soloed", "listen", "kind")}
     state.update(
         _uid=uid,
         duration=heard,
@@ -100,18 +106,13 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
         image_t1=player.duration,
         sample_rate=rate,
         _lut=list(player._lut),
+        _lut_linear=list(player._lut_linear),
     )
+    sounds += [None] * len(player.pictures)  # mask lanes: a picture, no audio
+    lane_names = [*names, *player.pictures]
     figures = "".join(
-        f"<figure><figcaption>{escape(name)}</figcaption>"
-        + (
-            f'<img class="bn-lane-image" alt="spectrogram of {escape(name)}" '
-            f'src="{_data_uri("image/jpeg", image)}"/>'
-            if image
-            else ""
-        )
-        + f'<audio class="bn-track" controls preload="metadata" '
-        f'src="{_data_uri("audio/ogg", sound)}"></audio></figure>'
-        for name, image, sound in zip(names, images, sounds, strict=True)
+        _figure(lane_names[index], index, images[index], sounds[index])
+        for index in (lane_names.index(name) for name in player.lane_order)
     )
     script = player_script()
     if "</script" in script.lower():  # would end the inline script early
@@ -127,6 +128,24 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
         f"<script>{script}\nBandscopePlayer.upgrade("
         f'document.getElementById("bn-offline-{uid}"));</script></div>'
     )
+
+
+def _figure(name: str, index: int, image: bytes | None, sound: bytes | None) -> str:
+    """One lane of the offline copy: its picture (if drawn) and its audio (if a track)."""
+    what = "spectrogram" if sound else "mask"
+    picture = (
+        f'<img class="bn-lane-image" data-lane="{index}" alt="{what} of {escape(name)}" '
+        f'src="{_data_uri("image/jpeg", image)}"/>'
+        if image
+        else ""
+    )
+    audio = (
+        f'<audio class="bn-track" data-track="{index}" controls preload="metadata" '
+        f'src="{_data_uri("audio/ogg", sound)}"></audio>'
+        if sound
+        else ""
+    )
+    return f"<figure><figcaption>{escape(name)}</figcaption>{picture}{audio}</figure>"
 
 
 def _note(player, heard: float) -> str:

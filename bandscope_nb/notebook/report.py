@@ -257,8 +257,6 @@ def _check_output(output: Path, notebook: Path) -> None:
             )
 
 
-
-
 def _report_config(config, options: dict) -> SeparationConfig:
     """The checked run options of a report: a model the kernel can load by name or path (made
     absolute: the kernel runs in the output folder) and a device this machine has."""

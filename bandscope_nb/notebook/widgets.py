@@ -36,6 +36,7 @@ def __getattr__(name: str):
         return MaskExplorer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 CANVASES = ("auto", "ipympl", "image")
 
 
@@ -192,9 +193,7 @@ class SpectrogramView(W.VBox):
             options=["magma", "viridis", "gray_r", "inferno"], value="magma", description="colours"
         )
         titles = [name for name, _ in self.signals]
-        self.figure, self.axes = figure_grid(
-            titles, width_px=width_px, row_inches=1.5, extra=0.4
-        )
+        self.figure, self.axes = figure_grid(titles, width_px=width_px, row_inches=1.5, extra=0.4)
         self.images = [
             specshow(s, self.sample_rate, ax=ax, duration=self.window.value, width_px=width_px)
             for ax, (_, s) in zip(self.axes, self.signals, strict=True)

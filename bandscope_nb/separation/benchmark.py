@@ -95,8 +95,10 @@ def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: floa
     from ..audio import as_audio, load_audio
     from .devices import _PRECISIONS
 
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
-        0 < seconds <= MAX_BENCH_SECONDS
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not (0 < seconds <= MAX_BENCH_SECONDS)
     ):
         raise ParameterError(f"Invalid seconds: {seconds!r}; give (0, {MAX_BENCH_SECONDS:g}].")
     if isinstance(audio, str) or hasattr(audio, "__fspath__"):

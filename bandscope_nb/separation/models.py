@@ -133,5 +133,3 @@ def _load(model: Any, repo: Any, sha256: str | None) -> LoadedModel:
     if str(model).startswith((".", "/", "~")) or path.suffix in {".th", ".safetensors", ".yaml"}:
         raise ModelUnavailableError(f"Model file {path} does not exist; check the path.")
     return from_pretrained(str(model))
-
-

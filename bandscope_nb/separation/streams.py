@@ -230,5 +230,3 @@ class StemWriter:
 def open_stems(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     """Open a finished stems file as a read-only memory map of ``shape``."""
     return np.memmap(path, dtype=_F32, mode="r", shape=shape)
-
-

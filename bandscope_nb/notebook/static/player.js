@@ -40,11 +40,14 @@
 
   // What each track's GainNode is ramped to: bandscope_nb.notebook.player.StemPlayer.track_gains.
   function trackGains(model) {
+    const listen = model.get("listen");
+    if (model.get("mixer") === false) { // one track heard at a time, as it is
+      return Object.fromEntries(model.get("tracks").map((n) => [n, n === listen ? 1 : 0]));
+    }
     const names = model.get("stem_names");
     const gains = model.get("gains") || {};
     const muted = new Set(model.get("muted"));
     const soloed = new Set(model.get("soloed"));
-    const listen = model.get("listen");
     const linear = (n) => Math.pow(10, (gains[n] ?? 0) / 20);
     const out = {};
     for (const n of names) {
@@ -57,16 +60,32 @@
     return out;
   }
 
+  // 16-bit planar PCM (channel after channel, `frames` each) into `buffer` from frame `at`.
+  function pcmInto(buffer, bytes, frames, at) {
+    const aligned = bytes.byteOffset % 2 ? bytes.slice() : bytes;
+    const pcm = new Int16Array(aligned.buffer, aligned.byteOffset, buffer.numberOfChannels * frames);
+    for (let c = 0; c < buffer.numberOfChannels; c++) {
+      const out = buffer.getChannelData(c);
+      for (let i = 0; i < frames; i++) out[at + i] = pcm[c * frames + i] / 32767;
+    }
+  }
+
   // The audio the kernel pushes after the widget opens (player_audio.py): time slice by time
   // slice, each track's chunk of 16-bit planar PCM. Playable once the first slice is in (each
   // slice's chunks become AudioBuffers that the engine schedules back to back); complete once
-  // every slice is, when the chunks are joined into one AudioBuffer per track.
+  // every slice is, when the chunks are joined into one AudioBuffer per track. A track given
+  // new audio (StemPlayer.replace_track) comes as "replace" chunks of a newer generation and
+  // is swapped in once whole and once the first audio is complete.
   class PcmAudio {
     constructor(model) {
       this.model = model;
       this.tracks = model.get("tracks").length;
       this.channels = model.get("channels");
       this.rate = model.get("sample_rate");
+      this.scales = [...(model.get("_scales") || [])];
+      this.gens = [];
+      this.incoming = [];
+      this.replaceListeners = new Set();
       this.slices = [];
       this.seen = new Set();
       this.timeline = [];
@@ -81,21 +100,16 @@
       setTimeout(() => { if (!this.seen.size) model.send({ type: "audio" }); }, 1500);
     }
     receive(msg, buffers) {
+      if (msg && msg.type === "replace") return this.receiveReplace(msg, buffers);
       if (!msg || msg.type !== "audio") return;
       const key = `${msg.track}:${msg.offset}`;
       if (this.seen.has(key)) return;
       const t0 = performance.now();
       this.seen.add(key);
       this.parts = msg.slices * this.tracks;
-      const bytes = bytesOf(buffers[0]);
-      const aligned = bytes.byteOffset % 2 ? bytes.slice() : bytes;
       const n = msg.frames;
-      const pcm = new Int16Array(aligned.buffer, aligned.byteOffset, this.channels * n);
       const chunk = new AudioBuffer({ numberOfChannels: this.channels, length: n, sampleRate: this.rate });
-      for (let c = 0; c < this.channels; c++) {
-        const out = chunk.getChannelData(c);
-        for (let i = 0; i < n; i++) out[i] = pcm[c * n + i] / 32767;
-      }
+      pcmInto(chunk, bytesOf(buffers[0]), n, 0);
       const slice = (this.slices[msg.slice] ??= { start: msg.offset, frames: n, buffers: [], count: 0 });
       slice.buffers[msg.track] = chunk;
       slice.count += 1;
@@ -116,6 +130,27 @@
       });
       this.resolveComplete(this.buffers);
     }
+    receiveReplace(msg, buffers) {
+      const t = msg.track;
+      if (msg.gen <= (this.gens[t] || 0)) return; // this audio or newer is in already
+      let next = this.incoming[t];
+      if (next && next.gen > msg.gen) return;
+      if (!next || next.gen !== msg.gen) {
+        const length = this.model.get("frames");
+        next = this.incoming[t] = { gen: msg.gen, scale: msg.scale, parts: msg.parts, got: 0,
+          buffer: new AudioBuffer({ numberOfChannels: this.channels, length, sampleRate: this.rate }) };
+      }
+      pcmInto(next.buffer, bytesOf(buffers[0]), msg.frames, msg.offset);
+      if (++next.got < next.parts) return;
+      this.incoming[t] = null;
+      this.gens[t] = next.gen;
+      this.complete.then(() => {
+        if (this.gens[t] !== next.gen) return; // a newer one came meanwhile
+        this.buffers = this.buffers.map((b, i) => (i === t ? next.buffer : b));
+        this.scales[t] = next.scale;
+        for (const listener of this.replaceListeners) listener(t);
+      });
+    }
     progress() {
       return this.parts ? this.seen.size / this.parts : 0;
     }
@@ -135,13 +170,13 @@
       src.buffer = buffer;
       src.connect(nodes[i]);
       src.start(at, from);
-      return Object.assign(src, { at, from });
+      return Object.assign(src, { at, from, track: i });
     });
   }
 
   // Audio decoded whole (the offline copy's Ogg): playable when complete.
   function wholeAudio(load) {
-    const audio = { buffers: null, slices: [], sliceListeners: new Set() };
+    const audio = { buffers: null, slices: [], sliceListeners: new Set(), replaceListeners: new Set() };
     audio.complete = load().then((buffers) => { audio.buffers = buffers; return buffers; });
     audio.playable = audio.complete;
     return audio;
@@ -213,8 +248,9 @@
         this.audio.sliceListeners.add((k) => {
           if (this.playing && this.progressive) this.scheduleSlice(k);
         });
-        this.audio.complete.then((buffers) => {
-          this.buffers = buffers;
+        this.audio.replaceListeners.add((t) => this.swap(t));
+        this.audio.complete.then(() => {
+          this.buffers = this.audio.buffers; // (a track swapped in meanwhile included)
           // a loop needs whole buffers: start it now if one was asked for meanwhile
           if (this.playing && this.progressive && this.loopSpan()) this.play(this.position());
           this.emit();
@@ -224,11 +260,15 @@
       return this.ready;
     }
     complete() {
-      return this.prepare().then(() => this.audio.complete);
+      // the whole audio as it is now (with any track swapped in since)
+      return this.prepare().then(() => this.audio.complete).then(() => this.audio.buffers);
+    }
+    scales() {
+      return this.audio.scales || this.model.get("_scales") || [];
     }
     gainValues() {
       const gains = trackGains(this.model);
-      const scales = this.model.get("_scales") || [];
+      const scales = this.scales();
       return this.model.get("tracks").map((name, i) => (gains[name] ?? 0) * (this.sourceScales ? 1 : scales[i] ?? 1));
     }
     applyGains(ramp = true) {
@@ -281,7 +321,7 @@
           src.connect(this.nodes[i]);
           src.start(when, offset);
           this.starts.push({ track: i, when, offset });
-          return src;
+          return Object.assign(src, { track: i });
         });
         this.endWith(this.sources[0]);
       } else {
@@ -299,6 +339,36 @@
       this.sources.push(...sources);
       const slice = this.audio.slices[k];
       if (sources.length && slice.start + slice.frames >= this.model.get("frames")) this.endWith(sources[0]);
+    }
+    swap(t) {
+      // Track t has new audio: from a moment just ahead, its new source takes over from the
+      // old one at the same point of the same clock (the others play on untouched).
+      this.buffers = this.audio.buffers;
+      if (!this.playing) return this.emit();
+      if (this.progressive) return this.play(this.position()); // whole buffers now: restart
+      const when = this.ctx.currentTime + START_AHEAD_S;
+      let offset = this.offset + (when - this.when);
+      const loop = this.loopSpan();
+      if (loop && offset >= loop[1]) offset = loop[0] + ((offset - loop[0]) % (loop[1] - loop[0]));
+      const gain = this.nodes[t].gain;
+      gain.cancelScheduledValues(this.ctx.currentTime);
+      gain.setValueAtTime(gain.value, this.ctx.currentTime);
+      gain.setValueAtTime(this.gainValues()[t], when); // the new audio's scale, from its start
+      const src = this.ctx.createBufferSource();
+      src.buffer = this.buffers[t];
+      if (loop) Object.assign(src, { loop: true, loopStart: loop[0], loopEnd: loop[1] });
+      src.connect(this.nodes[t]);
+      if (offset < this.buffers[t].duration) src.start(when, offset);
+      this.starts.push({ track: t, when, offset, swap: true });
+      const old = this.sources.filter((s) => s.track === t);
+      for (const s of old) {
+        const ends = !!s.onended;
+        s.onended = null;
+        try { s.stop(when); } catch (e) { /* never started */ }
+        if (ends) this.endWith(src);
+      }
+      this.sources = [...this.sources.filter((s) => s.track !== t), Object.assign(src, { track: t })];
+      this.emit();
     }
     endWith(src) {
       src.onended = () => {
@@ -390,7 +460,7 @@
       // "remix": what the mixer plays; a track's name: that track as it is.
       const buffers = await this.complete();
       const i = this.model.get("tracks").indexOf(which);
-      const scales = this.model.get("_scales") || [];
+      const scales = this.scales();
       const values = buffers.map((_, j) => (j === i ? (this.sourceScales ? 1 : scales[j] ?? 1) : 0));
       const channels = await this.render(i >= 0 ? values : null);
       const a = h("a", { href: URL.createObjectURL(wavBlob(channels, buffers[0].sampleRate)) });
@@ -410,6 +480,7 @@
       this.model = model;
       this.live = live;
       this.byKind = {}; // kind -> track -> [tile], coarse first
+      this.gens = []; // per lane: the newest picture's generation (StemPlayer.replace_track)
       this.request = 0;
       this.pending = null;
       this.asked = new Set();
@@ -423,6 +494,14 @@
       });
     }
     add(tile, data) {
+      const gen = tile.gen || 0;
+      const known = this.gens[tile.track] || 0;
+      if (gen < known) return; // a picture of audio since replaced
+      if (gen > known) { // new audio or a new mask: its older tiles go
+        this.gens[tile.track] = gen;
+        for (const perKind of Object.values(this.byKind)) delete perKind[tile.track];
+        this.asked.clear();
+      }
       const perTrack = (this.byKind[tile.kind] ??= {});
       const list = (perTrack[tile.track] ??= []);
       tile = { ...tile, bytes: tile.image ? null : bytesOf(data) };
@@ -449,9 +528,13 @@
     list(kind, track) {
       return (this.byKind[kind] || {})[track] || [];
     }
-    canvas(tile, lut, dbRange) {
-      // A tile coloured for the current dB range; cached until the range changes.
+    canvas(tile, luts, dbRange) {
+      // A tile coloured for the current dB range (a mask: 0 to 1 through its own colour map);
+      // cached until the range changes.
       if (tile.image) return tile.image;
+      const linear = tile.scale === "linear";
+      const lut = linear ? luts.linear : luts.db;
+      if (linear) dbRange = RANGE_DB;
       const cached = this.colourCache.get(tile);
       if (cached && cached.dbRange === dbRange) return cached.canvas;
       const canvas = h("canvas");
@@ -513,11 +596,19 @@
     const { engine, tiles } = host;
     const tracks = model.get("tracks");
     const stems = model.get("stem_names");
-    const lutState = model.get("_lut");
-    const lut = Array.isArray(lutState) ? Uint8Array.from(lutState) : bytesOf(lutState);
+    const lutOf = (key) => {
+      const state = model.get(key);
+      return Array.isArray(state) ? Uint8Array.from(state) : state ? bytesOf(state) : null;
+    };
+    const lut = lutOf("_lut");
+    const luts = { db: lut, linear: lutOf("_lut_linear") || lut };
+    const pictures = model.get("pictures") || [];
+    const order = model.get("lane_order") || [...tracks, ...pictures];
+    const mixer = model.get("mixer") !== false;
+    const choices = mixer ? ["remix", ...(tracks.includes("mix") ? ["mix"] : []), ...stems] : tracks;
     const root = h("div", { class: "bn-player", tabindex: "0", "data-lm-suppress-shortcuts": "true" });
     const cleanups = [];
-    let selected = tracks.indexOf(stems[0]);
+    let selected = Math.max(0, order.indexOf(stems[0]));
 
     // transport bar
     const playBtn = h("button", { class: "bn-play", title: "play / pause (space)" }, "▶");
@@ -527,7 +618,8 @@
     const loopBtn = h("button", { class: "bn-loop", title: "loop the visible span (L); shift-drag a lane to choose one" }, "⟲ loop");
     const abBtn = h("button", { class: "bn-ab", title: "A/B: switch between the remix and the other choice (A)" }, "A/B");
     const listenSel = h("select", { class: "bn-listen", title: "what you hear" });
-    for (const name of ["remix", ...(tracks.includes("mix") ? ["mix"] : []), ...stems]) listenSel.append(h("option", { value: name }, name === "remix" ? "remix (mixer)" : name === "mix" ? "original mix" : `${name} alone`));
+    const choiceLabel = (name) => (name === "remix" ? "remix (mixer)" : name === "mix" ? "original mix" : mixer ? `${name} alone` : name);
+    for (const name of choices) listenSel.append(h("option", { value: name }, choiceLabel(name)));
     const kindSel = h("select", { class: "bn-kind", title: "lane picture" });
     const kinds = host.standalone ? ["stft", "waveform"] : ["stft", "mel", "cqt", "waveform"];
     for (const k of kinds) kindSel.append(h("option", { value: k }, KIND_LABELS[k]));
@@ -539,7 +631,7 @@
     // One track and no mix: nothing to mix or compare, so no mixer, A/B or remix.
     const single = tracks.length === 1;
     const copyNote = host.standalone ? " (from the Ogg copy)" : "";
-    for (const name of [...(single ? [] : ["remix"]), ...tracks]) downloadSel.append(h("option", { value: name }, `${name}.wav${copyNote}`));
+    for (const name of [...(single || !mixer ? [] : ["remix"]), ...tracks]) downloadSel.append(h("option", { value: name }, `${name}.wav${copyNote}`));
     const colourBar = h("canvas", { class: "bn-colourbar", width: "120", height: "10" });
     const colourLabel = h("span", { class: "bn-colourlabel" });
     const note = h("span", { class: "bn-note" }, model.get("note") || "");
@@ -556,15 +648,17 @@
     // overview strip (drag the box to scroll) and lanes
     const overview = h("canvas", { class: "bn-overview-canvas" });
     const overviewRow = h("div", { class: "bn-row bn-overview" }, h("div", { class: "bn-strip bn-strip-label" }, "whole track"), h("div", { class: "bn-cell" }, overview));
-    const lanes = tracks.map((name, i) => {
+    const lanes = order.map((name, i) => {
+      const audible = tracks.includes(name);
+      const index = audible ? tracks.indexOf(name) : tracks.length + pictures.indexOf(name);
       const canvas = h("canvas", { class: "bn-lane-canvas", "data-track": name });
       const head = h("div", { class: "bn-head" });
       const loopBand = h("div", { class: "bn-loopband" });
       const strip = h("div", { class: "bn-strip" });
       const label = h("span", { class: "bn-name", title: name }, name);
       strip.append(label);
-      let mute = null, solo = null, gain = null, gainText = null;
-      if (stems.includes(name) && !single) {
+      let mute = null, solo = null, gain = null, gainText = null, hear = null;
+      if (mixer && stems.includes(name) && !single) {
         mute = h("button", { class: "bn-mute", title: `mute ${name} (M)` }, "M");
         solo = h("button", { class: "bn-solo", title: `solo ${name} (S)` }, "S");
         gain = h("input", { class: "bn-gain", type: "range", min: "-60", max: "12", step: "0.5", "aria-label": `${name} gain (dB)` });
@@ -577,16 +671,28 @@
           model.save_changes();
         });
         gain.addEventListener("dblclick", () => { model.set("gains", { ...model.get("gains"), [name]: 0 }); model.save_changes(); });
-      } else if (name === "mix") {
-        const ab = h("button", { class: "bn-hear", title: "hear the original mix (A/B)" }, "hear");
-        ab.addEventListener("click", () => { model.set("listen", model.get("listen") === "mix" ? "remix" : "mix"); model.save_changes(); });
-        strip.append(ab);
+      } else if (mixer && name === "mix") {
+        hear = h("button", { class: "bn-hear", title: "hear the original mix (A/B)" }, "hear");
+        hear.addEventListener("click", () => { model.set("listen", model.get("listen") === "mix" ? "remix" : "mix"); model.save_changes(); });
+      } else if (audible && !single) {
+        hear = h("button", { class: "bn-hear", title: `hear ${name} (A/B: the one heard before)` }, "hear");
+        hear.addEventListener("click", () => listenTo(name));
+      } else if (!audible) {
+        const legend = h("canvas", { class: "bn-legend", width: "64", height: "8", title: "0 (dark) to 1 (bright)" });
+        const g = legend.getContext("2d");
+        for (let x = 0; x < 64; x++) {
+          const q = Math.round((x / 63) * 255);
+          g.fillStyle = `rgb(${luts.linear[3 * q]},${luts.linear[3 * q + 1]},${luts.linear[3 * q + 2]})`;
+          g.fillRect(x, 0, 1, 8);
+        }
+        strip.append(h("span", { class: "bn-legend-label" }, "0"), legend, h("span", { class: "bn-legend-label" }, "1"));
       }
+      if (hear) strip.append(hear);
       const cell = h("div", { class: "bn-cell" }, canvas, loopBand, head);
-      const row = h("div", { class: "bn-row bn-lane", "data-track": name }, strip, cell);
+      const row = h("div", { class: `bn-row bn-lane${audible ? "" : " bn-picture"}`, "data-track": name }, strip, cell);
       row.addEventListener("pointerdown", () => { selected = i; refreshMixer(); });
       row.addEventListener("focusin", () => { selected = i; refreshMixer(); });
-      return { name, canvas, head, loopBand, row, mute, solo, gain, gainText, cell, wave: null };
+      return { name, index, audible, canvas, head, loopBand, row, mute, solo, gain, gainText, hear, cell, wave: null };
     });
     const axis = h("canvas", { class: "bn-axis-canvas" });
     const axisRow = h("div", { class: "bn-row bn-axis" }, h("div", { class: "bn-strip" }, h("span", { class: "bn-hint" }, "click: seek · drag: scrub · shift-drag: loop · ctrl-wheel: zoom")), h("div", { class: "bn-cell" }, axis));
@@ -633,7 +739,7 @@
         const [v0, v1] = span;
         const a = Math.max(v0, tile.t0), b = Math.min(v1, tile.t1);
         if (b <= a) continue;
-        const src = tiles.canvas(tile, lut, dbRange);
+        const src = tiles.canvas(tile, luts, dbRange);
         const cols = tile.image ? tile.image.naturalWidth || tile.image.width : tile.cols;
         const rows = tile.image ? tile.image.naturalHeight || tile.image.height : tile.rows;
         const sx = ((a - tile.t0) / (tile.t1 - tile.t0)) * cols;
@@ -643,14 +749,13 @@
         g.drawImage(src, sx, 0, sw, rows, dx, 0, dw, hgt);
       }
     }
-    function waveColumns(i, span, w) {
+    function waveColumns(lane, span, w) {
       const buffers = engine.buffers;
       if (!buffers) return null;
       const key = `${span[0]}:${span[1]}:${w}`;
-      const lane = lanes[i];
       if (lane.wave && lane.wave.key === key) return lane.wave;
-      const buf = buffers[i];
-      const scale = (engine.sourceScales ? 1 : model.get("_scales")[i]) || 1;
+      const buf = buffers[lane.index];
+      const scale = (engine.sourceScales ? 1 : engine.scales()[lane.index]) || 1;
       const data = Array.from({ length: buf.numberOfChannels }, (_, c) => buf.getChannelData(c));
       const lo = new Float32Array(w), hi = new Float32Array(w);
       for (let x = 0; x < w; x++) {
@@ -682,16 +787,16 @@
       const kind = model.get("kind");
       const span = getView();
       let freqs = null;
-      if (kind === "waveform") {
+      if (kind === "waveform" && lane.audible) {
         if (!engine.buffers) engine.prepare().then(() => drawAll());
-        const cols = waveColumns(i, span, Math.floor(w));
+        const cols = waveColumns(lane, span, Math.floor(w));
         g.fillStyle = style.getPropertyValue("--bn-wave").trim() || "#4c9be8";
         if (cols) for (let x = 0; x < cols.lo.length; x++) {
           const y0 = hgt / 2 - (cols.hi[x] * hgt) / 2, y1 = hgt / 2 - (cols.lo[x] * hgt) / 2;
           g.fillRect(x, clamp(y0, 0, hgt), 1, Math.max(1, clamp(y1, 0, hgt) - clamp(y0, 0, hgt)));
         }
       } else {
-        const list = tiles.list(kind, i).length ? tiles.list(kind, i) : tiles.list("stft", i);
+        const list = tiles.list(kind, lane.index).length ? tiles.list(kind, lane.index) : tiles.list("stft", lane.index);
         drawTiles(g, list, w, hgt, span);
         freqs = list.length ? list[0].freqs : null;
       }
@@ -777,11 +882,13 @@
         if (kind === "waveform" || !tiles.live) return;
         const [v0, v1] = getView();
         const cols = Math.min(4096, Math.round(width * (window.devicePixelRatio || 1)));
-        const overviewTile = tiles.list(kind, 0)[0];
-        if (!overviewTile) return tiles.ask(kind, 0, model.get("duration"), 1600);
-        const best = tiles.list(kind, 0).filter((t) => t.t0 <= v0 + 1e-6 && t.t1 >= v1 - 1e-6);
-        const density = Math.max(...best.map((t) => t.cols / (t.t1 - t.t0)));
-        if (density * (v1 - v0) < cols * 0.75) tiles.ask(kind, v0, v1, cols);
+        // every lane (a lane given new audio or a new mask has lost its sharper tiles)
+        if (lanes.some((l) => !tiles.list(kind, l.index).length)) return tiles.ask(kind, 0, model.get("duration"), 1600);
+        const sharp = lanes.every((l) => {
+          const best = tiles.list(kind, l.index).filter((t) => t.t0 <= v0 + 1e-6 && t.t1 >= v1 - 1e-6);
+          return Math.max(...best.map((t) => t.cols / (t.t1 - t.t0))) * (v1 - v0) >= cols * 0.75;
+        });
+        if (!sharp) tiles.ask(kind, v0, v1, cols);
       }, SHARPEN_DELAY_MS);
     }
 
@@ -822,10 +929,9 @@
       const heard = trackGains(model);
       lanes.forEach((lane, i) => {
         lane.row.classList.toggle("bn-selected", i === selected);
-        lane.row.classList.toggle("bn-silent", !heard[lane.name]);
+        lane.row.classList.toggle("bn-silent", lane.audible && !heard[lane.name]);
         if (!lane.mute) {
-          const hear = lane.row.querySelector(".bn-hear");
-          if (hear) hear.classList.toggle("bn-on", model.get("listen") === "mix");
+          if (lane.hear) lane.hear.classList.toggle("bn-on", model.get("listen") === lane.name);
           return;
         }
         lane.mute.classList.toggle("bn-on", muted.has(lane.name));
@@ -835,7 +941,7 @@
         lane.gainText.textContent = `${db > 0 ? "+" : ""}${db.toFixed(1)} dB`;
       });
       listenSel.value = model.get("listen");
-      abBtn.classList.toggle("bn-on", model.get("listen") !== "remix");
+      abBtn.classList.toggle("bn-on", mixer ? model.get("listen") !== "remix" : model.get("listen") !== abFirst);
       loopBtn.classList.toggle("bn-on", !!engine.loopSpan());
       kindSel.value = model.get("kind");
       rangeBox.style.display = model.get("kind") === "waveform" ? "none" : ""; // no colours to explain
@@ -875,14 +981,25 @@
       model.save_changes();
     });
     abBtn.addEventListener("click", abSwitch);
-    let abOther = tracks.includes("mix") ? "mix" : stems[0];
+    // With a mixer, A/B is the remix against the mix (or the stem last heard alone); without
+    // one, the track heard against the one heard before it.
+    const abFirst = model.get("listen");
+    let abOther = mixer ? (tracks.includes("mix") ? "mix" : stems[0]) : [...stems, ...tracks].find((n) => n !== abFirst);
+    function listenTo(name) {
+      const now = model.get("listen");
+      if (name === now) return;
+      if (!mixer) abOther = now;
+      model.set("listen", name);
+      model.save_changes();
+    }
     function abSwitch() {
       const now = model.get("listen");
+      if (!mixer) return listenTo(abOther);
       if (now !== "remix") abOther = now;
       model.set("listen", now === "remix" ? abOther : "remix");
       model.save_changes();
     }
-    listenSel.addEventListener("change", () => { model.set("listen", listenSel.value); model.save_changes(); });
+    listenSel.addEventListener("change", () => listenTo(listenSel.value));
     kindSel.addEventListener("change", () => { model.set("kind", kindSel.value); model.save_changes(); });
     rangeIn.addEventListener("input", () => { model.set("db_range", Number(rangeIn.value)); model.save_changes(); });
     zoomIn.addEventListener("click", () => zoom(0.5));
@@ -1078,7 +1195,8 @@
   function mount(container) {
     const state = JSON.parse(container.querySelector("script.bn-state").textContent);
     const model = localModel(state);
-    const audios = [...container.querySelectorAll("audio.bn-track")];
+    // in track order (the page lists them in lane order)
+    const audios = [...container.querySelectorAll("audio.bn-track")].sort((a, b) => Number(a.dataset.track) - Number(b.dataset.track));
     const images = [...container.querySelectorAll("img.bn-lane-image")];
     // Decoded at the tracks' own rate (an AudioContext would resample to the device's).
     const decoder = new OfflineAudioContext(1, 1, state.sample_rate || 44100);
@@ -1086,7 +1204,7 @@
       audios.map(async (a) => decoder.decodeAudioData(await (await fetch(a.src)).arrayBuffer())))));
     engine.sourceScales = true; // decoded audio is at its own level
     const tiles = new Tiles(model, false);
-    images.forEach((img, i) => tiles.add({ kind: "stft", track: i, t0: 0, t1: state.image_t1 ?? state.duration, image: img, freqs: state.freqs }, null));
+    images.forEach((img, i) => tiles.add({ kind: "stft", track: Number(img.dataset.lane ?? i), t0: 0, t1: state.image_t1 ?? state.duration, image: img, freqs: state.freqs }, null));
     const holder = h("div", { class: "bn-upgraded" });
     container.querySelector(".bn-static").style.display = "none";
     container.append(holder);
