@@ -363,6 +363,21 @@ def test_keys_drive_the_player_and_not_jupyterlab(studio):
     )
     assert ("bass" in after) != ("bass" in soloed) and set(after) ^ set(soloed) == {"bass"}
     page.keyboard.press("s")  # and back
+    # A/B compares any two choices: the one heard and the one heard before it
+    listen = lambda: page.evaluate(  # noqa: E731
+        "el => el.querySelector('.bn-player').bandscope.engine.model.get('listen')",
+        explorer.element_handle(),
+    )
+    explorer.locator(".bn-listen").select_option("drums")
+    explorer.locator(".bn-listen").select_option("bass")
+    explorer.locator(".bn-name").first.click()  # the player holds the focus again
+    heard = []
+    for _ in range(3):
+        page.keyboard.press("a")
+        page.wait_for_timeout(100)
+        heard.append(listen())
+    assert heard == ["drums", "bass", "drums"]
+    explorer.locator(".bn-listen").select_option("remix")
 
 
 def test_a_scrub_lands_where_released_and_a_drawn_loop_restarts_once(studio):

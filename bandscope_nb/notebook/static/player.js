@@ -616,7 +616,7 @@
     const time = h("span", { class: "bn-time" }, "0:00.0 / 0:00.0");
     const seekBar = h("input", { class: "bn-seek", type: "range", min: "0", step: "0.01", "aria-label": "position" });
     const loopBtn = h("button", { class: "bn-loop", title: "loop the visible span (L); shift-drag a lane to choose one" }, "⟲ loop");
-    const abBtn = h("button", { class: "bn-ab", title: "A/B: switch between the remix and the other choice (A)" }, "A/B");
+    const abBtn = h("button", { class: "bn-ab", title: "A/B: switch to what you heard before (A)" }, "A/B");
     const listenSel = h("select", { class: "bn-listen", title: "what you hear" });
     const choiceLabel = (name) => (name === "remix" ? "remix (mixer)" : name === "mix" ? "original mix" : mixer ? `${name} alone` : name);
     for (const name of choices) listenSel.append(h("option", { value: name }, choiceLabel(name)));
@@ -673,7 +673,7 @@
         gain.addEventListener("dblclick", () => { model.set("gains", { ...model.get("gains"), [name]: 0 }); model.save_changes(); });
       } else if (mixer && name === "mix") {
         hear = h("button", { class: "bn-hear", title: "hear the original mix (A/B)" }, "hear");
-        hear.addEventListener("click", () => { model.set("listen", model.get("listen") === "mix" ? "remix" : "mix"); model.save_changes(); });
+        hear.addEventListener("click", () => listenTo(model.get("listen") === "mix" ? "remix" : "mix"));
       } else if (audible && !single) {
         hear = h("button", { class: "bn-hear", title: `hear ${name} (A/B: the one heard before)` }, "hear");
         hear.addEventListener("click", () => listenTo(name));
@@ -924,6 +924,7 @@
     cleanups.push(() => cancelAnimationFrame(frame));
 
     function refreshMixer() {
+      noteListen();
       const muted = new Set(model.get("muted")), soloed = new Set(model.get("soloed"));
       const gains = model.get("gains") || {};
       const heard = trackGains(model);
@@ -941,7 +942,7 @@
         lane.gainText.textContent = `${db > 0 ? "+" : ""}${db.toFixed(1)} dB`;
       });
       listenSel.value = model.get("listen");
-      abBtn.classList.toggle("bn-on", mixer ? model.get("listen") !== "remix" : model.get("listen") !== abFirst);
+      abBtn.classList.toggle("bn-on", model.get("listen") !== abFirst);
       loopBtn.classList.toggle("bn-on", !!engine.loopSpan());
       kindSel.value = model.get("kind");
       rangeBox.style.display = model.get("kind") === "waveform" ? "none" : ""; // no colours to explain
@@ -981,23 +982,23 @@
       model.save_changes();
     });
     abBtn.addEventListener("click", abSwitch);
-    // With a mixer, A/B is the remix against the mix (or the stem last heard alone); without
-    // one, the track heard against the one heard before it.
+    // A/B: what is heard against what was heard before it, whichever control (or Python)
+    // chose them, so any two choices compare; at first the remix against the original mix
+    // (with a mixer) or the first track against the next.
     const abFirst = model.get("listen");
+    let heardLast = abFirst;
     let abOther = mixer ? (tracks.includes("mix") ? "mix" : stems[0]) : [...stems, ...tracks].find((n) => n !== abFirst);
-    function listenTo(name) {
+    function noteListen() {
       const now = model.get("listen");
-      if (name === now) return;
-      if (!mixer) abOther = now;
+      if (now !== heardLast) [abOther, heardLast] = [heardLast, now];
+    }
+    function listenTo(name) {
+      if (name === model.get("listen")) return;
       model.set("listen", name);
       model.save_changes();
     }
     function abSwitch() {
-      const now = model.get("listen");
-      if (!mixer) return listenTo(abOther);
-      if (now !== "remix") abOther = now;
-      model.set("listen", now === "remix" ? abOther : "remix");
-      model.save_changes();
+      listenTo(abOther);
     }
     listenSel.addEventListener("change", () => listenTo(listenSel.value));
     kindSel.addEventListener("change", () => { model.set("kind", kindSel.value); model.save_changes(); });
