@@ -212,7 +212,7 @@ def test_an_installed_wheel_carries_the_report_notebook(song, tmp_path):
     (unpacked,) = (tmp_path / "sdist").iterdir()
     shutil.unpack_archive(pep517("build_wheel", unpacked, dist), site, format="zip")
     packaged = site / "bandscope_nb" / "notebook" / "report.ipynb"
-    assert (site / "bandscope_nb" / "notebook" / "static" / "player.js").is_file()
+    assert (site / "bandscope_nb" / "notebook" / "static" / "player_view.js").is_file()
     assert packaged.read_bytes() == (ROOT / "notebooks" / "03_report.ipynb").read_bytes()
 
     env = {**os.environ, "PYTHONPATH": str(site)}

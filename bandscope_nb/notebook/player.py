@@ -53,9 +53,15 @@ OVERVIEW_COLS = 1600
 MAX_TILE_COLS = 4096
 
 
+# The player's script, in parts that share one scope (see the head of player_common.js).
+PARTS = ("player_common", "player_audio", "player_tiles", "player_view", "player_hosts")
+
+
 def player_script() -> str:
-    """The player's JavaScript (shared by the widget and the offline page)."""
-    return (STATIC / "player.js").read_text(encoding="utf-8")
+    """The player's JavaScript (shared by the widget and the offline page): its parts joined
+    inside one function, which sets ``globalThis.BandscopePlayer``."""
+    parts = [(STATIC / f"{name}.js").read_text(encoding="utf-8") for name in PARTS]
+    return '(() => {\n  "use strict";\n' + "\n".join(parts) + "})();\n"
 
 
 def player_style() -> str:

@@ -29,7 +29,7 @@ IMAGE_SIZE = (1200, 96)
 
 
 def _lane_image(tile: dict, lut: bytes, db_range: float) -> bytes:
-    """A tile coloured as the browser colours it (player.js ``Tiles.canvas``), as a JPEG."""
+    """A tile coloured as the browser colours it (player_tiles.js ``Tiles.canvas``), as a JPEG."""
     from PIL import Image
 
     from .lanes import RANGE_DB
@@ -116,7 +116,7 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
     )
     script = player_script()
     if "</script" in script.lower():  # would end the inline script early
-        raise RuntimeError("player.js must not contain '</script'.")
+        raise RuntimeError("The player's script must not contain '</script'.")
     state_json = json.dumps(state).replace("</", "<\\/")
     css = player_style()
     return (
