@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import re
-
 import numpy as np
 import pytest
-import soundfile as sf
 
 import bandscope_nb as bn
 from bandscope_nb.dsp.masks import oracle_masks
@@ -32,84 +27,63 @@ def run_in_kernel(*sources: str):
     return nb
 
 
-def decode(html: str) -> np.ndarray:
-    data = base64.b64decode(re.search(r"base64,([^\"]+)\"", html).group(1))
-    return sf.read(io.BytesIO(data), always_2d=True)[0].T
+def test_a_spectrogram_view_is_a_player_of_its_signals(demo):
+    mix, truth = demo
+    view = SpectrogramView(mix, kind="cqt")
+    assert view.tracks == ["audio"] and view.kind == "cqt" and not view.mixer
+    np.testing.assert_allclose(view.remix(), mix.samples)  # what it plays
+    view.wait(30, audio=False)
+    (tile,) = view._lanes  # the whole signal, on the STFT rows until the browser asks
+    assert tile["t0"] == 0 and tile["t1"] == pytest.approx(mix.duration)
+    ((cqt, data),) = view.tiles(kind="cqt", t0=0.0, t1=2.0, cols=100)
+    assert cqt["rows"] == 84 and len(data) == 84 * cqt["cols"]
+    with pytest.raises(bn.ParameterError, match="kind"):
+        view.kind = "linear"
+    stems = SpectrogramView(truth)  # stems get the mixer
+    assert stems.tracks == list(truth.names) and stems.mixer and stems.listen == "remix"
 
 
-def test_spectrogram_controls_update_the_artists_in_place(demo):
-    _, truth = demo
-    view = SpectrogramView(truth)
-    first_png, artist = view.figure_widget.widget.value, view.images[0]
-    assert first_png[:8] == b"\x89PNG\r\n\x1a\n" and len(view.images) == 4
-    view.kind.value = "mel"
-    assert view.images[0] is artist and artist.get_array().shape[0] == 128
-    view.kind.value = "cqt"
-    assert artist.get_array().shape[0] == 84
-    view.kind.value = "stft"
-    view.window.value = 5.0
-    view.start.value = 10.0
-    assert tuple(artist.get_extent()[:2]) == (10.0, 15.0)
-    view.db_range.value = 40.0
-    low, high = artist.get_clim()
-    assert high - low == pytest.approx(40.0)
-    assert view.figure_widget.widget.value != first_png
-    cached = len(view._cache)
-    view.kind.value = "mel"
-    view.kind.value = "stft"  # back to a view already computed: served from the cache
-    assert len(view._cache) == cached + 4
-
-
-def test_spectrogram_view_of_an_array_needs_its_rate():
+def test_a_spectrogram_view_of_arrays_needs_their_rate_and_pads_them():
     with pytest.raises(bn.ParameterError, match="sample_rate"):
         SpectrogramView(np.zeros((2, 1000)))
-    assert len(SpectrogramView(np.zeros((2, 8000)), 8000).images) == 1
-
-
-def test_ipympl_canvas_is_the_figure_canvas_and_follows_the_controls(demo):
-    _, truth = demo
-    view = SpectrogramView(truth, canvas="ipympl")
-    canvas = view.figure_widget.widget
-    assert type(canvas).__name__ == "Canvas" and view.figure.canvas is canvas
-    drawn = []
-    canvas.mpl_connect("draw_event", drawn.append)
-    view.kind.value = "mel"
-    assert view.images[0].get_array().shape[0] == 128
-    canvas.draw()  # what the front end asks for after draw_idle
-    assert drawn and canvas.get_renderer().buffer_rgba() is not None
-    with pytest.raises(bn.ParameterError, match="canvas"):
-        SpectrogramView(truth, canvas="svg")
+    view = SpectrogramView({"long": np.ones((2, 8000)), "short": np.ones(4000)}, 8000)
+    assert view.tracks == ["long", "short"] and view.duration == pytest.approx(1.0)
+    view.listen = "short"
+    heard = view.remix()
+    assert heard.shape == (2, 8000) and heard[:, :4000].min() == 1 and not heard[:, 4000:].any()
+    with pytest.raises(bn.ParameterError, match="channels"):
+        SpectrogramView({"a": np.ones((2, 800)), "b": np.ones((3, 800))}, 8000)
 
 
 def test_in_a_kernel_stems_show_the_player_then_its_offline_copy():
     nb = run_in_kernel(
         "import bandscope_nb as bn\nmix, truth = bn.demo.load()\ntruth",
         "mix",
-        "print(bn.widgets.SpectrogramView(truth).figure_widget.kind)",
         "bn.widgets.SpectrogramView(mix)",
+        "bn.widgets.MaskExplorer(mix, truth, duration=2.0)",
     )
-    for cell, tracks in zip(nb.cells[:2], (4, 1), strict=False):
+    for cell, tracks in zip(nb.cells[:3], (4, 1, 1), strict=True):
         live, offline = cell.outputs
         assert set(live["data"]) == {"application/vnd.jupyter.widget-view+json"}
         html = offline["data"]["text/html"]
         assert html.count('<audio class="bn-track"') == tracks and "BandscopePlayer.upgrade" in html
+    live, twin = nb.cells[3].outputs  # the mask explorer: its view, then its static twin
+    assert set(live["data"]) == {"application/vnd.jupyter.widget-view+json"}
+    assert twin["data"]["text/html"].count('<audio class="bn-track"') == 3
     models = [
         m["model_name"]
         for m in nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"].values()
     ]
-    assert models.count("AnyModel") == 2 and models.count("MPLCanvasModel") == 2
-    assert nb.cells[2].outputs[0]["text"] == "ipympl\n"
-    live, twin = nb.cells[3].outputs  # a figure widget: the view, then its static twin
-    assert set(live["data"]) == {"application/vnd.jupyter.widget-view+json"}
-    assert "data:image/png;base64" in twin["data"]["text/html"]
+    assert models.count("AnyModel") == 4
     # an export without widget state (JupyterLab's default) shows the offline copies, and no
     # raw widget text
     from nbconvert import HTMLExporter
 
     del nb.metadata["widgets"]
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    assert html.count('<audio class="bn-track"') == 5 and "bn-lane-image" in html
-    assert "bandscope-twin" in html and "SpectrogramView(" not in html
+    assert html.count('<audio class="bn-track"') == 9 and "bn-lane-image" in html
+    assert "bandscope-twin" in html
+    assert "SpectrogramView(" not in html and "MaskExplorer(" not in html
 
 
 def test_outside_a_kernel_the_text_is_all(demo, capsys):

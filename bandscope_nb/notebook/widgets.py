@@ -1,28 +1,19 @@
-"""Notebook widgets: look at and listen to signals and stems (ipywidgets 8).
+"""Notebook widgets: look at and listen to signals and stems (ipywidgets 8, anywidget).
 
-Stems are played and mixed by the stem studio's player (:class:`StemPlayer`, in
-:mod:`.player`; :class:`StemExplorer` is that player with the mix). The figure widgets here do
-no DSP of their own: images come from :mod:`bandscope_nb.notebook.display` (at screen
-resolution, cached per view) and masks from :mod:`bandscope_nb.dsp.masks`. Each is a ``VBox``
-that builds its controls, wires them with ``observe(..., names="value")`` and updates its
-artists in place. In a live kernel with ipympl installed the figure is ipympl's interactive
-canvas; otherwise (or with ``canvas="image"``) a PNG ``Image`` widget.
-
-:func:`explore` picks the player for an object; ``Stems`` and ``Audio`` show it in a live kernel
-(:func:`show`).
+Every view here is the stem studio's player (:class:`StemPlayer`, in :mod:`.player`):
+:class:`StemExplorer` is the player with the mix, :class:`SpectrogramView` the player as a
+teaching view of any signals, and :class:`~.mask_explorer.MaskExplorer` puts a mask lane and
+its controls around one. :func:`explore` picks the player for an object; ``Stems`` and
+``Audio`` show it in a live kernel (:func:`show`).
 """
 
 from __future__ import annotations
-
-import importlib.util
-import io
 
 import ipywidgets as W
 import numpy as np
 
 from ..errors import ParameterError
 from ..stems import Stems
-from .display import KINDS, figure_grid, specshow, spectrogram_image, style_axis
 from .player import StemPlayer
 
 __all__ = ["SpectrogramView", "StemExplorer", "StemPlayer", "explore", "show"]  # and MaskExplorer
@@ -35,9 +26,6 @@ def __getattr__(name: str):
 
         return MaskExplorer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-CANVASES = ("auto", "ipympl", "image")
 
 
 def in_live_kernel() -> bool:
@@ -69,54 +57,6 @@ def slider(description: str, value: float, low: float, high: float, step: float 
     )
 
 
-class FigureWidget:
-    """A matplotlib ``Figure`` as a widget: ipympl's canvas, or a PNG ``Image`` widget.
-
-    ``canvas="auto"`` takes ipympl in a live kernel when it is installed, else the image.
-    Call :meth:`refresh` after changing artists.
-
-    Examples
-    --------
-    >>> from matplotlib.figure import Figure
-    >>> shown = FigureWidget(Figure(figsize=(2, 1)), canvas="image")
-    >>> shown.refresh()
-    >>> shown.kind, bytes(shown.widget.value[1:4])
-    ('image', b'PNG')
-    """
-
-    def __init__(self, figure, canvas: str = "auto"):
-        if canvas not in CANVASES:
-            raise ParameterError(f"Invalid canvas: {canvas!r}; choose one of {CANVASES}.")
-        if canvas == "auto":
-            usable = in_live_kernel() and importlib.util.find_spec("ipympl") is not None
-            canvas = "ipympl" if usable else "image"
-        self.figure, self.kind = figure, canvas
-        if canvas == "ipympl":
-            try:
-                from ipympl.backend_nbagg import Canvas, FigureManager
-            except ImportError as exc:
-                raise ParameterError(
-                    "canvas='ipympl' needs ipympl: pip install 'bandscope-nb[notebook]' "
-                    "(or pip install ipympl), or pass canvas='image'."
-                ) from exc
-            self.widget = Canvas(figure)
-            self.widget.manager = FigureManager(self.widget, 0)
-            self.widget.header_visible = False
-            self.widget.resizable = False
-            self.widget.toolbar_position = "right"
-        else:
-            self.widget = W.Image(format="png")
-
-    def refresh(self) -> None:
-        """Show the figure's current state."""
-        if self.kind == "ipympl":
-            self.figure.canvas.draw_idle()
-            return
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
-        self.widget.value = buf.getvalue()
-
-
 def _signals(data, sample_rate) -> tuple[list[tuple[str, np.ndarray]], int]:
     """``[(name, (channels, frames))]`` and the rate, from Audio, Stems, dict or an array."""
     from ..audio import Audio
@@ -132,29 +72,37 @@ def _signals(data, sample_rate) -> tuple[list[tuple[str, np.ndarray]], int]:
     return [("signal", np.atleast_2d(np.asarray(data, dtype=np.float32)))], int(sample_rate)
 
 
-class SpectrogramView(W.VBox):
-    """One or several aligned spectrograms with kind, dB range, axis, zoom and colour controls.
+class SpectrogramView(StemPlayer):
+    """Spectrograms of one or several signals on one time axis, played in the browser.
+
+    The stem studio's player (:class:`StemPlayer`) as a teaching view: a lane per signal
+    showing its log-frequency STFT, mel or CQT spectrogram (``kind``; axes in Hz or note
+    names, a dB colour bar and range) or waveform, zoomed and scrolled in the browser, with a
+    playhead. Several signals play one at a time (A/B between them) unless they are
+    :class:`Stems`, which get the mixer.
 
     Parameters
     ----------
     data : Audio, Stems, dict of name to array, or np.ndarray [shape=(channels, frames)]
+        Shorter signals are padded with silence to the longest.
     sample_rate : int or None
         Needed for arrays and dicts.
-    width_px : int
-        Figure width; transforms are computed at this resolution for the visible window.
-    canvas : {"auto", "ipympl", "image"}
-        How the figure shows (see :class:`FigureWidget`); ``view.figure_widget.kind`` says which.
+    kind : {"stft", "mel", "cqt", "waveform"}
+        The lanes' first picture.
+    height : int
+        Height of one lane in CSS pixels.
+    **player
+        Passed to :class:`StemPlayer` (``max_mb``, ``offline_seconds``).
 
     Examples
     --------
     >>> import bandscope_nb as bn
     >>> mix, truth = bn.demo.load()
-    >>> view = SpectrogramView(truth)
-    >>> view.figure_widget.kind  # outside a notebook kernel
-    'image'
-    >>> view.kind.value = "mel"
-    >>> view.images[0].get_array().shape[0]
-    128
+    >>> view = SpectrogramView(mix, kind="mel")
+    >>> view.tracks, view.kind, view.mixer
+    (['audio'], 'mel', False)
+    >>> SpectrogramView({"a": np.zeros(8000), "b": np.ones((2, 4000))}, 8000).tracks
+    ['a', 'b']
     """
 
     def __init__(
@@ -162,87 +110,24 @@ class SpectrogramView(W.VBox):
         data,
         sample_rate: int | None = None,
         *,
-        width_px: int = 900,
-        canvas: str = "auto",
+        kind: str = "stft",
+        height: int = 96,
+        **player,
     ):
-
-        self.signals, self.sample_rate = _signals(data, sample_rate)
-        self.duration = max(s.shape[-1] for _, s in self.signals) / self.sample_rate
-        self.width_px = width_px
-        self._cache: dict[tuple, tuple[np.ndarray, tuple]] = {}
-        self.kind = W.ToggleButtons(options=list(KINDS), value="stft", description="transform")
-        self.db_range = W.FloatSlider(
-            value=80.0, min=20.0, max=120.0, step=5.0, description="dB range"
-        )
-        self.log_freq = W.Checkbox(value=True, description="log frequency")
-        self.window = W.FloatSlider(
-            value=min(self.duration, 30.0),
-            min=0.5,
-            max=max(self.duration, 0.5),
-            step=0.5,
-            description="zoom (s)",
-        )
-        self.start = W.FloatSlider(
-            value=0.0,
-            min=0.0,
-            max=max(0.0, self.duration - 0.5),
-            step=0.25,
-            description="start (s)",
-        )
-        self.cmap = W.Dropdown(
-            options=["magma", "viridis", "gray_r", "inferno"], value="magma", description="colours"
-        )
-        titles = [name for name, _ in self.signals]
-        self.figure, self.axes = figure_grid(titles, width_px=width_px, row_inches=1.5, extra=0.4)
-        self.images = [
-            specshow(s, self.sample_rate, ax=ax, duration=self.window.value, width_px=width_px)
-            for ax, (_, s) in zip(self.axes, self.signals, strict=True)
-        ]
-        for ax in self.axes:
-            ax.label_outer()
-        self.figure_widget = FigureWidget(self.figure, canvas)
-        controls = (self.kind, self.db_range, self.log_freq, self.window, self.start, self.cmap)
-        for control in controls:
-            control.observe(self._redraw, names="value")
-        controls = W.HBox(
-            [
-                W.VBox([self.kind, self.log_freq, self.cmap]),
-                W.VBox([self.start, self.window, self.db_range]),
-            ]
-        )
-        super().__init__([controls, self.figure_widget.widget])
-        self._redraw()
-
-    def _ipython_display_(self) -> None:
-        """The live view, then a static twin (the figure as it stands) for pages without it."""
-        from .embed import display_with_twin, figure_png
-
-        display_with_twin(self, figure_png(self.figure))
-
-    def _transform(self, index: int) -> tuple[np.ndarray, tuple]:
-        start = min(self.start.value, max(0.0, self.duration - 0.5))
-        key = (index, self.kind.value, round(start, 3), round(self.window.value, 3))
-        if key not in self._cache:
-            self._cache[key] = spectrogram_image(
-                self.signals[index][1],
-                self.sample_rate,
-                kind=self.kind.value,
-                start=start,
-                duration=self.window.value,
-                width_px=self.width_px,
+        signals, rate = _signals(data, sample_rate)
+        frames = max(s.shape[-1] for _, s in signals)
+        channels = max(s.shape[0] for _, s in signals)
+        if any(s.shape[0] not in (1, channels) for _, s in signals):
+            raise ParameterError(
+                f"Signals of {sorted({s.shape[0] for _, s in signals})} channels cannot share "
+                "a view: give each one channel or the same number."
             )
-        return self._cache[key]
-
-    def _redraw(self, change=None) -> None:
-        for index, (ax, artist) in enumerate(zip(self.axes, self.images, strict=True)):
-            image, extent = self._transform(index)
-            top = float(image.max())
-            artist.set_data(image)
-            artist.set_extent(extent)
-            artist.set_clim(top - self.db_range.value, top)
-            artist.set_cmap(self.cmap.value)
-            style_axis(ax, self.kind.value, extent, log_freq=self.log_freq.value)
-        self.figure_widget.refresh()
+        stacked = np.zeros((len(signals), channels, frames), np.float32)
+        for index, (_, samples) in enumerate(signals):
+            stacked[index, :, : samples.shape[-1]] = samples  # (mono fills every channel)
+        stems = Stems(stacked, [name for name, _ in signals], rate)
+        super().__init__(stems, height=height, mixer=isinstance(data, Stems), **player)
+        self.kind = kind
 
 
 class StemExplorer(StemPlayer):
