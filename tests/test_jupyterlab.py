@@ -183,7 +183,7 @@ def test_mixing_while_playing_never_interrupts_playback(studio):
     explorer.locator(".bn-lane[data-track='bass'] .bn-solo").click()
     gain = explorer.locator(".bn-lane[data-track='other'] .bn-gain")
     box = gain.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.55, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
     explorer.locator(".bn-ab").click()
     explorer.locator(".bn-ab").click()
     page.wait_for_timeout(600)

@@ -60,16 +60,18 @@ def test_in_a_kernel_stems_show_the_player_then_its_offline_copy():
         "import bandscope_nb as bn\nmix, truth = bn.demo.load()\ntruth",
         "mix",
         "bn.widgets.SpectrogramView(mix)",
-        "bn.widgets.MaskExplorer(mix, truth, duration=2.0)",
+        "masks = bn.widgets.MaskExplorer(mix, truth, duration=2.0)\nmasks",
+        "import time\nmasks.kind.value = 'ibm'\nmasks.threshold.value = 6.0\ntime.sleep(3)",
     )
     for cell, tracks in zip(nb.cells[:3], (4, 1, 1), strict=True):
         live, offline = cell.outputs
         assert set(live["data"]) == {"application/vnd.jupyter.widget-view+json"}
         html = offline["data"]["text/html"]
         assert html.count('<audio class="bn-track"') == tracks and "BandscopePlayer.upgrade" in html
-    live, twin = nb.cells[3].outputs  # the mask explorer: its view, then its static twin
+    live, twin = nb.cells[3].outputs  # the mask explorer: its view, then its static twin ...
     assert set(live["data"]) == {"application/vnd.jupyter.widget-view+json"}
     assert twin["data"]["text/html"].count('<audio class="bn-track"') == 3
+    assert "IBM mask of vocals (threshold 6 dB)" in twin["data"]["text/html"]  # ... rewritten
     models = [
         m["model_name"]
         for m in nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"].values()
@@ -129,7 +131,7 @@ def test_mask_explorer_irm_matches_the_oracle_and_its_player(demo):
         np.testing.assert_allclose(pcm, explorer.estimate, atol=2 / 32767 * player._scales[1])
     assert [m["gen"] for m, _ in sent if m["type"] == "replace"] == [1, 2]
     assert player._lanes[1]["gen"] == 2 and player._lanes[3]["gen"] == 2  # masked, mask
-    assert "IRM mask of bass (exponent 0.5): SDR" in explorer.status.value
+    assert "IRM mask of bass (exponent 0.5):</b> SDR" in explorer.status.value
     assert explorer.threshold.disabled
     player.listen = "true stem"  # A/B: the true stem, as it is
     np.testing.assert_allclose(player.remix(), short["bass"])
@@ -155,6 +157,7 @@ def test_mask_explorer_binary_threshold_and_stem_choice(demo):
     np.testing.assert_allclose(shown / 255, values, atol=0.5 / 255 + 1e-6)
     explorer.stem.value = "drums"
     assert "IBM mask of drums (threshold 10 dB)" in explorer.status.value
+    assert player.loop == [0.0, pytest.approx(4.0)]  # it plays on while the sliders move
     expected = truth["drums"][:, 5 * 44100 : 9 * 44100]
     np.testing.assert_allclose(player._samples["true stem"], expected)
     player.listen = "true stem"

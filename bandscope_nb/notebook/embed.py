@@ -25,6 +25,7 @@ __all__ = [
     "encode_audio",
     "figure_png",
     "stems_html",
+    "update_twin",
 ]
 
 _FORMATS = {"ogg": ("OGG", "VORBIS", "audio/ogg"), "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg")}
@@ -155,12 +156,23 @@ def display_widget_view(widget) -> None:
     display({k: v for k, v in data.items() if k != "text/plain"}, raw=True)
 
 
-def display_with_twin(widget, html: str) -> None:
+def _twin_html(mark: str, html: str) -> str:
+    """The twin's output: ``html`` and the script that hides it where the live widget shows."""
+    hide = (
+        f"(function(){{var t=document.getElementById('{mark}-twin');"
+        f"function h(){{if(document.querySelector('.{mark}'))t.style.display='none';}}"
+        "h();setTimeout(h,300);setTimeout(h,1500);setTimeout(h,4000);})();"
+    )
+    return f'<div class="bandscope-twin" id="{mark}-twin">{html}<script>{hide}</script></div>'
+
+
+def display_with_twin(widget, html: str):
     """Display an ipywidgets ``widget`` and, as a second output, a static twin (``html``).
 
     The twin is what a notebook reopened without its kernel and an nbconvert export show in
     place of the widget (never a bare "model not found" or the widget's repr); where the
     widget renders live, a small inline script hides the twin, so a person sees one of them.
+    Returns a handle for :func:`update_twin`.
     """
     import uuid
 
@@ -169,10 +181,11 @@ def display_with_twin(widget, html: str) -> None:
     mark = f"bn-live-{uuid.uuid4().hex}"
     widget.add_class(mark)
     display_widget_view(widget)
-    hide = (
-        f"(function(){{var t=document.getElementById('{mark}-twin');"
-        f"function h(){{if(document.querySelector('.{mark}'))t.style.display='none';}}"
-        "h();setTimeout(h,300);setTimeout(h,1500);setTimeout(h,4000);})();"
-    )
-    twin = f'<div class="bandscope-twin" id="{mark}-twin">{html}<script>{hide}</script></div>'
-    display({"text/html": twin}, raw=True)
+    handle = display({"text/html": _twin_html(mark, html)}, raw=True, display_id=True)
+    return mark, handle
+
+
+def update_twin(twin, html: str) -> None:
+    """Replace the twin shown by :func:`display_with_twin` (e.g. after the widget changed)."""
+    mark, handle = twin
+    handle.update({"text/html": _twin_html(mark, html)}, raw=True)

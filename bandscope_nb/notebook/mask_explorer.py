@@ -5,6 +5,9 @@ from :mod:`bandscope_nb.dsp.masks`."""
 
 from __future__ import annotations
 
+import threading
+from html import escape
+
 import ipywidgets as W
 import numpy as np
 
@@ -18,6 +21,7 @@ __all__ = ["MaskExplorer"]
 
 MAX_SECONDS = 30.0  # the masked stem is recomputed in the kernel for each change
 MASKED, TRUE = "masked", "true stem"
+TWIN_DELAY_S = 1.5  # the offline copy is rewritten once the controls rest this long
 
 
 class MaskExplorer(W.VBox):
@@ -25,12 +29,14 @@ class MaskExplorer(W.VBox):
     seen in one player.
 
     The player's lanes are the mix, the mask (0 to 1, on the lanes' frequency rows), the masked
-    mixture and the true stem, for a window of at most 30 s; one of the three sounds plays at a
-    time, on one clock (A/B switches between the masked result and the true stem without a
-    break). The mask comes from :func:`bandscope_nb.dsp.masks.stem_mask`: ``"irm"`` with an
-    exponent slider (2 is the Wiener-style soft mask), ``"ibm"`` with a threshold slider in
-    dB. Moving either recomputes the mask, the masked estimate (per channel, inverse STFT) and
-    its SDR against the true stem; the player swaps the new audio in where it is playing.
+    mixture and the true stem, for a window of at most 30 s, looped; one of the three sounds
+    plays at a time, on one clock (A/B switches to the one heard before without a break). The
+    mask comes from :func:`bandscope_nb.dsp.masks.stem_mask`: ``"irm"`` with an exponent
+    slider (2 is the Wiener-style soft mask), ``"ibm"`` with a threshold slider in dB. Moving
+    either recomputes the mask, the masked estimate (per channel, inverse STFT) and
+    its SDR against the true stem; the player swaps the new audio in where it is playing. In
+    a notebook the offline copy kept beside the widget (for exports and reopened notebooks)
+    is rewritten once the controls rest, so it shows the last state.
 
     Parameters
     ----------
@@ -110,6 +116,9 @@ class MaskExplorer(W.VBox):
             masks={"mask": (self.mask, hop_length)},
             order=["mix", "mask", MASKED, TRUE],
         )
+        self.player.loop = [0.0, self.player.duration]  # adjust while it plays on
+        self._twin = None  # the offline copy's display, once shown in a notebook
+        self._twin_timer: threading.Timer | None = None
         for control in (self.stem, self.kind, self.exponent, self.threshold):
             control.observe(self._update, names="value")
         super().__init__(
@@ -124,21 +133,31 @@ class MaskExplorer(W.VBox):
     def _ipython_display_(self) -> None:
         """The live view, then a static twin (the SDR line and the player's offline copy)
         for pages without it."""
-        from html import escape
-
         from .embed import display_with_twin
+
+        self._twin = display_with_twin(self, self._twin_html())
+
+    def _twin_html(self) -> str:
         from .player_page import offline_html
 
-        html = f"<p>{escape(self.status.value)}</p>{offline_html(self.player, seconds=None)}"
-        display_with_twin(self, html)
+        return f"{self.status.value}{offline_html(self.player, seconds=None)}"
+
+    def _refresh_twin(self) -> None:
+        """Rewrite the offline copy with the current state (from a timer thread)."""
+        from .embed import update_twin
+
+        if self._twin is not None:
+            update_twin(self._twin, self._twin_html())
 
     def _controls(self, stem: str, kind: str) -> None:
         """The stem and mask choosers, the parameter sliders and the status line."""
-        self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem")
-        self.kind = W.ToggleButtons(options=["irm", "ibm"], value=kind, description="mask")
+        fit = {"style": {"description_width": "initial"}, "layout": W.Layout(width="auto")}
+        self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem", **fit)
+        choices = [("IRM: ratio mask", "irm"), ("IBM: binary mask", "ibm")]
+        self.kind = W.Dropdown(options=choices, value=kind, description="mask", **fit)
         self.exponent = slider("exponent", 1.0, 0.25, 4.0, step=0.25)
         self.threshold = slider("threshold (dB)", 0.0, -20.0, 20.0, step=1.0)
-        self.status = W.Label()
+        self.status = W.HTML()  # (wraps in a narrow column)
 
     @property
     def _index(self) -> int:
@@ -167,15 +186,22 @@ class MaskExplorer(W.VBox):
             f"exponent {self.exponent.value:g}" if irm else f"threshold {self.threshold.value:g} dB"
         )
         self.status.value = (
-            f"{self.kind.value.upper()} mask of {self.stem.value} ({parameter}): SDR "
-            f"{self.score:.1f} dB against the true stem; the mask keeps "
-            f"{100 * float(self.mask.mean()):.0f}% of the bins' weight"
+            f"<p><b>{self.kind.value.upper()} mask of {escape(self.stem.value)} ({parameter}):"
+            f"</b> SDR {self.score:.1f} dB against the true stem. The mask keeps "
+            f"{100 * float(self.mask.mean()):.0f}% of the mixture's STFT bins on average "
+            "(counted on a linear frequency axis; the lanes' axis is logarithmic).</p>"
         )
 
     def _update(self, change=None) -> None:
         self._compute()
-        self.player.replace_track(MASKED, self.estimate)
+        tracks = {MASKED: self.estimate}
         if self.stem.value != self._shown:
-            self.player.replace_track(TRUE, self.truth[self._index])
+            tracks[TRUE] = self.truth[self._index]
             self._shown = self.stem.value
-        self.player.set_mask("mask", self.mask)
+        self.player.change(tracks=tracks, masks={"mask": self.mask})
+        if self._twin is not None:  # shown in a notebook: its offline copy follows, later
+            if self._twin_timer is not None:
+                self._twin_timer.cancel()
+            self._twin_timer = threading.Timer(TWIN_DELAY_S, self._refresh_twin)
+            self._twin_timer.daemon = True
+            self._twin_timer.start()

@@ -312,20 +312,79 @@ class StemPlayer(anywidget.AnyWidget):
         data = np.rint(values * 255).astype(np.uint8).tobytes()
         return {**tile, "track": index, "gen": self._gens[index], "data": data}
 
-    def replace_track(self, name: str, samples: np.ndarray) -> None:
-        """Give track ``name`` (a stem or the mix) new audio of the same shape: the browser
-        swaps it in where it is playing, on the same clock, and redraws its lane.
+    def change(self, *, tracks: dict | None = None, masks: dict | None = None) -> None:
+        """Swap new audio into tracks and new masks into mask lanes, as one change.
+
+        Everything is checked first. Then the audio goes (the browser swaps every changed
+        track in at one moment, where it is playing, on the same clock), then the masks'
+        pictures, then the changed tracks' pictures.
+
+        Parameters
+        ----------
+        tracks : dict of str to np.ndarray [shape=(channels, frames)] or None
+            New audio per track (a stem or the mix), each of its track's shape.
+        masks : dict of str to np.ndarray or None
+            New masks per mask lane, each on its lane's STFT grid.
 
         Examples
         --------
         >>> import bandscope_nb as bn
         >>> truth = bn.demo.load()[1]
         >>> player = StemPlayer(truth, mixer=False)
-        >>> player.replace_track("drums", truth["drums"] / 2)
+        >>> player.change(tracks={"drums": truth["drums"] / 2, "bass": truth["bass"] / 2})
         >>> player.listen = "drums"
         >>> bool(np.allclose(player.remix(), truth["drums"] / 2))
         True
         """
+        tracks = {name: self._check_track(name, s) for name, s in (tracks or {}).items()}
+        masks = {name: self._check_new_mask(name, m) for name, m in (masks or {}).items()}
+        rate = self.stems.sample_rate
+        sent = {name: at_rate(samples, rate, self.sample_rate) for name, samples in tracks.items()}
+        self._lanes_done.wait()  # the first overview is in: the new pictures follow it
+        with self._lock:
+            batch = [self.tracks.index(name) for name in tracks]
+            scales, messages = list(self._scales), []
+            for name, samples in tracks.items():
+                index = self.tracks.index(name)
+                self._gens[index] += 1
+                self._samples[name], self._sent[index] = samples, sent[name]
+                scales[index] = scale = track_scale(track_peak(samples))
+                meta = {"type": "replace", "track": index, "gen": self._gens[index]}
+                pieces = list(pcm_chunks(sent[name], scale))
+                for offset, frames, data in pieces:
+                    part = {"offset": offset, "frames": frames, "parts": len(pieces)}
+                    messages.append(({**meta, **part, "scale": scale, "batch": batch}, data))
+            self.set_trait("_scales", scales)
+            if tracks:
+                self._set_stems(tracks)
+            for name, mask in masks.items():
+                self._gens[len(self.tracks) + self.pictures.index(name)] += 1
+                self._masks[name] = (mask, self._masks[name][1])
+            mask_states = [self._mask_state(name) for name in masks]
+        for meta, data in messages:
+            self.send(meta, buffers=[data])  # (no browser yet: nothing goes)
+        self._set_lanes(mask_states)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # librosa's FFTs release the GIL
+            pictures = list(
+                pool.map(lambda s: lane_tile(s, rate, cols=OVERVIEW_COLS), tracks.values())
+            )
+        with self._lock:
+            indices = [self.tracks.index(name) for name in tracks]
+            states = [
+                _tile_state(i, tile, db, self.ref_db, self._gens[i])
+                for i, (tile, db) in zip(indices, pictures, strict=True)
+            ]
+        self._set_lanes(states)
+
+    def replace_track(self, name: str, samples: np.ndarray) -> None:
+        """Give track ``name`` new audio of the same shape (see :meth:`change`)."""
+        self.change(tracks={name: samples})
+
+    def set_mask(self, name: str, mask: np.ndarray) -> None:
+        """Show a new mask (same grid) in the mask lane ``name`` (see :meth:`change`)."""
+        self.change(masks={name: mask})
+
+    def _check_track(self, name: str, samples) -> np.ndarray:
         if name not in self.tracks:
             raise ParameterError(f"Unknown track {name!r}; tracks are {self.tracks}.")
         old = self._samples[name]
@@ -336,60 +395,39 @@ class StemPlayer(anywidget.AnyWidget):
                 f"Track {name!r} is {old.shape} (channels, frames); its new audio is "
                 f"{samples.shape}: give the same shape."
             )
-        peak = track_peak(samples)
-        if not np.isfinite(peak):
+        if not np.isfinite(track_peak(samples)):
             raise AudioError(f"The new audio of {name!r} holds NaN or infinite samples.")
-        index = self.tracks.index(name)
-        rate = self.stems.sample_rate
-        sent = at_rate(samples, rate, self.sample_rate)
-        self._lanes_done.wait()  # the first overview is in: this lane's picture follows it
-        with self._lock:
-            self._gens[index] += 1
-            gen = self._gens[index]
-            self._samples[name], self._sent[index] = samples, sent
-            if name == "mix":
-                self._mix = samples
-            else:
-                data = np.array(self.stems.data)
-                data[self.stems.names.index(name)] = samples
-                self.stems = Stems(data, self.stems.names, rate)
-            scales = list(self._scales)
-            scales[index] = track_scale(peak)
-            self.set_trait("_scales", scales)
-            pieces = list(pcm_chunks(sent, scales[index]))
-        for offset, frames, data in pieces:
-            meta = {"type": "replace", "track": index, "gen": gen, "scale": scales[index]}
-            meta.update(offset=offset, frames=frames, parts=len(pieces))
-            self.send(meta, buffers=[data])  # (no browser yet: nothing goes)
-        tile, db = lane_tile(samples, rate, cols=OVERVIEW_COLS)
-        self._set_lane(index, _tile_state(index, tile, db, self.ref_db, gen))
+        return samples
 
-    def set_mask(self, name: str, mask: np.ndarray) -> None:
-        """Show a new mask (same grid) in the mask lane ``name``."""
+    def _check_new_mask(self, name: str, mask) -> np.ndarray:
         if name not in self._masks:
             raise ParameterError(f"Unknown mask lane {name!r}; mask lanes are {self.pictures}.")
-        old, hop = self._masks[name]
+        old = self._masks[name][0]
         mask = _check_mask(name, mask)
         if mask.shape[-2:] != old.shape[-2:]:
             raise ParameterError(
                 f"Mask {name!r} is {old.shape[-2:]} (bins, frames); the new one is "
                 f"{mask.shape[-2:]}: give the same STFT grid."
             )
-        index = len(self.tracks) + self.pictures.index(name)
-        self._lanes_done.wait()
-        with self._lock:
-            self._gens[index] += 1
-            self._masks[name] = (mask, hop)
-            state = self._mask_state(name)
-        self._set_lane(index, state)
+        return mask
 
-    def _set_lane(self, index: int, state: dict) -> None:
-        """Swap one lane's overview tile (the browser drops that lane's sharper tiles)."""
+    def _set_stems(self, tracks: dict) -> None:
+        """The stems (and mix) that :meth:`remix` plays, with new audio for ``tracks``."""
+        self._mix = tracks.get("mix", self._mix)
+        if set(tracks) - {"mix"}:
+            data = np.array(self.stems.data)
+            for name in set(tracks) - {"mix"}:
+                data[self.stems.names.index(name)] = tracks[name]
+            self.stems = Stems(data, self.stems.names, self.stems.sample_rate)
+
+    def _set_lanes(self, states: list[dict]) -> None:
+        """Swap lanes' overview tiles (the browser drops those lanes' sharper tiles)."""
         with self._lock:
             lanes = list(self._lanes)
-            if not lanes:  # the lanes failed (the note says why)
+            if not lanes or not states:  # nothing new, or the lanes failed (the note says why)
                 return
-            lanes[index] = state
+            for state in states:
+                lanes[state["track"]] = state
             self.set_trait("_lanes", lanes)
 
     def audio_chunks(self) -> Iterator[tuple[dict, bytes]]:

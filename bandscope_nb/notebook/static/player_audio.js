@@ -26,6 +26,7 @@
       this.scales = [...(model.get("_scales") || [])];
       this.gens = [];
       this.incoming = [];
+      this.whole = [];
       this.replaceListeners = new Set();
       this.slices = [];
       this.seen = new Set();
@@ -85,11 +86,19 @@
       if (++next.got < next.parts) return;
       this.incoming[t] = null;
       this.gens[t] = next.gen;
+      this.whole[t] = next;
+      // One change (StemPlayer.change) swaps all its tracks in at one moment: wait for them.
+      const batch = msg.batch || [t];
+      if (!batch.every((i) => this.whole[i])) return;
+      const swaps = batch.map((i) => [i, this.whole[i]]);
+      for (const i of batch) this.whole[i] = null;
       this.complete.then(() => {
-        if (this.gens[t] !== next.gen) return; // a newer one came meanwhile
-        this.buffers = this.buffers.map((b, i) => (i === t ? next.buffer : b));
-        this.scales[t] = next.scale;
-        for (const listener of this.replaceListeners) listener(t);
+        const fresh = swaps.filter(([i, next]) => this.gens[i] === next.gen); // none newer came
+        if (!fresh.length) return;
+        const swapped = new Map(fresh);
+        this.buffers = this.buffers.map((b, i) => (swapped.has(i) ? swapped.get(i).buffer : b));
+        for (const [i, next] of fresh) this.scales[i] = next.scale;
+        for (const listener of this.replaceListeners) listener(fresh.map(([i]) => i));
       });
     }
     progress() {
@@ -189,7 +198,7 @@
         this.audio.sliceListeners.add((k) => {
           if (this.playing && this.progressive) this.scheduleSlice(k);
         });
-        this.audio.replaceListeners.add((t) => this.swap(t));
+        this.audio.replaceListeners.add((tracks) => this.swap(tracks));
         this.audio.complete.then(() => {
           this.buffers = this.audio.buffers; // (a track swapped in meanwhile included)
           // a loop needs whole buffers: start it now if one was asked for meanwhile
@@ -281,9 +290,9 @@
       const slice = this.audio.slices[k];
       if (sources.length && slice.start + slice.frames >= this.model.get("frames")) this.endWith(sources[0]);
     }
-    swap(t) {
-      // Track t has new audio: from a moment just ahead, its new source takes over from the
-      // old one at the same point of the same clock (the others play on untouched).
+    swap(tracks) {
+      // These tracks have new audio: from one moment just ahead, their new sources take over
+      // from the old ones at the same point of the same clock (the others play on untouched).
       this.buffers = this.audio.buffers;
       if (!this.playing) return this.emit();
       if (this.progressive) return this.play(this.position()); // whole buffers now: restart
@@ -291,6 +300,10 @@
       let offset = this.offset + (when - this.when);
       const loop = this.loopSpan();
       if (loop && offset >= loop[1]) offset = loop[0] + ((offset - loop[0]) % (loop[1] - loop[0]));
+      for (const t of tracks) this.swapSource(t, when, offset, loop);
+      this.emit();
+    }
+    swapSource(t, when, offset, loop) {
       const gain = this.nodes[t].gain;
       gain.cancelScheduledValues(this.ctx.currentTime);
       gain.setValueAtTime(gain.value, this.ctx.currentTime);
@@ -309,7 +322,6 @@
         if (ends) this.endWith(src);
       }
       this.sources = [...this.sources.filter((s) => s.track !== t), Object.assign(src, { track: t })];
-      this.emit();
     }
     endWith(src) {
       src.onended = () => {

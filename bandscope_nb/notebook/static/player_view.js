@@ -98,7 +98,7 @@
         solo = h("button", { class: "bn-solo", title: `solo ${name} (S)` }, "S");
         gain = h("input", { class: "bn-gain", type: "range", min: "-60", max: "12", step: "0.5", "aria-label": `${name} gain (dB)` });
         gainText = h("span", { class: "bn-db" });
-        strip.append(mute, solo, gain, gainText);
+        strip.append(h("span", { class: "bn-controls" }, mute, solo, gain, gainText));
         mute.addEventListener("click", () => toggle("muted", name));
         solo.addEventListener("click", () => toggle("soloed", name));
         gain.addEventListener("input", () => {
@@ -120,7 +120,7 @@
           g.fillStyle = `rgb(${luts.linear[3 * q]},${luts.linear[3 * q + 1]},${luts.linear[3 * q + 2]})`;
           g.fillRect(x, 0, 1, 8);
         }
-        strip.append(h("span", { class: "bn-legend-label" }, "0"), legend, h("span", { class: "bn-legend-label" }, "1"));
+        strip.append(h("span", { class: "bn-controls" }, h("span", { class: "bn-legend-label" }, "0"), legend, h("span", { class: "bn-legend-label" }, "1")));
       }
       if (hear) strip.append(hear);
       const cell = h("div", { class: "bn-cell" }, canvas, loopBand, head);
@@ -365,7 +365,8 @@
       const heard = trackGains(model);
       lanes.forEach((lane, i) => {
         lane.row.classList.toggle("bn-selected", i === selected);
-        lane.row.classList.toggle("bn-silent", lane.audible && !heard[lane.name]);
+        // with a mixer, a lane not heard is dimmed; without one (a comparison), all stay bright
+        lane.row.classList.toggle("bn-silent", mixer && lane.audible && !heard[lane.name]);
         if (!lane.mute) {
           if (lane.hear) lane.hear.classList.toggle("bn-on", model.get("listen") === lane.name);
           return;
