@@ -8,7 +8,9 @@
 from . import demo
 from ._version import __version__
 from .audio import Audio, load_audio, save_audio
+from .compare import Comparison, compare, sweep
 from .dsp import classical, masks, metrics
+from .dsp.ensemble import ensemble
 from .dsp.masks import oracle_masks
 from .errors import (
     AudioError,
@@ -49,6 +51,7 @@ __all__ = [
     "BandscopeWarning",
     "BatchResult",
     "CacheError",
+    "Comparison",
     "DeviceError",
     "ModelFallbackWarning",
     "ModelIntegrityError",
@@ -62,7 +65,9 @@ __all__ = [
     "Stems",
     "__version__",
     "classical",
+    "compare",
     "demo",
+    "ensemble",
     "load_audio",
     "load_model",
     "masks",
@@ -72,5 +77,6 @@ __all__ = [
     "resolve_device",
     "save_audio",
     "separate_many",
+    "sweep",
     "widgets",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compare.references import load_references, reference_folder
 from ..digests import sha256_file
 from ..errors import ParameterError, ReportError
 from ..files import atomic_write
@@ -145,52 +146,6 @@ def level_figure(stems: Stems, *, window: float = 0.5, width_px: int = 800):
     ax.set_ylim(max(-80.0, min(float(v.min()) for v in db.values()) - 3), 3.0)
     ax.legend(loc="upper right", fontsize=8, ncols=len(db))
     return fig
-
-
-def _reference_folder(references: str | os.PathLike) -> Path:
-    folder = Path(references).expanduser()
-    if not folder.is_dir():
-        raise ParameterError(f"References folder {folder} does not exist.")
-    return folder.resolve()
-
-
-def load_references(references: str | os.PathLike, like: Stems) -> Stems:
-    """True stems to evaluate ``like`` against: ``"demo"`` for the demo song's, or a folder
-    with one audio file per stem, named after it (``drums.flac``, ``vocals.wav``, ...).
-
-    Files are resampled to ``like``'s rate; every stem must be there, with its length.
-
-    Examples
-    --------
-    >>> import bandscope_nb as bn
-    >>> mix, truth = bn.demo.load()
-    >>> load_references("demo", truth).names
-    ('drums', 'bass', 'other', 'vocals')
-    """
-    from ..audio import load_audio
-
-    if str(references) == "demo":
-        from .. import demo
-
-        truth = demo.load()[1]
-    else:
-        folder = _reference_folder(references)
-        found = {}
-        for name in like.names:
-            matches = sorted(p for p in folder.glob(f"{name}.*") if p.is_file())
-            if not matches:
-                raise ParameterError(
-                    f"No reference for stem {name!r} in {folder}; add {name}.wav or {name}.flac."
-                )
-            found[name] = load_audio(matches[0], sample_rate=like.sample_rate).samples
-        truth = Stems.from_dict(found, like.sample_rate)
-    missing = set(like.names) - set(truth.names)
-    if missing or truth.sample_rate != like.sample_rate or truth.frames != like.frames:
-        raise ParameterError(
-            f"References ({truth.names}, {truth.frames} frames at {truth.sample_rate} Hz) do not "
-            f"match the stems ({like.names}, {like.frames} frames at {like.sample_rate} Hz)."
-        )
-    return Stems.from_dict({n: truth[n] for n in like.names}, like.sample_rate)
 
 
 def _inject(nb, parameters: dict) -> None:
@@ -352,7 +307,7 @@ def run_report(
         input = str(open_checked(input)[0].resolve())
     config = _report_config(config, options)
     if references is not None and str(references) != "demo":
-        references = str(_reference_folder(references))
+        references = str(reference_folder(references))
     notebook = as_path(notebook, what="notebook") if notebook is not None else NOTEBOOK
     if not notebook.is_file():
         raise ParameterError(
