@@ -111,9 +111,12 @@ class Comparison:
     how far runs are from each other, :meth:`ensemble` and :meth:`add` new rows.
     """
 
-    def __init__(self, runs: list[Run], *, references: Stems | None = None):
+    def __init__(
+        self, runs: list[Run], *, references: Stems | None = None, mix: np.ndarray | None = None
+    ):
         self.runs = {run.label: run for run in runs}
         self.references = references
+        self.mix = mix  # the input at the runs' rate, (channels, frames), if known
 
     def __getitem__(self, label: str) -> Run:
         if label not in self.runs:
@@ -184,7 +187,7 @@ class Comparison:
             raise ParameterError(f"A run is already labelled {label!r}.")
         _same_audio(label, stems, next(iter(self.runs.values())).stems)
         run = Run(label, stems, how, metrics=_metrics(stems, self.references))
-        return Comparison([*self.runs.values(), run], references=self.references)
+        return Comparison([*self.runs.values(), run], references=self.references, mix=self.mix)
 
     def ensemble(
         self, members: list[str], *, method: str = "mean", weights=None, label: str | None = None
@@ -194,6 +197,23 @@ class Comparison:
         stems = ensemble_stems({m: self[m].stems for m in members}, method=method, weights=weights)
         label = label or f"{method}({', '.join(members)})"
         return self.add(label, stems, how="ensemble")
+
+    def _ipython_display_(self) -> None:
+        """In a notebook: the table, quality against speed, and the runs in the player
+        (:class:`~bandscope_nb.notebook.compare_view.CompareView`); elsewhere the text."""
+        from ..notebook.widgets import in_live_kernel
+
+        if in_live_kernel():
+            from ..notebook.compare_view import CompareView
+
+            CompareView(self)._ipython_display_()
+        else:
+            print(repr(self))
+
+    def _repr_html_(self) -> str:
+        from ..notebook.compare_view import quality_speed_png, table_html
+
+        return table_html(self) + quality_speed_png(self)
 
     def __repr__(self) -> str:
         rows = self.table()
@@ -223,6 +243,21 @@ def _same_audio(label: str, stems: Stems, like: Stems) -> None:
             f"{stems.sample_rate} Hz) is not a separation of the same audio as the others "
             f"({like.names}, {like.channels} x {like.frames} at {like.sample_rate} Hz)."
         )
+
+
+def _mix(audio, like: Stems) -> np.ndarray | None:
+    """The input at the runs' rate and channels (for listening beside them), if it fits."""
+    from ..audio import as_audio, resample
+
+    mix = as_audio(audio)
+    samples = mix.samples
+    if mix.sample_rate != like.sample_rate:
+        samples = resample(samples, mix.sample_rate, like.sample_rate)
+    if abs(samples.shape[-1] - like.frames) > 16 or samples.shape[0] not in (1, like.channels):
+        return None  # not the audio the runs separated (they say so: a given run's own input)
+    fitted = np.zeros((samples.shape[0], like.frames), np.float32)  # resampling may differ
+    fitted[:, : min(like.frames, samples.shape[-1])] = samples[:, : like.frames]  # by a frame
+    return np.broadcast_to(fitted, (like.channels, like.frames))
 
 
 def _metrics(stems: Stems, references: Stems | None) -> dict | None:
@@ -312,4 +347,4 @@ def compare(
         Run(spec.label, stems, how, seconds, peak_mb, _metrics(stems, truth), spec.options or {})
         for spec, stems, how, seconds, peak_mb in made
     ]
-    return Comparison(rows, references=truth)
+    return Comparison(rows, references=truth, mix=_mix(audio, like))

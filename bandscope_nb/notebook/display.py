@@ -16,6 +16,8 @@ from ..errors import ParameterError
 
 __all__ = [
     "KINDS",
+    "frontier",
+    "quality_speed",
     "signal_rows",
     "specshow",
     "spectrogram_image",
@@ -261,3 +263,83 @@ def stems_figure(
         specshow(samples, stems.sample_rate, ax=ax, kind=kind, duration=duration, width_px=width_px)
         ax.label_outer()
     return fig
+
+
+def frontier(speeds, qualities) -> list[int]:
+    """Indices of the points no other point beats in both speed and quality (higher is
+    better in each), fastest first: the runs worth choosing between.
+
+    Examples
+    --------
+    >>> frontier([1.0, 2.0, 3.0, 0.5], [9.0, 8.0, 5.0, 7.0])
+    [2, 1, 0]
+    """
+    points = list(zip(speeds, qualities, strict=True))
+    keep = [
+        i
+        for i, (x, y) in enumerate(points)
+        if not any(a >= x and b >= y and (a, b) != (x, y) for a, b in points)
+    ]
+    return sorted(keep, key=lambda i: -points[i][0])
+
+
+def quality_speed(labels, speeds, qualities, *, ax=None):
+    """Quality against speed: a point per run with a speed, its frontier as a line, and a
+    dotted line per run without one (given stems, ensembles, cache hits).
+
+    Parameters
+    ----------
+    labels : list of str
+    speeds : list of float or None
+        Real-time factors (x real time); None where no speed was measured.
+    qualities : list of float
+        Mean SDR in dB.
+    ax : matplotlib Axes or None
+
+    Returns
+    -------
+    list of matplotlib artists: the points (a PathCollection, or None) and the frontier line.
+
+    Examples
+    --------
+    >>> points, line = quality_speed(["a", "b", "oracle"], [2.0, 0.5, None], [4.0, 6.0, 9.0])
+    >>> len(points.get_offsets()), [float(v) for v in line.get_xdata()]
+    (2, [2.0, 0.5])
+    """
+    ax = _axes(ax)
+    timed = [i for i, v in enumerate(speeds) if v is not None]
+    x = [speeds[i] for i in timed]
+    y = [qualities[i] for i in timed]
+    points = ax.scatter(x, y, color="C0", zorder=3) if timed else None
+    for i in timed:
+        ax.annotate(
+            labels[i],
+            (speeds[i], qualities[i]),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    best = [timed[k] for k in frontier(x, y)] if timed else []
+    (line,) = ax.plot(
+        [speeds[i] for i in best],
+        [qualities[i] for i in best],
+        color="C0",
+        alpha=0.5,
+        label="frontier",
+    )
+    for i, (label, speed, quality) in enumerate(zip(labels, speeds, qualities, strict=True)):
+        if speed is None:
+            ax.axhline(quality, color=f"C{1 + i % 8}", linestyle=":", linewidth=1)
+            ax.annotate(
+                f"{label} (no speed)",
+                (0.01, quality),
+                xycoords=("axes fraction", "data"),
+                xytext=(0, 3),
+                textcoords="offset points",
+                fontsize=8,
+            )
+    if timed:
+        ax.set_xscale("log")
+    ax.set_xlabel("speed (x real time, log)")
+    ax.set_ylabel("mean SDR (dB)")
+    return points, line

@@ -116,6 +116,9 @@ class StemPlayer(anywidget.AnyWidget):
         with :meth:`set_mask`.
     order : list of str or None
         The lanes top to bottom (tracks and masks); default: the tracks, then the masks.
+    labels : dict of str to str or None
+        What some lanes are called on screen (any text; names must be safe file names, labels
+        need not be), e.g. run labels in a comparison.
 
     Attributes
     ----------
@@ -162,6 +165,7 @@ class StemPlayer(anywidget.AnyWidget):
     pictures = T.List(T.Unicode(), read_only=True).tag(sync=True)
     lane_order = T.List(T.Unicode(), read_only=True).tag(sync=True)
     mixer = T.Bool(True, read_only=True).tag(sync=True)
+    lane_labels = T.Dict(value_trait=T.Unicode(), read_only=True).tag(sync=True)
     sample_rate = T.Int(read_only=True).tag(sync=True)
     source_rate = T.Int(read_only=True).tag(sync=True)
     frames = T.Int(read_only=True).tag(sync=True)
@@ -197,6 +201,7 @@ class StemPlayer(anywidget.AnyWidget):
         mixer: bool = True,
         masks: dict | None = None,
         order: list[str] | None = None,
+        labels: dict | None = None,
     ):
         tracks = _tracks(stems, mix)
         self._masks = _masks(masks, [name for name, _ in tracks], stems)
@@ -239,6 +244,7 @@ class StemPlayer(anywidget.AnyWidget):
         self.set_trait("pictures", list(self._masks))
         self.set_trait("lane_order", lanes_order)
         self.set_trait("mixer", bool(mixer))
+        self.set_trait("lane_labels", _labels(labels, lanes_order))
         self.set_trait("sample_rate", rate)
         self.set_trait("source_rate", stems.sample_rate)
         self.set_trait("frames", sent[0].shape[-1])
@@ -677,6 +683,18 @@ def _masks(masks: dict | None, tracks: list[str], stems: Stems) -> dict:
                 f"{stems.frames} samples: give the mask of these stems."
             )
         out[name] = (mask, int(hop))
+    return out
+
+
+def _labels(labels: dict | None, lanes: list[str]) -> dict:
+    """``{lane: text}`` checked: known lanes, short text."""
+    out = {}
+    for name, text in (labels or {}).items():
+        if name not in lanes:
+            raise ParameterError(f"A label for {name!r}, which is no lane; lanes are {lanes}.")
+        if not isinstance(text, str) or not 0 < len(text) <= 80:
+            raise ParameterError(f"Invalid label for {name!r}: {text!r}; give 1 to 80 characters.")
+        out[name] = text
     return out
 
 

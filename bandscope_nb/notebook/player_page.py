@@ -88,8 +88,8 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
         for tile in lanes
     ]
     uid = player._uid
-    keys = ("tracks", "stem_names", "pictures", "lane_order", "mixer", "gains", "muted")
-    state = {key: getattr(player, key) for key in (*keys, "soloed", "listen", "kind")}
+    keys = ("tracks", "stem_names", "pictures", "lane_order", "lane_labels", "mixer", "gains")
+    state = {key: getattr(player, key) for key in (*keys, "muted", "soloed", "listen", "kind")}
     state.update(
         _uid=uid,
         duration=heard,
@@ -111,7 +111,12 @@ def offline_html(player, *, seconds: float | None = OFFLINE_SECONDS) -> str:
     sounds += [None] * len(player.pictures)  # mask lanes: a picture, no audio
     lane_names = [*names, *player.pictures]
     figures = "".join(
-        _figure(lane_names[index], index, images[index], sounds[index])
+        _figure(
+            player.lane_labels.get(lane_names[index], lane_names[index]),
+            index,
+            images[index],
+            sounds[index],
+        )
         for index in (lane_names.index(name) for name in player.lane_order)
     )
     script = player_script()

@@ -53,7 +53,9 @@
     const loopBtn = h("button", { class: "bn-loop", title: "loop the visible span (L); shift-drag a lane to choose one" }, "⟲ loop");
     const abBtn = h("button", { class: "bn-ab", title: "A/B: switch to what you heard before (A)" }, "A/B");
     const listenSel = h("select", { class: "bn-listen", title: "what you hear" });
-    const choiceLabel = (name) => (name === "remix" ? "remix (mixer)" : name === "mix" ? "original mix" : mixer ? `${name} alone` : name);
+    // what a lane is called on screen (StemPlayer labels=), its name otherwise
+    const labelOf = (name) => (model.get("lane_labels") || {})[name] ?? name;
+    const choiceLabel = (name) => (name === "remix" ? "remix (mixer)" : name === "mix" ? "original mix" : mixer ? `${labelOf(name)} alone` : labelOf(name));
     for (const name of choices) listenSel.append(h("option", { value: name }, choiceLabel(name)));
     const kindSel = h("select", { class: "bn-kind", title: "lane picture" });
     const kinds = host.standalone ? ["stft", "waveform"] : ["stft", "mel", "cqt", "waveform"];
@@ -90,7 +92,7 @@
       const head = h("div", { class: "bn-head" });
       const loopBand = h("div", { class: "bn-loopband" });
       const strip = h("div", { class: "bn-strip" });
-      const label = h("span", { class: "bn-name", title: name }, name);
+      const label = h("span", { class: "bn-name", title: labelOf(name) }, labelOf(name));
       strip.append(label);
       let mute = null, solo = null, gain = null, gainText = null, hear = null;
       if (mixer && stems.includes(name) && !single) {
@@ -110,7 +112,7 @@
         hear = h("button", { class: "bn-hear", title: "hear the original mix (A/B)" }, "hear");
         hear.addEventListener("click", () => listenTo(model.get("listen") === "mix" ? "remix" : "mix"));
       } else if (audible && !single) {
-        hear = h("button", { class: "bn-hear", title: `hear ${name} (A/B: the one heard before)` }, "hear");
+        hear = h("button", { class: "bn-hear", title: `hear ${labelOf(name)} (A/B: the one heard before)` }, "hear");
         hear.addEventListener("click", () => listenTo(name));
       } else if (!audible) {
         const legend = h("canvas", { class: "bn-legend", width: "64", height: "8", title: "0 (dark) to 1 (bright)" });

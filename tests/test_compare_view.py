@@ -1,0 +1,88 @@
+"""A comparison in a notebook: the table, quality against speed, and the runs in one player."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bandscope_nb as bn
+from bandscope_nb.compare.comparison import Comparison, Run
+from bandscope_nb.notebook.compare_view import CompareView, quality_speed_png, table_html
+
+RATE = 8000
+NAMES = ["bass", "vocals"]
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    rng = np.random.default_rng(1)
+    truth = bn.Stems(rng.standard_normal((2, 2, 2 * RATE)).astype(np.float32), NAMES, RATE)
+    close = bn.Stems(truth.data + 0.1 * rng.standard_normal(truth.data.shape), NAMES, RATE)
+    far = bn.Stems(truth.data + 1.0 * rng.standard_normal(truth.data.shape), NAMES, RATE)
+
+    def metrics(stems):  # SDR for every measure: enough for the table and the plot
+        return {
+            n: dict.fromkeys(("SDR", "SIR", "SAR", "SI-SDR"), bn.metrics.sdr(truth[n], stems[n]))
+            for n in NAMES
+        }
+
+    runs = [
+        Run("far <b>", far, "separated", seconds=0.5, peak_mb=10.0, metrics=metrics(far)),
+        Run("close", close, "separated", seconds=2.0, peak_mb=20.0, metrics=metrics(close)),
+        Run("cached", close, "cache hit", seconds=0.01, metrics=metrics(close)),
+    ]
+    return Comparison(runs, references=truth, mix=truth.mix())
+
+
+def test_the_table_sorts_best_first_and_escapes_labels(comparison):
+    html = table_html(comparison, sort_by="mean SDR")
+    assert "far &lt;b&gt;" in html and "far <b>" not in html
+    order = [label for label in ("close", "cached", "far &lt;b&gt;") if label in html]
+    assert sorted(order, key=html.index) == ["close", "cached", "far &lt;b&gt;"]
+    by_time = table_html(comparison, sort_by="seconds")
+    assert by_time.index("cached") < by_time.index("far &lt;b&gt;") < by_time.index("close")
+    by_speed = table_html(comparison, sort_by="realtime")  # a cache hit has no speed: last
+    assert by_speed.index("far &lt;b&gt;") < by_speed.index("close") < by_speed.index("cached")
+    with pytest.raises(bn.ParameterError, match="sort_by"):
+        table_html(comparison, sort_by="colour")
+    assert "against the true stems" in html
+
+
+def test_quality_against_speed_needs_references(comparison):
+    assert quality_speed_png(comparison).startswith('<img alt="quality against speed"')
+    unjudged = Comparison(list(comparison.runs.values()))
+    assert quality_speed_png(unjudged) == ""
+    assert "quality cannot be measured" in unjudged._repr_html_()
+
+
+def test_every_run_of_a_stem_is_a_lane_and_a_new_stem_swaps_them_all(comparison):
+    view = CompareView(comparison)
+    player = view.player
+    assert view.stem.value == "vocals" and player.lane_order == [
+        "mix",
+        "run 1",
+        "run 2",
+        "run 3",
+        "true",
+    ]
+    assert player.lane_labels == {
+        "run 1": "far <b>",
+        "run 2": "close",
+        "run 3": "cached",
+        "true": "true stem",
+    }
+    assert not player.mixer and player.listen == "run 1"
+    player.listen = "run 2"
+    np.testing.assert_allclose(player.remix(), comparison["close"].stems["vocals"], atol=1e-6)
+    sent = []
+    player.send = lambda content, buffers=None: sent.append(content)
+    view.stem.value = "bass"
+    batches = {tuple(m["batch"]) for m in sent if m["type"] == "replace"}
+    assert batches == {(1, 2, 3, 4)}  # every run and the true stem, swapped in at one moment
+    np.testing.assert_allclose(player.remix(), comparison["close"].stems["bass"], atol=1e-6)
+    player.listen = "true"
+    np.testing.assert_allclose(player.remix(), comparison.references["bass"], atol=1e-6)
+    view.sort_by.value = "seconds"
+    assert view.table.value == table_html(comparison, sort_by="seconds")
+    with pytest.raises(bn.ParameterError, match="Unknown stem"):
+        CompareView(comparison, stem="drums")
