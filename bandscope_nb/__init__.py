@@ -8,7 +8,6 @@
 from . import demo
 from ._version import __version__
 from .audio import Audio, load_audio, save_audio
-from .compare import Comparison, compare, sweep
 from .dsp import classical, masks, metrics
 from .dsp.ensemble import ensemble
 from .dsp.masks import oracle_masks
@@ -25,6 +24,7 @@ from .errors import (
     ReportError,
     SeparationError,
 )
+from .evaluation import Comparison, compare, sweep
 from .notebook import report
 from .separation.batch import BatchResult, separate_many
 from .separation.cache import ResultCache

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bandscope_nb as bn
-from bandscope_nb.compare.comparison import Comparison, Run
+from bandscope_nb.evaluation.comparison import Comparison, Run
 from bandscope_nb.notebook.compare_view import CompareView, quality_speed_png, table_html
 
 RATE = 8000

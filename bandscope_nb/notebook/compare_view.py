@@ -39,7 +39,7 @@ def table_html(comparison, *, sort_by: str | None = None) -> str:
     Examples
     --------
     >>> import bandscope_nb as bn
-    >>> from bandscope_nb.compare.comparison import Comparison, Run
+    >>> from bandscope_nb.evaluation.comparison import Comparison, Run
     >>> truth = bn.demo.load()[1]
     >>> html = table_html(Comparison([Run("truth", truth, "given")]))
     >>> html.count("<tr>"), "quality cannot be measured" in html
@@ -96,7 +96,7 @@ def quality_speed_png(comparison) -> str:
 
 
 class CompareView(W.VBox):
-    """A :class:`~bandscope_nb.compare.Comparison` to read and to listen to.
+    """A :class:`~bandscope_nb.evaluation.Comparison` to read and to listen to.
 
     Parameters
     ----------
@@ -109,7 +109,7 @@ class CompareView(W.VBox):
     Examples
     --------
     >>> import bandscope_nb as bn
-    >>> from bandscope_nb.compare.comparison import Comparison, Run
+    >>> from bandscope_nb.evaluation.comparison import Comparison, Run
     >>> mix, truth = bn.demo.load()
     >>> quiet = bn.Stems(truth.data / 2, truth.names, truth.sample_rate)
     >>> view = CompareView(Comparison([Run("truth", truth, "given"), Run("half", quiet, "given")],

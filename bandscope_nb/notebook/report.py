@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compare.references import load_references, reference_folder
 from ..digests import sha256_file
 from ..errors import ParameterError, ReportError
+from ..evaluation.references import load_references, reference_folder
 from ..files import atomic_write
 from ..names import as_path
 from ..separation.config import REPORT_DEFAULTS, SeparationConfig

@@ -7,8 +7,8 @@ import pytest
 from helpers import RATE, noise
 
 import bandscope_nb as bn
-from bandscope_nb.compare import parse_run, sweep
 from bandscope_nb.dsp.metrics import evaluate, sdr
+from bandscope_nb.evaluation import parse_run, sweep
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Compare separations of one song (runs of the Separator, ensembles, given stems), with or
-without true stems."""
+"""Evaluating separations: true stems to measure against (references), what to run (runs), and
+separations of one song compared side by side (comparison), with or without true stems."""
 
 from .comparison import Comparison, Run, compare
 from .references import load_references
