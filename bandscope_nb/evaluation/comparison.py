@@ -301,7 +301,7 @@ def compare(
     --------
     >>> import bandscope_nb as bn
     >>> mix, truth = bn.demo.load()
-    >>> clip = slice(8 * 44100, 12 * 44100)  # 4 s in which every stem plays
+    >>> clip = slice(10 * 44100, 12 * 44100)  # 2 s in which every stem plays
     >>> mix = bn.Audio(mix.samples[:, clip], 44100)
     >>> truth = bn.Stems(truth.data[..., clip], truth.names, 44100)
     >>> oracle = bn.oracle_masks(mix, truth).estimates  # the ceiling of masking

@@ -61,9 +61,12 @@ def table_html(comparison, *, sort_by: str | None = None) -> str:
             return (0, value if smaller_first else -value, "")
 
         rows = sorted(rows, key=key)
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    left = ' style="text-align:left"'  # the labels; numbers align right
+    head = "".join(f"<th{left if c == 'run' else ''}>{escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_number(row.get(c))}</td>" for c in columns) + "</tr>"
+        "<tr>"
+        + "".join(f"<td{left if c == 'run' else ''}>{_number(row.get(c))}</td>" for c in columns)
+        + "</tr>"
         for row in rows
     )
     style = "border-collapse:collapse;font-variant-numeric:tabular-nums;text-align:right"

@@ -328,18 +328,17 @@ def quality_speed(labels, speeds, qualities, *, ax=None):
         label="frontier",
     )
     for i, (label, speed, quality) in enumerate(zip(labels, speeds, qualities, strict=True)):
-        if speed is None:
-            ax.axhline(quality, color=f"C{1 + i % 8}", linestyle=":", linewidth=1)
-            ax.annotate(
-                f"{label} (no speed)",
-                (0.01, quality),
-                xycoords=("axes fraction", "data"),
-                xytext=(0, 3),
-                textcoords="offset points",
-                fontsize=8,
-            )
+        if speed is None:  # named in the legend: such lines are often close together
+            ax.axhline(quality, color=f"C{1 + i % 9}", linestyle=":", label=f"{label} (no speed)")
     if timed:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
+        ax.set_xlim(min(x) / 1.6, max(x) * 1.6)
+        times = FuncFormatter(lambda v, _: f"{v:g}x")
+        ax.xaxis.set_major_formatter(times)
+        ax.xaxis.set_minor_formatter(times)
+    ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("speed (x real time, log)")
     ax.set_ylabel("mean SDR (dB)")
     return points, line
