@@ -136,6 +136,45 @@ def _cmd_report(args) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args) -> int:
+    from .evaluation.runs import parse_run, parse_value, sweep
+    from .notebook.report import run_compare
+
+    runs = dict(parse_run(text) for text in args.run or [])
+    if len(runs) < len(args.run or []):
+        raise ParameterError("Two --run options share a label; give each run its own.")
+    if args.sweep:
+        grid = {}
+        for text in args.sweep:
+            option, eq, values = text.partition("=")
+            if not eq or not option.strip() or not values.strip():
+                raise ParameterError(f"Invalid --sweep {text!r}: write OPTION=V1,V2,...")
+            grid[option.strip()] = [parse_value(v.strip()) for v in values.split(",")]
+        runs |= sweep(**grid)
+    excerpt = None
+    if args.excerpt:
+        start, colon, end = args.excerpt.partition(":")
+        try:
+            excerpt = (float(start), float(end)) if colon else None
+        except ValueError:
+            excerpt = None
+        if excerpt is None:
+            raise ParameterError(f"Invalid --excerpt {args.excerpt!r}: write START:END seconds.")
+    path = run_compare(
+        args.input,
+        runs or None,
+        output=args.out,
+        references=None if args.references == "none" else args.references,
+        excerpt=excerpt,
+        device=args.device,
+        notebook=args.notebook,
+    )
+    print(
+        f"Comparison written to {path.resolve()} (executed notebook: {path.with_suffix('.ipynb')})."
+    )
+    return EXIT_OK
+
+
 def _cmd_bench(args) -> int:
     from . import demo
     from .separation.separator import Separator
@@ -228,6 +267,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--notebook", help="report notebook (default: notebooks/03_report.ipynb)")
     report.set_defaults(func=_cmd_report)
+
+    compare = sub.add_parser(
+        "compare", help="compare models and settings on a song (runs the comparison notebook)"
+    )
+    compare.add_argument("input", nargs="?", metavar="IN", help="audio file (default: demo song)")
+    compare.add_argument("-o", "--out", default="build/compare/compare.html", metavar="HTML")
+    compare.add_argument(
+        "--run",
+        action="append",
+        metavar="LABEL:OPT=V,...",
+        help='a run, e.g. "x2:model=htdemucs,shifts=2" (repeat; default: the notebook\'s runs)',
+    )
+    compare.add_argument(
+        "--sweep",
+        action="append",
+        metavar="OPT=V1,V2",
+        help="a grid of runs, one option per --sweep, e.g. --sweep overlap=0.25,0.5",
+    )
+    compare.add_argument(
+        "--references",
+        default="auto",
+        metavar="DIR",
+        help='folder of true stems (drums.wav, ...), "demo" or "none" (default: "demo" for '
+        "the demo song, none for a file)",
+    )
+    compare.add_argument("--excerpt", metavar="START:END", help="seconds to compare")
+    compare.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:N or mps")
+    compare.add_argument("--notebook", help="notebook (default: notebooks/04_compare.ipynb)")
+    compare.set_defaults(func=_cmd_compare)
 
     _housekeeping(sub)
     return parser

@@ -205,7 +205,8 @@ def test_an_installed_wheel_carries_the_report_notebook(song, tmp_path):
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy2(ROOT / name, source)
     (source / "notebooks").mkdir()
-    shutil.copy2(ROOT / "notebooks" / "03_report.ipynb", source / "notebooks")
+    for notebook in ("03_report.ipynb", "04_compare.ipynb"):
+        shutil.copy2(ROOT / "notebooks" / notebook, source / "notebooks")
     dist.mkdir()
     with tarfile.open(pep517("build_sdist", source, dist)) as tar:
         tar.extractall(tmp_path / "sdist", filter="data")
@@ -214,6 +215,8 @@ def test_an_installed_wheel_carries_the_report_notebook(song, tmp_path):
     packaged = site / "bandscope_nb" / "notebook" / "report.ipynb"
     assert (site / "bandscope_nb" / "notebook" / "static" / "player_view.js").is_file()
     assert packaged.read_bytes() == (ROOT / "notebooks" / "03_report.ipynb").read_bytes()
+    compare = site / "bandscope_nb" / "notebook" / "compare.ipynb"
+    assert compare.read_bytes() == (ROOT / "notebooks" / "04_compare.ipynb").read_bytes()
 
     env = {**os.environ, "PYTHONPATH": str(site)}
     where = [sys.executable, "-c", "import bandscope_nb.notebook.report as r; print(r.NOTEBOOK)"]
@@ -233,3 +236,53 @@ def test_an_installed_wheel_carries_the_report_notebook(song, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "Median over frames" not in out.read_text()  # no references given
     assert sha256(mix) in out.read_text()
+
+
+@pytest.mark.slow
+def test_compare_command_runs_the_comparison_notebook(song, tmp_path, monkeypatch, capsys):
+    from bandscope_nb.cli import main
+
+    mix, refs, _ = song
+    save_safetensors(tiny_htdemucs(), tmp_path / "tiny.safetensors")
+    monkeypatch.chdir(tmp_path)  # a relative model path reaches the kernel made absolute
+    out = tmp_path / "cmp" / "song.html"
+    argv = ["compare", str(mix), "-o", str(out), "--references", str(refs), "--excerpt", "0:2"]
+    argv += ["--run", "tiny:model=tiny.safetensors", "--sweep", "model=tiny.safetensors"]
+    argv += ["--sweep", "overlap=0.1,0.5", "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    html = out.read_text()
+    for label in ("tiny", "overlap=0.1", "overlap=0.5", "oracle IRM"):  # a sweep: what varies
+        assert label in html
+    assert "against the true stems" in html and "classical, wide HPSS" not in html
+    assert "NBVAL" not in html and not re.search(r'<script[^>]+src="https?://', html)
+    executed = json.loads(out.with_suffix(".ipynb").read_text())
+    printed = "".join(
+        "".join(o.get("text", ""))
+        for c in executed["cells"]
+        for o in c.get("outputs", [])
+        if c["cell_type"] == "code"
+    )
+    assert "tiny                           Separator" in printed
+
+
+def test_compare_command_checks_everything_before_a_kernel(song, tmp_path, capsys):
+    from bandscope_nb.cli import main
+
+    mix, _, _ = song
+    out = str(tmp_path / "c.html")
+    bad = [
+        (["--run", "nolabel"], "Invalid run"),
+        (["--run", "a:overlaps=0.5"], "unknown option"),
+        (["--run", "a:model=classical,overlap=2"], "overlap"),
+        (["--run", "a:model=classical", "--run", "a:model=classical"], "share a label"),
+        (["--sweep", "overlap"], "Invalid --sweep"),
+        (["--excerpt", "5"], "Invalid --excerpt"),
+        (["--excerpt", "3:1"], "Invalid excerpt"),
+        (["--references", str(tmp_path / "nowhere")], "does not exist"),
+        (["--references", "demo"], "demo song's true stems"),
+        (["--device", "tpu"], "device"),
+    ]
+    for extra, message in bad:
+        assert main(["compare", str(mix), "-o", out, *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert not list(tmp_path.glob("c.*"))  # no kernel ran, nothing written

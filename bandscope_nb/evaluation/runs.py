@@ -15,7 +15,7 @@ from ..errors import ParameterError
 from ..separation.config import SeparationConfig
 from ..stems import Stems
 
-__all__ = ["CONFIG_OPTIONS", "RunSpec", "check_runs", "parse_run", "sweep"]
+__all__ = ["CONFIG_OPTIONS", "RunSpec", "check_runs", "parse_run", "parse_value", "sweep"]
 
 CONFIG_OPTIONS = (
     "model",
@@ -134,11 +134,18 @@ def parse_run(text: str) -> tuple[str, dict]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ParameterError(f"Invalid run {text!r}: {item!r} is not option=value.")
-        options[key.strip()] = _parse_value(value.strip())
+        options[key.strip()] = parse_value(value.strip())
     return label.strip(), options
 
 
-def _parse_value(value: str):
+def parse_value(value: str):
+    """A command-line value: ``none`` -> None, then int, then float, else the text.
+
+    Examples
+    --------
+    >>> [parse_value(v) for v in ("none", "2", "0.5", "htdemucs")]
+    [None, 2, 0.5, 'htdemucs']
+    """
     if value.lower() == "none":
         return None
     for kind in (int, float):

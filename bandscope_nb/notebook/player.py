@@ -361,6 +361,7 @@ class StemPlayer(anywidget.AnyWidget):
                     part = {"offset": offset, "frames": frames, "parts": len(pieces)}
                     messages.append(({**meta, **part, "scale": scale, "batch": batch}, data))
             self.set_trait("_scales", scales)
+            gens = [self._gens[i] for i in batch]  # this change's, whatever follows it
             if tracks:
                 self._set_stems(tracks)
             for name, mask in masks.items():
@@ -374,12 +375,10 @@ class StemPlayer(anywidget.AnyWidget):
             pictures = list(
                 pool.map(lambda s: lane_tile(s, rate, cols=OVERVIEW_COLS), tracks.values())
             )
-        with self._lock:
-            indices = [self.tracks.index(name) for name in tracks]
-            states = [
-                _tile_state(i, tile, db, self.ref_db, self._gens[i])
-                for i, (tile, db) in zip(indices, pictures, strict=True)
-            ]
+        states = [
+            _tile_state(i, tile, db, self.ref_db, gen)
+            for i, gen, (tile, db) in zip(batch, gens, pictures, strict=True)
+        ]
         self._set_lanes(states)
 
     def replace_track(self, name: str, samples: np.ndarray) -> None:
@@ -432,8 +431,9 @@ class StemPlayer(anywidget.AnyWidget):
             lanes = list(self._lanes)
             if not lanes or not states:  # nothing new, or the lanes failed (the note says why)
                 return
-            for state in states:
-                lanes[state["track"]] = state
+            for state in states:  # (a newer change's picture stays)
+                if state.get("gen", 0) >= lanes[state["track"]].get("gen", 0):
+                    lanes[state["track"]] = state
             self.set_trait("_lanes", lanes)
 
     def audio_chunks(self) -> Iterator[tuple[dict, bytes]]:

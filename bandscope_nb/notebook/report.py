@@ -30,6 +30,7 @@ __all__ = [
     "levels",
     "load_references",
     "provenance",
+    "run_compare",
     "run_report",
 ]
 
@@ -38,6 +39,9 @@ _CHECKOUT_NOTEBOOK = _HERE.parents[1] / "notebooks" / "03_report.ipynb"
 #: The report notebook: the repository's ``notebooks/03_report.ipynb`` in a source checkout,
 #: else the copy an installed wheel carries (see setup.py).
 NOTEBOOK = _CHECKOUT_NOTEBOOK if _CHECKOUT_NOTEBOOK.is_file() else _HERE / "report.ipynb"
+_CHECKOUT_COMPARE = _HERE.parents[1] / "notebooks" / "04_compare.ipynb"
+#: The comparison notebook (``notebooks/04_compare.ipynb``; in a wheel, ``compare.ipynb``).
+COMPARE_NOTEBOOK = _CHECKOUT_COMPARE if _CHECKOUT_COMPARE.is_file() else _HERE / "compare.ipynb"
 _PACKAGES = ("bandscope-nb", "torch", "demucs", "numpy", "librosa", "soundfile", "soxr")
 
 
@@ -308,10 +312,21 @@ def run_report(
     config = _report_config(config, options)
     if references is not None and str(references) != "demo":
         references = str(reference_folder(references))
-    notebook = as_path(notebook, what="notebook") if notebook is not None else NOTEBOOK
+    parameters = {
+        "INPUT": input,
+        "CONFIG": config.as_dict(),
+        "REFERENCES": None if references is None else str(references),
+    }
+    return _execute(notebook, NOTEBOOK, parameters, output, timeout, what=input or "the demo song")
+
+
+def _execute(notebook, default: Path, parameters: dict, output, timeout: int, *, what: str):
+    """Run ``notebook`` (or ``default``) with ``parameters`` injected, in a kernel of this
+    interpreter, and write it as HTML and ``.ipynb`` (temporary names, then renamed)."""
+    notebook = as_path(notebook, what="notebook") if notebook is not None else default
     if not notebook.is_file():
         raise ParameterError(
-            f"Report notebook {notebook} not found; pass notebook= the path of 03_report.ipynb "
+            f"Report notebook {notebook} not found; pass notebook= the path of {default.name} "
             "(in the bandscope-nb repository's notebooks/ folder)."
         )
     try:
@@ -331,14 +346,9 @@ def run_report(
     except Exception as exc:  # nbformat raises several kinds for a file that is no notebook
         raise ParameterError(
             f"{notebook} is not a readable Jupyter notebook ({type(exc).__name__}); pass the "
-            "path of 03_report.ipynb."
+            f"path of {default.name}."
         ) from exc
     output.parent.mkdir(parents=True, exist_ok=True)
-    parameters = {
-        "INPUT": input,
-        "CONFIG": config.as_dict(),
-        "REFERENCES": None if references is None else str(references),
-    }
     _inject(nb, parameters)
     client = NotebookClient(
         nb,
@@ -350,7 +360,7 @@ def run_report(
     try:
         client.execute()
     except CellExecutionError as exc:
-        raise ReportError(f"The report for {input or 'the demo song'} failed:\n{exc}") from exc
+        raise ReportError(f"The report for {what} failed:\n{exc}") from exc
     except (OSError, RuntimeError) as exc:  # the kernel did not start, died, or timed out
         raise ReportError(
             f"The report kernel ({sys.executable} -m ipykernel_launcher) failed: "
@@ -361,3 +371,107 @@ def run_report(
     atomic_write(output.with_suffix(".ipynb"), nbformat.writes(nb).encode())
     atomic_write(output, html.encode())
     return output
+
+
+def run_compare(
+    input: str | os.PathLike | None = None,
+    runs: dict | None = None,
+    *,
+    output: str | os.PathLike = "build/compare/compare.html",
+    references: str | os.PathLike | None = "auto",
+    excerpt: tuple[float, float] | None = None,
+    device: str = "auto",
+    notebook: str | os.PathLike | None = None,
+    timeout: int = 3600,
+) -> Path:
+    """Execute the comparison notebook (``notebooks/04_compare.ipynb``) for one input and write
+    it as HTML (and ``.ipynb``), checking everything before its kernel starts.
+
+    Parameters
+    ----------
+    input : path or None
+        The audio file; None: the demo song.
+    runs : dict or None
+        Label to Separator options (names or paths for models: the notebook runs in a kernel
+        of its own); None: the notebook's own runs (classical variants, htdemucs when its
+        weights are here). With references, the oracle ceiling is added.
+    output : path
+        The HTML file; the executed notebook is written beside it.
+    references : path, "demo", "auto" or None
+        True stems (a folder of ``drums.flac`` ...); ``"demo"`` only for the demo song;
+        ``"auto"``: the demo's for the demo song, none for a file.
+    excerpt : (float, float) or None
+        Start and end in seconds of what is compared; None: all of it.
+    device : str
+        The runs' default device.
+    notebook : path or None
+    timeout : int
+        Seconds allowed for each cell.
+
+    Returns
+    -------
+    Path
+        The HTML report.
+
+    Examples
+    --------
+    >>> run_compare(runs={"x": {"model": "htdemucs", "overlaps": 0.5}})
+    Traceback (most recent call last):
+    ...
+    bandscope_nb.errors.ParameterError: Run 'x': unknown option(s) ['overlaps']; options are ...
+    """
+    from ..audio import open_checked
+    from ..evaluation.runs import check_runs
+    from ..separation.devices import resolve_device
+
+    if input is not None:
+        input = str(open_checked(input)[0].resolve())
+    resolve_device(device)
+    if runs is not None:
+        runs = {label: _kernel_options(label, options) for label, options in runs.items()}
+        check_runs(runs, device=device)
+    if str(references) == "auto":
+        references = "demo" if input is None else None
+    if references is not None and str(references) == "demo" and input is not None:
+        raise ParameterError(
+            "references='demo' are the demo song's true stems; for another song give a folder "
+            "of its true stems, or none."
+        )
+    if references is not None and str(references) != "demo":
+        references = str(reference_folder(references))
+    if excerpt is not None:
+        start, end = (float(t) for t in excerpt)
+        if not 0 <= start < end:
+            raise ParameterError(f"Invalid excerpt {excerpt!r}: give 0 <= start < end seconds.")
+        excerpt = (start, end)
+    parameters = {
+        "AUDIO": input,
+        "REFERENCES": None if references is None else str(references),
+        "EXCERPT": excerpt,
+        "DEVICE": device,
+        "RUNS": runs,
+    }
+    return _execute(
+        notebook, COMPARE_NOTEBOOK, parameters, output, timeout, what=input or "the demo song"
+    )
+
+
+def _kernel_options(label: str, options) -> dict:
+    """A run's options as the comparison notebook's kernel gets them: literals, a model by name
+    or absolute path."""
+    if not isinstance(options, dict):
+        raise ParameterError(
+            f"Run {label!r}: the comparison notebook runs in its own kernel: give options as a "
+            f"dict of names, numbers and paths, not {type(options).__name__}."
+        )
+    options = dict(options)
+    model = options.get("model")
+    if model is not None and not isinstance(model, str | os.PathLike):
+        raise ParameterError(
+            f"Run {label!r}: give model= as a name or a path, not a {type(model).__name__}."
+        )
+    for key in ("model", "repo"):
+        value = options.get(key)
+        if value is not None and Path(value).expanduser().exists():
+            options[key] = str(Path(value).expanduser().resolve())
+    return options
