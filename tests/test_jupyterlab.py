@@ -451,6 +451,37 @@ def test_mel_and_cqt_lanes_come_from_the_kernel_and_downloads_are_the_tracks(stu
     assert np.abs(bass.T - expected).max() < 2 / 32767  # the track itself, 16-bit exact
 
 
+def test_a_comparison_switches_runs_at_the_same_playhead(studio):
+    page, _, _ = studio
+    _run_new_cell(
+        page,
+        "half = bn.Stems(stems.data / 2, stems.names, stems.sample_rate)\n"
+        "comparison = bn.compare(mix, {'separated': stems, 'half as loud': half})\n"
+        "comparison",
+    )
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    cell = cells.nth(cells.count() - 1).locator(".jp-OutputArea")
+    cell.locator(".bn-player[data-ready='1']").wait_for(timeout=60_000)
+    cell.scroll_into_view_if_needed()
+    handle = cell.element_handle()
+    assert "quality cannot be measured" in cell.locator("table + p").first.inner_text()
+    names = cell.locator(".bn-lane .bn-name").all_inner_texts()
+    assert names == ["mix", "separated", "half as loud"]
+    cell.locator(".bn-play").click()
+    page.wait_for_timeout(700)
+    before = page.evaluate(STATE, handle)
+    assert before["playing"] and len(before["starts"]) == 3
+    cell.locator(".bn-lane[data-track='run 2'] .bn-hear").click()
+    page.wait_for_timeout(500)
+    after = page.evaluate(STATE, handle)
+    heard = page.evaluate("el => el.querySelector('.bn-player').bandscope.trackGains()", handle)
+    assert heard == {"mix": 0, "run 1": 0, "run 2": 1}
+    assert after["playing"] and after["position"] > before["position"] + 0.3  # on, no rewind
+    assert after["starts"] == before["starts"]  # the switch restarted nothing
+    cell.screenshot(path=SHOTS / "04_comparison.png")
+    cell.locator(".bn-play").click()  # pause
+
+
 SWAPS = """el => { const e = el.querySelector('.bn-player').bandscope.engine;
     return e.starts.filter(s => s.swap).map(s => [s.track, s.when, s.offset]); }"""
 
@@ -580,9 +611,10 @@ def test_the_saved_notebook_reopened_without_its_kernel_still_plays(studio):
         cell.screenshot(path=SHOTS / "01_reopened_player.png")
         assert position > 0.5, "the offline copy did not play"
         notebook = reopened.locator(".jp-Notebook")
-        # the four of the notebook and the two earlier tests added (a mask explorer's: 3)
-        assert notebook.locator(".bandscope-offline .bn-player").count() == 6
-        assert notebook.locator(".bandscope-offline audio").count() == 1 + 4 + 5 + 1 + 5 + 3
+        # the four of the notebook and the three earlier tests added (a comparison's: 3, a
+        # mask explorer's: 3)
+        assert notebook.locator(".bandscope-offline .bn-player").count() == 7
+        assert notebook.locator(".bandscope-offline audio").count() == 1 + 4 + 5 + 1 + 5 + 3 + 3
     finally:
         reopened.close()
 
@@ -619,7 +651,7 @@ def test_the_nbconvert_export_plays_offline(studio, tmp_path):
         exported = context.new_page()
         exported.goto(html.as_uri())
         players = exported.locator(".bandscope-offline")
-        assert players.count() == 6  # with the two earlier tests added
+        assert players.count() == 7  # with the three earlier tests added
         text = "\n".join(exported.locator(".jp-OutputArea").all_inner_texts())
         for widget in ("StemExplorer(", "StemPlayer(", "MaskExplorer(", "VBox("):
             assert widget not in text  # no raw reprs

@@ -61,15 +61,17 @@ def table_html(comparison, *, sort_by: str | None = None) -> str:
             return (0, value if smaller_first else -value, "")
 
         rows = sorted(rows, key=key)
-    left = ' style="text-align:left"'  # the labels; numbers align right
-    head = "".join(f"<th{left if c == 'run' else ''}>{escape(c)}</th>" for c in columns)
+
+    def cell(tag: str, column: str, text: str) -> str:  # labels left, numbers right
+        align = "left" if column == "run" else "right"
+        return f'<{tag} style="padding:2px 10px;text-align:{align}">{text}</{tag}>'
+
+    head = "".join(cell("th", c, escape(c)) for c in columns)
     body = "".join(
-        "<tr>"
-        + "".join(f"<td{left if c == 'run' else ''}>{_number(row.get(c))}</td>" for c in columns)
-        + "</tr>"
+        "<tr>" + "".join(cell("td", c, _number(row.get(c))) for c in columns) + "</tr>"
         for row in rows
     )
-    style = "border-collapse:collapse;font-variant-numeric:tabular-nums;text-align:right"
+    style = "border-collapse:collapse;font-variant-numeric:tabular-nums"
     return (
         f'<table class="bandscope-comparison" style="{style}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table><p><small>{escape(comparison.note)}</small></p>"
