@@ -47,7 +47,7 @@ report: setup
 test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(TESTENV) $(BIN)/python -m pytest --doctest-modules bandscope_nb tests
+	$(TESTENV) $(BIN)/python -m pytest --durations=15 --doctest-modules bandscope_nb tests
 	$(TESTENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks
 
 bench: setup

@@ -62,6 +62,10 @@ def test_with_references_every_run_gets_evaluates_medians(counted, clip):
     assert rows["scaled truth"]["mean SDR"] > rows["tiny"]["mean SDR"]
     assert rows["scaled truth"]["how"] == "given" and rows["scaled truth"]["seconds"] is None
     assert "against the true stems" in result.note and "mean SDR" in repr(result)
+    silent = bn.Stems(np.zeros_like(truth.data), truth.names, RATE)
+    with_silence = result.add("silent", silent)
+    assert np.isnan(with_silence["silent"].metrics["drums"]["SDR"])
+    assert "No SDR for silent (drums), silent (bass)" in with_silence.note
 
 
 def test_without_references_it_says_how_much_runs_differ_and_why_no_quality(counted, clip):

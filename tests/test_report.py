@@ -246,7 +246,7 @@ def test_compare_command_runs_the_comparison_notebook(song, tmp_path, monkeypatc
     save_safetensors(tiny_htdemucs(), tmp_path / "tiny.safetensors")
     monkeypatch.chdir(tmp_path)  # a relative model path reaches the kernel made absolute
     out = tmp_path / "cmp" / "song.html"
-    argv = ["compare", str(mix), "-o", str(out), "--references", str(refs), "--excerpt", "0:2"]
+    argv = ["compare", str(mix), "-o", str(out), "--references", str(refs), "--excerpt", "0:1"]
     argv += ["--run", "tiny:model=tiny.safetensors", "--sweep", "model=tiny.safetensors"]
     argv += ["--sweep", "overlap=0.1,0.5", "--device", "cpu"]
     assert main(argv) == 0, capsys.readouterr().err

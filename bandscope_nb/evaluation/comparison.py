@@ -133,7 +133,20 @@ class Comparison:
     def note(self) -> str:
         """What the quality numbers are, or why there are none."""
         if self.references is not None:
-            return "SDR: median over 1 s frames against the true stems (BSS Eval v4), in dB."
+            note = "SDR: median over 1 s frames against the true stems (BSS Eval v4), in dB."
+            undefined = [
+                f"{run.label} ({name})"
+                for run in self.runs.values()
+                for name, m in (run.metrics or {}).items()
+                if np.isnan(m["SDR"])
+            ]
+            if undefined:
+                note += (
+                    " No SDR for " + ", ".join(undefined) + ": BSS Eval is undefined when a "
+                    "stem is silent in every frame (a separator may return a silent stem on a "
+                    "short excerpt; compare a longer one)."
+                )
+            return note
         first = next(iter(self.runs))
         return (
             "No true stems were given (references=), so quality cannot be measured here; "
