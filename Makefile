@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_display.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_metrics.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_cli_memory.py --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_compare.py --write docs/benchmarks.md
 
 clean:
 	rm -rf build $(VENV)
