@@ -231,9 +231,14 @@ def _report_config(config, options: dict) -> SeparationConfig:
             f"a {type(model).__name__} object."
         )
     check_precision(resolve_device(config.device), config.precision)
-    if Path(model).expanduser().exists():
-        config = config.replace(model=str(Path(model).expanduser().resolve()))
-    return config
+    return config.replace(model=_for_kernel(model))
+
+
+def _for_kernel(value):
+    """A model or repo as a kernel running in the output folder must see it: an existing path
+    made absolute, a name as it is."""
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
 
 
 def _exporter(html_exporter):
@@ -471,7 +476,6 @@ def _kernel_options(label: str, options) -> dict:
             f"Run {label!r}: give model= as a name or a path, not a {type(model).__name__}."
         )
     for key in ("model", "repo"):
-        value = options.get(key)
-        if value is not None and Path(value).expanduser().exists():
-            options[key] = str(Path(value).expanduser().resolve())
+        if options.get(key) is not None:
+            options[key] = _for_kernel(options[key])
     return options

@@ -264,15 +264,7 @@
       const when = this.ctx.currentTime + START_AHEAD_S;
       Object.assign(this, { playing: true, when, offset, progressive: !this.buffers });
       if (this.buffers) {
-        this.sources = this.buffers.map((buffer, i) => {
-          const src = this.ctx.createBufferSource();
-          src.buffer = buffer;
-          if (loop) Object.assign(src, { loop: true, loopStart: loop[0], loopEnd: loop[1] });
-          src.connect(this.nodes[i]);
-          src.start(when, offset);
-          this.starts.push({ track: i, when, offset });
-          return Object.assign(src, { track: i });
-        });
+        this.sources = this.buffers.map((_, i) => this.startSource(i, when, offset, loop));
         this.endWith(this.sources[0]);
       } else {
         // Still arriving: every slice in so far, back to back; later ones as they come.
@@ -308,12 +300,7 @@
       gain.cancelScheduledValues(this.ctx.currentTime);
       gain.setValueAtTime(gain.value, this.ctx.currentTime);
       gain.setValueAtTime(this.gainValues()[t], when); // the new audio's scale, from its start
-      const src = this.ctx.createBufferSource();
-      src.buffer = this.buffers[t];
-      if (loop) Object.assign(src, { loop: true, loopStart: loop[0], loopEnd: loop[1] });
-      src.connect(this.nodes[t]);
-      if (offset < this.buffers[t].duration) src.start(when, offset);
-      this.starts.push({ track: t, when, offset, swap: true });
+      const src = this.startSource(t, when, offset, loop, { swap: true });
       const old = this.sources.filter((s) => s.track === t);
       for (const s of old) {
         const ends = !!s.onended;
@@ -321,7 +308,18 @@
         try { s.stop(when); } catch (e) { /* never started */ }
         if (ends) this.endWith(src);
       }
-      this.sources = [...this.sources.filter((s) => s.track !== t), Object.assign(src, { track: t })];
+      this.sources = [...this.sources.filter((s) => s.track !== t), src];
+    }
+    startSource(t, when, offset, loop, note = {}) {
+      // Track t's whole buffer from `offset` at `when` (over `loop` when given), recorded in
+      // `starts` (what the browser tests read).
+      const src = this.ctx.createBufferSource();
+      src.buffer = this.buffers[t];
+      if (loop) Object.assign(src, { loop: true, loopStart: loop[0], loopEnd: loop[1] });
+      src.connect(this.nodes[t]);
+      if (offset < src.buffer.duration) src.start(when, offset);
+      this.starts.push({ track: t, when, offset, ...note });
+      return Object.assign(src, { track: t });
     }
     endWith(src) {
       src.onended = () => {
