@@ -73,7 +73,7 @@ def main() -> None:
         a, b = one[label], two[label]
         lines.append(
             f"| {label} | {a.how} | {a.seconds:.1f} | {a.realtime:.2f} | {a.peak_mb:.0f} | "
-            f"{b.how} | {b.seconds:.2f} |"
+            f"{b.how} | {b.call_seconds:.2f} |"
         )
     lines += [
         "",

@@ -34,7 +34,13 @@ def test_a_rerun_reads_the_cache_and_an_added_run_alone_is_computed(counted, cli
     more = {**runs, "shifted": {"model": model, "shifts": 1, "seed": 7}}
     second = bn.compare(clip, more, device="cpu", cache=tmp_path)
     assert [second[r].how for r in second] == ["cache hit", "cache hit", "separated"]
-    assert second["plain"].realtime is None and second["plain"].peak_mb is None  # not a speed
+    # a cache hit's speed is the one stored when it was separated, never its read time
+    assert second["plain"].seconds == first["plain"].seconds
+    assert second["plain"].realtime == first["plain"].realtime
+    assert second["plain"].call_seconds > 0
+    assert second["plain"].peak_mb is None
+    assert "Cache hits (plain, overlap 0.5) were read, not computed" in second.note
+    assert "Cache hits" not in first.note
     added = len(calls)
     calls.clear()
     alone = bn.compare(clip, {"shifted": more["shifted"]}, device="cpu", cache=False)
@@ -42,6 +48,30 @@ def test_a_rerun_reads_the_cache_and_an_added_run_alone_is_computed(counted, cli
     np.testing.assert_array_equal(second["plain"].stems.data, first["plain"].stems.data)
     np.testing.assert_allclose(second["shifted"].stems.data, alone["shifted"].stems.data)
     assert second["overlap 0.5"].options == {"model": model, "overlap": 0.5}
+
+
+def test_classical_variants_are_runs_with_the_recipes_options(clip, tmp_path):
+    runs = bn.sweep(model="classical", kernel_size=[5, 63])
+    first = bn.compare(clip, runs, device="cpu", cache=tmp_path)
+    short, long = (first[label].stems for label in ("kernel_size=5", "kernel_size=63"))
+    assert short.info["model"] == "classical" and short.info["identity"] != long.info["identity"]
+    assert not np.allclose(short.data, long.data)  # the option reached the recipe
+    assert first.runs["kernel_size=5"].options == {"model": "classical", "kernel_size": 5}
+    again = bn.compare(clip, runs, device="cpu", cache=tmp_path)
+    assert [again[label].how for label in again] == ["cache hit", "cache hit"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"model": "htdemucs", "width": 1.0}, "options of the classical separator; add model="),
+        ({"model": "classical", "kernel_size": 2}, "Invalid kernel_size: 2; give an int in 3..255"),
+        ({"model": "classical", "bass_cutoff": "low"}, "Invalid bass_cutoff: 'low'"),
+    ],
+)
+def test_recipe_options_are_checked_before_anything_runs(clip, options, message):
+    with pytest.raises(bn.ParameterError, match=f"Run 'variant': .*{message}"):
+        bn.compare(clip, {"variant": options}, device="cpu", cache=False)
 
 
 def test_with_references_every_run_gets_evaluates_medians(counted, clip):

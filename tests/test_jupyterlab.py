@@ -479,6 +479,35 @@ def test_a_comparison_switches_runs_at_the_same_playhead(studio):
     assert after["playing"] and after["position"] > before["position"] + 0.3  # on, no rewind
     assert after["starts"] == before["starts"]  # the switch restarted nothing
     cell.screenshot(path=SHOTS / "04_comparison.png")
+    # a mix of runs: the stems with their mixer, one run picked per stem
+    cell.get_by_role("button", name="A mix of runs, one per stem").click()
+    cell.locator(".bn-player[data-ready='1'] .bn-lane[data-track='vocals']").wait_for(
+        timeout=60_000
+    )
+    assert cell.locator(".bn-lane[data-track='run 2']").count() == 0  # the runs' player hidden
+    page.wait_for_function(  # all its audio in (a swap while it streams restarts, by design)
+        "el => el.querySelector('.bn-player').bandscope.audio.progress() === 1",
+        arg=handle,
+        timeout=60_000,
+    )
+    cell.locator(".bn-play").click()
+    page.wait_for_timeout(700)
+    before = page.evaluate(STATE, handle)
+    assert before["playing"] and len(before["starts"]) == 5  # the mix and four stems
+    pick = cell.locator(".widget-dropdown").filter(has_text="vocals").locator("select")
+    pick.select_option(label="half as loud")
+    page.wait_for_function(f"el => ({SWAPS})(el).length === 1", arg=handle, timeout=20_000)
+    after = page.evaluate(STATE, handle)
+    ((track, when, offset),) = page.evaluate(SWAPS, handle)
+    tracks = page.evaluate(
+        "el => el.querySelector('.bn-player').bandscope.engine.model.get('tracks')", handle
+    )
+    _, first_when, first_offset = before["starts"][0]
+    assert track == tracks.index("vocals") and after["playing"]
+    assert after["position"] > before["position"]
+    assert after["starts"][:5] == before["starts"]  # the other stems played on, untouched
+    assert offset - (when - first_when) == pytest.approx(first_offset, abs=1e-6)  # one clock
+    cell.screenshot(path=SHOTS / "04_comparison_mix_of_runs.png")
     cell.locator(".bn-play").click()  # pause
 
 

@@ -40,15 +40,18 @@ class Run:
         ``"separated"`` (computed by this call), ``"cache hit"``, ``"given"`` (stems passed
         in) or ``"ensemble"``.
     seconds : float or None
-        Wall time of this call's separation, the model already loaded (a cache hit's is its
-        read time).
+        Wall time of the separation proper (the model already loaded): measured by this call
+        when ``"separated"``, stored with the stems when a ``"cache hit"`` (None for entries
+        older than that record, and for given stems).
     peak_mb : float or None
         Growth of the process's resident memory during the separation, sampled every 5 ms
-        (None: not separated here, or psutil missing).
+        (None: not separated by this call, or psutil missing).
     metrics : dict or None
         Per stem, the medians of ``SDR``, ``SIR``, ``SAR`` and ``SI-SDR`` in dB.
     options : dict
         The run's options as given.
+    call_seconds : float or None
+        Wall time of this call's ``separate`` (for a cache hit: finding and reading the stems).
     """
 
     label: str
@@ -58,11 +61,12 @@ class Run:
     peak_mb: float | None = None
     metrics: dict | None = None
     options: dict | None = None
+    call_seconds: float | None = None
 
     @property
     def realtime(self) -> float | None:
-        """Seconds of audio separated per second of wall time (only for ``"separated"``)."""
-        if self.how != "separated" or not self.seconds:
+        """Seconds of audio separated per second of :attr:`seconds` (None where not known)."""
+        if not self.seconds:
             return None
         return self.stems.duration / self.seconds
 
@@ -131,7 +135,20 @@ class Comparison:
 
     @property
     def note(self) -> str:
-        """What the quality numbers are, or why there are none."""
+        """What the numbers are, or why there are none."""
+        return " ".join(filter(None, (self._quality_note(), self._speed_note())))
+
+    def _speed_note(self) -> str:
+        hits = [run.label for run in self.runs.values() if run.how == "cache hit"]
+        if not hits:
+            return ""
+        return (
+            "Cache hits (" + ", ".join(hits) + ") were read, not computed: their seconds and "
+            "realtime are those measured when their stems were separated (stored with them), "
+            "and their memory was not measured."
+        )
+
+    def _quality_note(self) -> str:
         if self.references is not None:
             note = "SDR: median over 1 s frames against the true stems (BSS Eval v4), in dB."
             undefined = [
@@ -343,21 +360,22 @@ def compare(
     made: list[tuple] = []
     for spec in specs:
         if spec.stems is not None:
-            made.append((spec, spec.stems, "given", None, None))
+            made.append((spec, spec.stems, "given", None, None, None))
             continue
         separator = separators[spec.label]
         start = time.perf_counter()
         with _PeakMemory() as peak:
             stems = separator.separate(audio)
-        seconds = time.perf_counter() - start
+        call = time.perf_counter() - start
         how = "cache hit" if stems.info.get("cached") else "separated"
-        made.append((spec, stems, how, seconds, peak.megabytes if how == "separated" else None))
+        peak_mb = peak.megabytes if how == "separated" else None
+        made.append((spec, stems, how, stems.info.get("seconds"), peak_mb, call))
     like = made[0][1]
     for spec, stems, *_ in made:
         _same_audio(spec.label, stems, like)
     truth = None if references is None else load_references(references, like)
     rows = [
-        Run(spec.label, stems, how, seconds, peak_mb, _metrics(stems, truth), spec.options or {})
-        for spec, stems, how, seconds, peak_mb in made
+        Run(spec.label, stems, how, seconds, mb, _metrics(stems, truth), spec.options or {}, call)
+        for spec, stems, how, seconds, mb, call in made
     ]
     return Comparison(rows, references=truth, mix=_mix(audio, like))

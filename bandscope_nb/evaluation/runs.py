@@ -2,8 +2,9 @@
 
 A run is ``label -> options`` (the :class:`~bandscope_nb.Separator` options: ``model``,
 ``device``, ``segment``, ``overlap``, ``shifts``, ``seed``, ``batch_size``, ``precision``,
-``repo``, ``sha256``) or ``label -> Stems`` (a separation already made: an ensemble, the oracle
-masks' estimates, a result from elsewhere).
+``repo``, ``sha256``; with ``model="classical"`` also the recipe's ``kernel_size``, ``width``
+and ``bass_cutoff``, so classical variants are runs like any other) or ``label -> Stems`` (a
+separation already made: an ensemble, the oracle masks' estimates, a result from elsewhere).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import ParameterError
 from ..separation.config import SeparationConfig
+from ..separation.model_rules import RECIPE_OPTIONS, check_recipe_options
 from ..stems import Stems
 
 __all__ = ["CONFIG_OPTIONS", "RunSpec", "check_runs", "parse_run", "parse_value", "sweep"]
@@ -28,6 +30,7 @@ CONFIG_OPTIONS = (
     "precision",
 )
 SOURCE_OPTIONS = ("repo", "sha256")
+OPTIONS = (*CONFIG_OPTIONS, *SOURCE_OPTIONS, *RECIPE_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def check_runs(runs, *, device: str = "auto") -> list[RunSpec]:
     >>> [spec.config.overlap for spec in check_runs({"a": {"model": "classical"},
     ...                                              "b": {"model": "classical", "overlap": 0.5}})]
     [0.25, 0.5]
+    >>> check_runs({"c": {"model": "classical", "kernel_size": 17}})[0].config.model
+    ClassicalModel(segment=30.0, options={'kernel_size': 17})
     """
     if not isinstance(runs, dict) or not runs:
         raise ParameterError(
@@ -67,21 +72,35 @@ def check_runs(runs, *, device: str = "auto") -> list[RunSpec]:
             raise ParameterError(
                 f"Run {label!r}: give a dict of Separator options or Stems, not {options!r}."
             )
-        unknown = set(options) - set(CONFIG_OPTIONS) - set(SOURCE_OPTIONS)
+        unknown = set(options) - set(OPTIONS)
         if unknown:
             raise ParameterError(
-                f"Run {label!r}: unknown option(s) {sorted(unknown)}; options are "
-                f"{[*CONFIG_OPTIONS, *SOURCE_OPTIONS]}."
+                f"Run {label!r}: unknown option(s) {sorted(unknown)}; options are {list(OPTIONS)}."
             )
         config_options = {k: v for k, v in options.items() if k in CONFIG_OPTIONS}
         config_options.setdefault("device", device)
+        recipe = {k: v for k, v in options.items() if k in RECIPE_OPTIONS}
         try:
+            if recipe:
+                config_options["model"] = _classical(options.get("model"), recipe)
             config = SeparationConfig(**config_options)
         except ParameterError as exc:
             raise ParameterError(f"Run {label!r}: {exc}") from exc
         source = {k: v for k, v in options.items() if k in SOURCE_OPTIONS}
         specs.append(RunSpec(label, config=config, source=source, options=dict(options)))
     return specs
+
+
+def _classical(model, recipe: dict):
+    """The classical recipe with ``recipe``'s options, as the run's model."""
+    if model != "classical":
+        raise ParameterError(
+            f"{sorted(recipe)} are options of the classical separator; add model=classical "
+            f"(the run's model is {model!r})."
+        )
+    from ..separation.classical_model import ClassicalModel
+
+    return ClassicalModel(**check_recipe_options(recipe))
 
 
 def _value_text(value) -> str:
@@ -102,7 +121,7 @@ def sweep(**grid) -> dict[str, dict]:
      'overlap=0.5 shifts=0': {'model': 'htdemucs', 'overlap': 0.5, 'shifts': 0},
      'overlap=0.5 shifts=2': {'model': 'htdemucs', 'overlap': 0.5, 'shifts': 2}}
     """
-    unknown = set(grid) - set(CONFIG_OPTIONS) - set(SOURCE_OPTIONS)
+    unknown = set(grid) - set(OPTIONS)
     if unknown:
         raise ParameterError(f"sweep: unknown option(s) {sorted(unknown)}.")
     axes = {k: list(v) if isinstance(v, list | tuple) else [v] for k, v in grid.items()}

@@ -1,10 +1,16 @@
-"""A comparison in a notebook: its table, quality against speed, and every run of a stem in one
-player, switched at the same playhead.
+"""A comparison in a notebook: its table, quality against speed, and its runs to listen to,
+switched at the same playhead.
 
-The player (:class:`~.player.StemPlayer` without a mixer) holds, for the chosen stem, one lane
-per run, the true stem when there are references, and the mix; its "hear" buttons and A/B
-switch between them by gain alone, so the music never stops or restarts. Choosing another stem
-swaps every lane's audio in at one moment of the same clock (:meth:`StemPlayer.change`).
+Two ways to listen:
+
+- **Every run of one stem** (:attr:`CompareView.player`, a :class:`~.player.StemPlayer` without
+  a mixer): for the chosen stem, one lane per run, the true stem when there are references,
+  and the mix; its "hear" buttons and A/B switch between them by gain alone, so the music never
+  stops or restarts. Choosing another stem swaps every lane's audio in at one moment of the
+  same clock (:meth:`StemPlayer.change`).
+- **A mix of runs** (:attr:`CompareView.mix_player`, made when first chosen): the stems with
+  their mixer, each from the run picked for it (:attr:`CompareView.picks`); a new pick swaps
+  that stem's audio in where it is playing, the others play on untouched.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .player import StemPlayer
 __all__ = ["CompareView", "quality_speed_png", "table_html"]
 
 TRUE, MIX = "true", "mix"
+RUNS, MIXED = "runs", "mixed"  # the two ways to listen
 
 
 def _number(value, digits: int = 2) -> str:
@@ -111,6 +118,17 @@ class CompareView(W.VBox):
     height : int
         Height of one lane in CSS pixels.
 
+    Attributes
+    ----------
+    mode : ipywidgets.ToggleButtons
+        ``"runs"`` (every run of one stem) or ``"mixed"`` (a mix of runs, one per stem).
+    player : StemPlayer
+        Every run of the stem chosen in :attr:`stem`.
+    picks : dict of str to ipywidgets.Dropdown
+        Per stem, the run heard in :attr:`mix_player` (or the true stem).
+    mix_player : StemPlayer or None
+        The stems, each from its pick, with a mixer (None until ``"mixed"`` is first chosen).
+
     Examples
     --------
     >>> import bandscope_nb as bn
@@ -125,6 +143,11 @@ class CompareView(W.VBox):
     >>> view.player.listen = "run 2"
     >>> bool(np.allclose(view.player.remix(), truth["bass"] / 2))
     True
+    >>> view.mode.value = "mixed"
+    >>> view.picks["drums"].value = "run 2"
+    >>> expected = truth.data.sum(axis=0) - truth["drums"] / 2
+    >>> bool(np.allclose(view.mix_player.remix(), expected, atol=1e-5))
+    True
     """
 
     def __init__(self, comparison, *, stem: str | None = None, height: int = 48):
@@ -133,36 +156,72 @@ class CompareView(W.VBox):
         stem = stem if stem is not None else ("vocals" if "vocals" in names else names[0])
         if stem not in names:
             raise ParameterError(f"Unknown stem {stem!r}; stems are {names}.")
-        self.comparison = comparison
+        self.comparison, self.height = comparison, height
         self._ids = [f"run {i + 1}" for i in range(len(runs))]
-        truth = comparison.references is not None
-        ids = [*self._ids, *([TRUE] if truth else [])]
-        labels = {i: r.label for i, r in zip(self._ids, runs, strict=True)}
-        if truth:
+        if comparison.references is not None:
+            self._ids.append(TRUE)
+        labels = {i: r.label for i, r in zip(self._ids, runs, strict=False)}
+        if comparison.references is not None:
             labels[TRUE] = "true stem"
-        stems = Stems(self._sounds(stem), ids, runs[0].stems.sample_rate)
+        self._labels = labels
+        stems = Stems(self._sounds(stem), self._ids, runs[0].stems.sample_rate)
         self.player = StemPlayer(
             stems, mix=comparison.mix, mixer=False, labels=labels, height=height
         )
         self.stem = W.Dropdown(options=list(names), value=stem, description="stem")
+        self.mode = W.ToggleButtons(
+            options=[("Every run of one stem", RUNS), ("A mix of runs, one per stem", MIXED)],
+            value=RUNS,
+            style={"button_width": "auto"},
+        )
+        choices = [(labels[i], i) for i in self._ids]
+        self.picks = {
+            name: W.Dropdown(options=choices, value=self._ids[0], description=name)
+            for name in names
+        }
+        self._picks_row = W.HBox(list(self.picks.values()), layout=W.Layout(flex_flow="row wrap"))
+        self.mix_player: StemPlayer | None = None
         columns = list(dict.fromkeys(k for row in comparison.table() for k in row))
         self.sort_by = W.Dropdown(options=columns, value=columns[-1], description="sort by")
         self.table = W.HTML(table_html(comparison, sort_by=self.sort_by.value))
         self.plot = W.HTML(quality_speed_png(comparison))
+        self.listening = W.VBox([self.stem, self.player])
         self.stem.observe(self._stem_changed, names="value")
         self.sort_by.observe(self._sort, names="value")
-        super().__init__([self.sort_by, self.table, self.plot, self.stem, self.player])
+        self.mode.observe(self._mode_changed, names="value")
+        for name, pick in self.picks.items():
+            pick.observe(lambda change, name=name: self._picked(name), names="value")
+        super().__init__([self.sort_by, self.table, self.plot, self.mode, self.listening])
+
+    def _sound(self, which: str, stem: str) -> np.ndarray:
+        """Stem ``stem`` of the run with id ``which`` (or the true stem)."""
+        if which == TRUE:
+            return self.comparison.references[stem]
+        return list(self.comparison.runs.values())[self._ids.index(which)].stems[stem]
 
     def _sounds(self, stem: str) -> np.ndarray:
-        runs = list(self.comparison.runs.values())
-        sounds = [r.stems[stem] for r in runs]
-        if self.comparison.references is not None:
-            sounds.append(self.comparison.references[stem])
-        return np.stack(sounds)
+        return np.stack([self._sound(which, stem) for which in self._ids])
 
     def _stem_changed(self, change=None) -> None:
-        ids = [*self._ids, *([TRUE] if self.comparison.references is not None else [])]
-        self.player.change(tracks=dict(zip(ids, self._sounds(self.stem.value), strict=True)))
+        self.player.change(tracks=dict(zip(self._ids, self._sounds(self.stem.value), strict=True)))
+
+    def _picked(self, stem: str) -> None:
+        if self.mix_player is not None:
+            self.mix_player.replace_track(stem, self._sound(self.picks[stem].value, stem))
+
+    def _mode_changed(self, change=None) -> None:
+        """Show the other way to listen, pausing the one hidden (its place is kept)."""
+        mixed = self.mode.value == MIXED
+        if mixed and self.mix_player is None:
+            names = list(self.picks)
+            picked = np.stack([self._sound(self.picks[n].value, n) for n in names])
+            stems = Stems(picked, names, self.player.stems.sample_rate)
+            self.mix_player = StemPlayer(stems, mix=self.comparison.mix, height=self.height)
+        hidden = self.player if mixed else self.mix_player
+        if hidden is not None:
+            hidden.playing = False
+        shown = [self._picks_row, self.mix_player] if mixed else [self.stem, self.player]
+        self.listening.children = shown
 
     def _sort(self, change=None) -> None:
         self.table.value = table_html(self.comparison, sort_by=self.sort_by.value)

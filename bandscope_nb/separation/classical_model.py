@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..dsp.classical import FOUR_STEMS, separate_four
+from .model_rules import check_recipe_options
 
 __all__ = ["ClassicalModel"]
 
@@ -20,7 +21,8 @@ class ClassicalModel(torch.nn.Module):
     segment : float
         Seconds per chunk; REPET-SIM needs several seconds to find repetitions.
     **options
-        Passed to :func:`~bandscope_nb.dsp.classical.separate_four`.
+        The recipe's options (:data:`RECIPE_OPTIONS`), passed to
+        :func:`~bandscope_nb.dsp.classical.separate_four`; checked here.
 
     Examples
     --------
@@ -35,7 +37,7 @@ class ClassicalModel(torch.nn.Module):
         self.samplerate = samplerate
         self.audio_channels = 2
         self.segment = segment
-        self.options = dict(options)
+        self.options = check_recipe_options(options)
 
     def valid_length(self, length: int) -> int:
         """Whole segments with real context (as HTDemucs does), also for the last chunk."""

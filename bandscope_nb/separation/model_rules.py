@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelIntegrityError
+from ..errors import ModelIntegrityError, ParameterError
 from ..names import check_stem_names
 
 __all__ = [
@@ -22,9 +22,11 @@ __all__ = [
     "MAX_HTDEMUCS_SEGMENT",
     "MAX_MODEL_RATE",
     "MAX_SEGMENT",
+    "RECIPE_OPTIONS",
     "check_bag",
     "check_contract",
     "check_init",
+    "check_recipe_options",
     "check_size",
     "max_segment",
 ]
@@ -237,3 +239,40 @@ def check_bag(name: str, origin: str, spec: Any) -> tuple[list[str], Any, Any]:
     if segment is not None and not (is_number(segment) and 0 < segment <= MAX_SEGMENT):
         raise bad(f"segment={segment!r} must be seconds in (0, {MAX_SEGMENT:g}]")
     return models, weights, segment
+
+
+#: The recipe's options a run may set, and their ranges: the HPSS median filter's length in
+#: frames, REPET-SIM's exclusion width in seconds, the bass band's upper edge in Hz.
+RECIPE_OPTIONS = {
+    "kernel_size": (int, 3, 255),
+    "width": (float, 0.1, 10.0),
+    "bass_cutoff": (float, 20.0, 2000.0),
+}
+
+
+def check_recipe_options(options: dict) -> dict:
+    """The classical recipe's options checked against :data:`RECIPE_OPTIONS` (numbers made
+    ``int`` or ``float``), or a :class:`ParameterError` naming the option and its range.
+
+    Examples
+    --------
+    >>> check_recipe_options({"kernel_size": 17, "width": 1})
+    {'kernel_size': 17, 'width': 1.0}
+    >>> check_recipe_options({"kernel_size": 2.5})
+    Traceback (most recent call last):
+    ...
+    bandscope_nb.errors.ParameterError: Invalid kernel_size: 2.5; give an int in 3..255.
+    """
+    unknown = set(options) - set(RECIPE_OPTIONS)
+    if unknown:
+        raise ParameterError(
+            f"Unknown classical option(s) {sorted(unknown)}; they are {list(RECIPE_OPTIONS)}."
+        )
+    checked = {}
+    for name, value in options.items():
+        kind, low, high = RECIPE_OPTIONS[name]
+        if not is_number(value, integral=kind is int) or not low <= value <= high:
+            what = "an int" if kind is int else "a number"
+            raise ParameterError(f"Invalid {name}: {value!r}; give {what} in {low:g}..{high:g}.")
+        checked[name] = kind(value)
+    return checked

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -196,9 +197,13 @@ class Separator:
         return self._model
 
     def _load(self) -> LoadedModel:
+        from .classical_model import ClassicalModel
+
         spec = self.model_spec
-        if spec == "classical":
-            return self._classical()
+        if isinstance(spec, str) and spec == "classical":
+            return self._classical(ClassicalModel())
+        if isinstance(spec, ClassicalModel):  # the recipe with options of its own
+            return self._classical(spec)
         if spec == "auto":
             try:
                 return load_model("htdemucs", device=self.device)
@@ -210,13 +215,11 @@ class Separator:
                     "`bandscope models fetch htdemucs` on a machine with network.",
                     ModelFallbackWarning,
                 )
-                return self._classical()
+                return self._classical(ClassicalModel())
         return load_model(spec, repo=self.repo, sha256=self.sha256, device=self.device)
 
-    def _classical(self) -> LoadedModel:
-        from .classical_model import ClassicalModel
-
-        loaded = load_model(ClassicalModel(), device=self.device)
+    def _classical(self, module) -> LoadedModel:
+        loaded = load_model(module, device=self.device)
         return dataclasses.replace(loaded, name="classical", origin="bandscope_nb.dsp.classical")
 
     def separate(self, audio, sample_rate: int | None = None) -> Stems:
@@ -312,13 +315,13 @@ class Separator:
                 )
         try:
             with tempfile.TemporaryDirectory(prefix="bandscope-") as tmp:
-                data = self._run(inp, model, Path(tmp))
+                data, info["seconds"] = self._timed_run(inp, model, Path(tmp))
         except OSError as exc:  # no disk space at all: hold the result in memory instead
             warnings.warn(
                 f"Could not write temporary files ({exc}); separating {inp.name} in memory.",
                 stacklevel=3,
             )
-            data = self._run(inp, model, None)
+            data, info["seconds"] = self._timed_run(inp, model, None)
         return _result(data, model, info, cached=False)
 
     def _cached(self, inp: Input, model: LoadedModel, key: str, info: dict) -> Stems:
@@ -330,7 +333,7 @@ class Separator:
                 if entry is None:
                     computed = True
                     with cache.staging() as folder:
-                        data = self._run(inp, model, folder)
+                        data, info["seconds"] = self._timed_run(inp, model, folder)
                         meta = {"names": model.sources, "shape": data.shape, **info}
                         try:
                             entry = cache.commit(key, folder, meta)
@@ -341,8 +344,9 @@ class Separator:
                                 stacklevel=3,
                             )
                             return _result(data, model, info, cached=False)
-        if not computed:  # what computed the stored stems, not what would have run now
-            ran = {k: entry.meta[k] for k in ("device", "batch_size") if k in entry.meta}
+        if not computed:  # what computed the stored stems (and how long it took), not now
+            stored = ("device", "batch_size", "seconds")
+            ran = {k: entry.meta[k] for k in stored if k in entry.meta}
             info = {**info, **ran}
         return _result(entry.data, model, info, cached=not computed)
 
@@ -361,6 +365,13 @@ class Separator:
             self.cache.remove(key)
             return None
         return entry
+
+    def _timed_run(self, inp: Input, model: LoadedModel, workdir: Path | None):
+        """:meth:`_run` and its wall time in seconds (kept in the stems' info and the cache
+        entry, so a cache hit can say how long its separation took)."""
+        start = time.perf_counter()
+        data = self._run(inp, model, workdir)
+        return data, time.perf_counter() - start
 
     def _run(self, inp: Input, model: LoadedModel, workdir: Path | None) -> np.ndarray:
         """Separate into ``workdir/stems.f32`` and return it as a read-only memory map; with
