@@ -274,6 +274,8 @@ def test_compare_command_checks_everything_before_a_kernel(song, tmp_path, capsy
         (["--run", "nolabel"], "Invalid run"),
         (["--run", "a:overlaps=0.5"], "unknown option"),
         (["--run", "a:model=classical,overlap=2"], "overlap"),
+        (["--run", "a:model=classical,kernel_size=2"], "Invalid kernel_size"),
+        (["--sweep", "width=1,99"], "options of the classical separator"),
         (["--run", "a:model=classical", "--run", "a:model=classical"], "share a label"),
         (["--sweep", "overlap"], "Invalid --sweep"),
         (["--excerpt", "5"], "Invalid --excerpt"),

@@ -63,13 +63,16 @@ def _repeating_background(mag: np.ndarray, exclude: int, neighbours: int) -> np.
 def _foreground_mask(
     mag: np.ndarray, sample_rate: int, hop_length: int, width: float, neighbours: int = 20
 ) -> np.ndarray:
-    """REPET-SIM soft foreground mask for a ``(F, T)`` magnitude; zero when too short to repeat.
+    """REPET-SIM soft foreground mask for a ``(F, T)`` magnitude (zero for silence).
 
-    Soft masks as in librosa's vocal separation example (power 2, foreground margin 10).
+    Soft masks as in librosa's vocal separation example (power 2, foreground margin 10). On
+    input shorter than four ``width``s the exclusion shrinks to a quarter of its length, so
+    every frame keeps neighbours to compare with (a short excerpt is not silenced).
     """
     import librosa
 
     exclude = int(librosa.time_to_frames(width, sr=sample_rate, hop_length=hop_length))
+    exclude = min(exclude, max(0, (mag.shape[1] - 2) // 4))
     if mag.shape[1] < 2 * exclude + 2 or not np.any(mag):
         return np.zeros_like(mag)
     background = np.minimum(mag, _repeating_background(mag, exclude, neighbours))
@@ -135,7 +138,8 @@ def repet_sim(
     Parameters
     ----------
     width : float
-        Seconds around each frame excluded from its neighbours (avoids self-similarity).
+        Seconds around each frame excluded from its neighbours (avoids self-similarity); on
+        input shorter than ``4 * width``, a quarter of its length.
 
     Returns
     -------

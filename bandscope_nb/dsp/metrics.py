@@ -109,11 +109,15 @@ class _Projector:
         sources, frames, channels = refs.shape
         self.refs, self.filters = refs, filters
         self.n_fft = next_fast_len(frames + filters - 1, real=True)
-        self.spectra = rfft(np.moveaxis(refs, 1, 2), n=self.n_fft, axis=2)  # (S, C, n_fft//2+1)
+        self.spectra = rfft(
+            np.moveaxis(refs, 1, 2), n=self.n_fft, axis=2, workers=-1
+        )  # (S, C, n_fft//2+1)
         pairs = list(itertools.product(range(sources), range(channels)))
         gram = np.zeros((sources, channels, filters, sources, channels, filters))
         for (i, c1), (j, c2) in itertools.combinations_with_replacement(pairs, 2):
-            corr = irfft(self.spectra[j, c2] * np.conj(self.spectra[i, c1]), n=self.n_fft)
+            corr = irfft(
+                self.spectra[j, c2] * np.conj(self.spectra[i, c1]), n=self.n_fft, workers=-1
+            )
             block = toeplitz(np.hstack((corr[0], corr[-1:-filters:-1])), r=corr[:filters])
             gram[j, c2, :, i, c1, :] = block
             gram[i, c1, :, j, c2, :] = block.T
@@ -125,10 +129,10 @@ class _Projector:
         from scipy.fft import irfft, rfft
 
         taps = self.filters
-        est_spec = np.conj(rfft(estimate.T, n=self.n_fft, axis=1))  # (C, n_fft//2+1)
+        est_spec = np.conj(rfft(estimate.T, n=self.n_fft, axis=1, workers=-1))  # (C, n_fft//2+1)
         out = []
         for spectrum in self.spectra:  # one source at a time keeps the peak memory small
-            cross = irfft(spectrum[:, None, :] * est_spec[None], n=self.n_fft, axis=-1)
+            cross = irfft(spectrum[:, None, :] * est_spec[None], n=self.n_fft, axis=-1, workers=-1)
             lagged = np.concatenate([cross[..., :1], cross[..., -1:-taps:-1]], axis=-1)
             out.append(np.moveaxis(lagged, 1, 2))  # (C_ref, taps, C_est)
         return np.stack(out)
@@ -161,9 +165,11 @@ class _Projector:
         refs = self.refs[sources, window]  # (K, frames, C_ref)
         length = refs.shape[1] + self.filters - 1
         n = next_fast_len(length, real=True)
-        spectra = rfft(refs, n=n, axis=1)  # (K, F, C_ref)
-        responses = rfft(filters, n=n, axis=2)  # (K, C_ref, F, C)
-        return irfft(np.einsum("kfj,kjfc->fc", spectra, responses), n=n, axis=0)[:length]
+        spectra = rfft(refs, n=n, axis=1, workers=-1)  # (K, F, C_ref)
+        responses = rfft(filters, n=n, axis=2, workers=-1)  # (K, C_ref, F, C)
+        return irfft(np.einsum("kfj,kjfc->fc", spectra, responses), n=n, axis=0, workers=-1)[
+            :length
+        ]
 
 
 def bss_eval(

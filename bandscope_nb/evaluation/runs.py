@@ -94,9 +94,10 @@ def check_runs(runs, *, device: str = "auto") -> list[RunSpec]:
 def _classical(model, recipe: dict):
     """The classical recipe with ``recipe``'s options, as the run's model."""
     if model != "classical":
+        named = "names no model" if model is None else f"is {model!r}"
         raise ParameterError(
             f"{sorted(recipe)} are options of the classical separator; add model=classical "
-            f"(the run's model is {model!r})."
+            f"(the run {named})."
         )
     from ..separation.classical_model import ClassicalModel
 
