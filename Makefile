@@ -4,23 +4,28 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-TESTENV := BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache MPLBACKEND=Agg
+TESTENV := BANDSCOPE_OFFLINE=1 BANDSCOPE_CACHE_DIR=$(CURDIR)/build/test-cache \
+	BANDSCOPE_DATA_DIR=$(CURDIR)/build/test-data MPLBACKEND=Agg
 
 .PHONY: setup system-deps demo report test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python tools/warm_numba.py
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 # museval (the BSS Eval reference the metric tests compare against) needs an ffmpeg binary; the
-# JupyterLab browser test needs Debian's chromium at /usr/bin/chromium.
+# JupyterLab browser test needs Debian's chromium at /usr/bin/chromium; synthetic multitracks
+# (bn.datasets) are rendered with fluidsynth and the FluidR3 General MIDI SoundFont.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v fluidsynth >/dev/null 2>&1 || missing="$$missing fluidsynth"; \
+	[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing="$$missing fluid-soundfont-gm"; \
 	[ -z "$$missing" ] || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
