@@ -5,7 +5,7 @@
 >>> stems = sep.separate(bn.demo.path())  # doctest: +SKIP
 """
 
-from . import demo
+from . import datasets, demo
 from ._version import __version__
 from .audio import Audio, load_audio, save_audio
 from .dsp import classical, masks, metrics
@@ -17,6 +17,7 @@ from .errors import (
     BandscopeWarning,
     CacheError,
     DeviceError,
+    MissingDependencyError,
     ModelFallbackWarning,
     ModelIntegrityError,
     ModelUnavailableError,
@@ -53,6 +54,7 @@ __all__ = [
     "CacheError",
     "Comparison",
     "DeviceError",
+    "MissingDependencyError",
     "ModelFallbackWarning",
     "ModelIntegrityError",
     "ModelUnavailableError",
@@ -66,6 +68,7 @@ __all__ = [
     "__version__",
     "classical",
     "compare",
+    "datasets",
     "demo",
     "ensemble",
     "load_audio",

@@ -19,6 +19,7 @@ __all__ = [
     "BandscopeWarning",
     "CacheError",
     "DeviceError",
+    "MissingDependencyError",
     "ModelFallbackWarning",
     "ModelIntegrityError",
     "ModelUnavailableError",
@@ -63,6 +64,10 @@ class SeparationError(BandscopeError, RuntimeError):
 
 class ReportError(BandscopeError, RuntimeError):
     """A report notebook could not be executed or written."""
+
+
+class MissingDependencyError(BandscopeError, RuntimeError):
+    """A program or data file that a feature needs is not installed (fluidsynth, a SoundFont)."""
 
 
 class BandscopeWarning(UserWarning):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,37 +20,18 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from bandscope_nb.datasets.midi import Part, midi_file
+
 DEMO = Path(__file__).resolve().parent.parent / "bandscope_nb" / "demo"
-TICKS = 480  # per beat
 
 
-def _varlen(value: int) -> bytes:
-    out = [value & 0x7F]
-    while value > 0x7F:
-        value >>= 7
-        out.append(0x80 | (value & 0x7F))
-    return bytes(reversed(out))
-
-
-def midi_file(track: dict, tempo_bpm: float) -> bytes:
-    """A type-0 MIDI file holding one track: tempo, program, pan, then its notes."""
-    ch = track["channel"]
-    events = []  # (tick, order, bytes): note-offs sort before note-ons at the same tick
-    for start, dur, pitch, vel in track["notes"]:
-        on, off = round(start * TICKS), round((start + dur) * TICKS)
-        events.append((on, 1, bytes([0x90 | ch, pitch, vel])))
-        events.append((off, 0, bytes([0x80 | ch, pitch, 0])))
-    tempo = round(60_000_000 / tempo_bpm)
-    body = b"\x00\xff\x51\x03" + tempo.to_bytes(3, "big")
-    body += b"\x00" + bytes([0xC0 | ch, track["program"]])
-    body += b"\x00" + bytes([0xB0 | ch, 10, track["pan"]])
-    now = 0
-    for tick, _, data in sorted(events):
-        body += _varlen(tick - now) + data
-        now = tick
-    body += b"\x00\xff\x2f\x00"
-    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, TICKS)
-    return header + b"MTrk" + struct.pack(">I", len(body)) + body
+def track_midi(track: dict, tempo_bpm: float) -> bytes:
+    """One track of song.json (times in beats) as a MIDI file of its own."""
+    beat = 60.0 / tempo_bpm
+    notes = [(start * beat, dur * beat, pitch, vel) for start, dur, pitch, vel in track["notes"]]
+    end = max(start + dur for start, dur, _, _ in notes)  # (+2 s below: the releases ring on)
+    part = Part(track["channel"], track["program"], 0.0, end + 2.0, notes, pan=track["pan"])
+    return midi_file([part])
 
 
 def render(soundfont: str) -> None:
@@ -62,7 +42,7 @@ def render(soundfont: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for track in song["tracks"]:
             mid, wav = Path(tmp) / f"{track['stem']}.mid", Path(tmp) / f"{track['stem']}.wav"
-            mid.write_bytes(midi_file(track, song["tempo_bpm"]))
+            mid.write_bytes(track_midi(track, song["tempo_bpm"]))
             subprocess.run(
                 [
                     "fluidsynth",
