@@ -37,11 +37,13 @@ from .stems import Stems
 
 
 def __getattr__(name: str):
-    """``bn.widgets`` is imported on first use (it needs ipywidgets and matplotlib)."""
-    if name == "widgets":
+    """``bn.widgets`` (ipywidgets, matplotlib) and ``bn.training`` (torch) are imported on
+    first use."""
+    if name in ("widgets", "training"):
         import importlib
 
-        return importlib.import_module(".notebook.widgets", __name__)
+        where = ".notebook.widgets" if name == "widgets" else ".training"
+        return importlib.import_module(where, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -175,6 +175,35 @@ def _cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def _cmd_train(args) -> int:
+    """Make the synthetic songs, train a MaskNet on them, keep the best checkpoint in -o."""
+    from .datasets import synth_multitracks
+    from .training import MaskNet, fit
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"Output folder {out} is a file; give a folder.")
+    songs = synth_multitracks(
+        args.songs, seconds=args.song_seconds, seed=args.data_seed, progress=True
+    )
+    result = fit(
+        MaskNet(hidden=args.hidden),
+        songs,
+        minutes=args.minutes,
+        steps=args.steps,
+        device=args.device,
+        seed=args.seed,
+        out=out,
+    )
+    best = result.best
+    print(
+        f"{result.steps} steps in {result.seconds:.0f} s; best: step {best['step']}, "
+        f"validation SDR {best['val_sdr']:.2f} dB; weights: {result.checkpoint}",
+        flush=True,
+    )
+    return 130 if result.interrupted else EXIT_OK
+
+
 def _cmd_bench(args) -> int:
     from . import demo
     from .separation.separator import Separator
@@ -302,7 +331,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _housekeeping(sub) -> None:
-    """``bandscope bench``, ``bandscope models ...`` and ``bandscope cache ...``."""
+    """``bandscope bench``, ``train``, ``models ...`` and ``cache ...``."""
     bench = sub.add_parser(
         "bench", help="time the model in each precision this device runs (is this speed normal?)"
     )
@@ -312,6 +341,20 @@ def _housekeeping(sub) -> None:
     bench.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     bench.add_argument("--seconds", type=float, default=30.0, help="audio timed (default 30)")
     bench.set_defaults(func=_cmd_bench)
+
+    train = sub.add_parser(
+        "train", help="train a small separator on synthetic multitracks (Ctrl-C keeps the best)"
+    )
+    train.add_argument("-o", "--output", required=True, help="folder for the weights")
+    train.add_argument("--minutes", type=float, default=10.0, help="time budget (default 10)")
+    train.add_argument("--steps", type=int, default=None, help="exact steps (repeats a run)")
+    train.add_argument("--songs", type=int, default=240, help="synthetic songs (default 240)")
+    train.add_argument("--song-seconds", type=float, default=10.0, help="their length")
+    train.add_argument("--data-seed", type=int, default=0, help="which songs")
+    train.add_argument("--seed", type=int, default=0, help="seed of the training")
+    train.add_argument("--hidden", type=int, default=192, help="network width (default 192)")
+    train.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:N or mps")
+    train.set_defaults(func=_cmd_train)
 
     models = sub.add_parser("models", help="list or fetch pretrained models")
     msub = models.add_subparsers(dest="action", required=True)

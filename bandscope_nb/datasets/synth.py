@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,13 @@ class Multitracks(Sequence):
     Attributes
     ----------
     seed, seconds, sample_rate : int, float, int
+    names : tuple of str
+        The stems of every song.
     paths : list of Path
         One 8-channel FLAC per song (the stems' channels in order).
     """
+
+    names = STEMS
 
     def __init__(self, paths: list[Path], seed: int, seconds: float, sample_rate: int):
         self.paths, self.seed, self.seconds, self.sample_rate = paths, seed, seconds, sample_rate
@@ -159,12 +164,28 @@ def synth_multitracks(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(todo), unit="song", desc="synth multitracks")
-        for i in todo:
-            _make_song(paths[i], np.random.default_rng([seed, i]), seconds, sample_rate, font)
+        # fluidsynth runs in its own process: one song per core at a time
+        pool = ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1))
+        try:
+            futures = [
+                pool.submit(
+                    _make_song,
+                    paths[i],
+                    np.random.default_rng([seed, i]),
+                    seconds,
+                    sample_rate,
+                    font,
+                )
+                for i in todo
+            ]
+            for future in as_completed(futures):
+                future.result()
+                if bar is not None:
+                    bar.update()
+        finally:  # on an error or Ctrl-C: no new songs; those being made finish or vanish
+            pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
-                bar.update()
-        if bar is not None:
-            bar.close()
+                bar.close()
     return Multitracks(paths, seed, float(seconds), sample_rate)
 
 

@@ -54,7 +54,7 @@ def check_runs(runs, *, device: str = "auto") -> list[RunSpec]:
     ...                                              "b": {"model": "classical", "overlap": 0.5}})]
     [0.25, 0.5]
     >>> check_runs({"c": {"model": "classical", "kernel_size": 17}})[0].config.model
-    ClassicalModel(segment=30.0, options={'kernel_size': 17})
+    ClassicalModel(segment=30.0, options={'kernel_size': 17}, silence trimmed)
     """
     if not isinstance(runs, dict) or not runs:
         raise ParameterError(

@@ -20,11 +20,16 @@ __all__ = ["SpectrogramView", "StemExplorer", "StemPlayer", "explore", "show"]  
 
 
 def __getattr__(name: str):
-    """``MaskExplorer`` lives in :mod:`.mask_explorer` (it builds on this module)."""
+    """``MaskExplorer`` lives in :mod:`.mask_explorer` (it builds on this module),
+    ``TrainingPlot`` in :mod:`.training_plot`."""
     if name == "MaskExplorer":
         from .mask_explorer import MaskExplorer
 
         return MaskExplorer
+    if name == "TrainingPlot":
+        from .training_plot import TrainingPlot
+
+        return TrainingPlot
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -34,7 +34,12 @@ __all__ = [
 
 #: Model classes a weights file may name; anything else is refused before import.
 ALLOWED_CLASSES = frozenset(
-    {"demucs.htdemucs.HTDemucs", "demucs.hdemucs.HDemucs", "demucs.demucs.Demucs"}
+    {
+        "demucs.htdemucs.HTDemucs",
+        "demucs.hdemucs.HDemucs",
+        "demucs.demucs.Demucs",
+        "bandscope_nb.separation.masknet.MaskNet",  # ours, trained with bandscope_nb.training
+    }
 )
 
 
@@ -50,6 +55,8 @@ _INIT_LIMITS = {
     "t_heads": 64,
     "t_hidden_scale": 16,
     "lstm_layers": 8,
+    "hidden": 4096,
+    "hop": 65536,
     "dconv_depth": 8,
     "kernel_size": 64,
     "stride": 64,

@@ -1,0 +1,147 @@
+"""A small spectrogram-mask network a class can train on a laptop CPU (see training/).
+
+The mixture's STFT magnitude (both channels, up to ``max_freq``), normalised per bin, goes
+through a linear layer, a bidirectional LSTM over time and two more layers to one mask per
+source and bin; a softmax across sources makes the masks sum to one, so the stems sum to the
+mixture exactly as the classical recipe's do. Each mask multiplies the mixture's complex STFT in
+every channel and an inverse STFT gives the stem. It exposes demucs' model contract
+(``sources``, ``samplerate``, ``audio_channels``, ``segment``), so
+:class:`~bandscope_nb.Separator` runs it through the same engine, cache and players as Demucs,
+and it is saved and loaded as safetensors like a Demucs model (its class is on the allow-list).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["MaskNet"]
+
+_ARGS = ("sources", "samplerate", "audio_channels", "segment", "nfft", "hop", "max_freq")
+_ARGS += ("hidden", "lstm_layers")
+
+
+class MaskNet(nn.Module):
+    """Spectrogram masks from a BLSTM (about 1 M parameters by default).
+
+    Parameters
+    ----------
+    sources : list of str
+    samplerate, audio_channels : int
+    segment : float
+        Seconds per chunk the engine sends.
+    nfft, hop : int
+        STFT size and hop.
+    max_freq : float
+        Bins above this frequency (Hz) are not inputs (their masks are still predicted).
+    hidden : int
+        Width of the network; the LSTM has ``hidden // 2`` units per direction.
+    lstm_layers : int
+
+    Examples
+    --------
+    >>> net = MaskNet(hidden=32)
+    >>> x = torch.randn(1, 2, 44100)
+    >>> y = net(x)
+    >>> y.shape, bool(torch.allclose(y.sum(1), x, atol=1e-4))
+    (torch.Size([1, 4, 2, 44100]), True)
+    """
+
+    def __init__(
+        self,
+        sources=("drums", "bass", "other", "vocals"),
+        samplerate: int = 44100,
+        audio_channels: int = 2,
+        segment: float = 10.0,
+        nfft: int = 2048,
+        hop: int = 512,
+        max_freq: float = 16000.0,
+        hidden: int = 256,
+        lstm_layers: int = 2,
+    ):
+        super().__init__()
+        _check(
+            sources, samplerate, audio_channels, segment, nfft, hop, max_freq, hidden, lstm_layers
+        )
+        # every argument by name, as demucs' capture_init keeps them: saved with the weights
+        # (modelfiles.save_safetensors), checked by model_rules.check_init on load
+        self._init_args_kwargs = ((), {k: v for k, v in locals().items() if k in _ARGS})
+        self._init_args_kwargs[1]["sources"] = list(sources)
+        self.sources = list(sources)
+        self.samplerate, self.audio_channels, self.segment = samplerate, audio_channels, segment
+        self.nfft, self.hop = nfft, hop
+        self.bins = nfft // 2 + 1
+        self.used = min(self.bins, int(max_freq / samplerate * nfft) + 1)
+        features = audio_channels * self.used
+        self.input_mean = nn.Parameter(torch.zeros(features))
+        self.input_scale = nn.Parameter(torch.ones(features))
+        self.encode = nn.Sequential(nn.Linear(features, hidden), nn.Tanh())
+        self.lstm = nn.LSTM(
+            hidden, hidden // 2, num_layers=lstm_layers, bidirectional=True, batch_first=True
+        )
+        self.decode = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU())
+        self.masks = nn.Linear(hidden, len(self.sources) * self.bins)
+        self.register_buffer("window", torch.hann_window(nfft), persistent=False)
+
+    def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, frames)`` -> complex ``(batch, channels, bins, steps)``."""
+        batch, channels, frames = audio.shape
+        spec = torch.stft(
+            audio.reshape(batch * channels, frames),
+            self.nfft,
+            self.hop,
+            window=self.window,
+            return_complex=True,
+        )
+        return spec.reshape(batch, channels, *spec.shape[-2:])
+
+    def mask(self, spec: torch.Tensor) -> torch.Tensor:
+        """Masks ``(batch, sources, bins, steps)`` summing to one over sources."""
+        batch, channels, _, steps = spec.shape
+        mag = spec.abs()[:, :, : self.used]  # (B, C, used, N)
+        x = torch.log1p(mag).permute(0, 3, 1, 2).reshape(batch, steps, channels * self.used)
+        x = self.encode((x - self.input_mean) * self.input_scale)
+        y, _ = self.lstm(x)
+        y = self.decode(torch.cat([x, y], dim=-1))  # the LSTM's input skips past it
+        logits = self.masks(y).reshape(batch, steps, len(self.sources), self.bins)
+        return torch.softmax(logits, dim=2).permute(0, 2, 3, 1)
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, frames)`` -> ``(batch, sources, channels, frames)``."""
+        spec = self.spectrogram(mix)
+        masked = self.mask(spec)[:, :, None] * spec[:, None]  # (B, S, C, F, N)
+        batch, sources, channels, bins, steps = masked.shape
+        audio = torch.istft(
+            masked.reshape(-1, bins, steps),
+            self.nfft,
+            self.hop,
+            window=self.window,
+            length=mix.shape[-1],
+        )
+        return audio.reshape(batch, sources, channels, -1)
+
+
+def _check(sources, samplerate, audio_channels, segment, nfft, hop, max_freq, hidden, layers):
+    """MaskNet's arguments, or a :class:`ParameterError` naming the one out of range."""
+    from ..errors import ParameterError
+    from .model_rules import check_attributes, is_number
+
+    check_attributes(
+        "MaskNet",
+        ParameterError,
+        klass=MaskNet,
+        sources=list(sources),
+        samplerate=samplerate,
+        audio_channels=audio_channels,
+        segment=segment,
+    )
+    for name, value, low, high in (
+        ("nfft", nfft, 16, 65536),
+        ("hop", hop, 1, nfft if is_number(nfft) else 1),
+        ("hidden", hidden, 2, 4096),
+        ("lstm_layers", layers, 1, 8),
+    ):
+        if not is_number(value, integral=True) or not low <= value <= high:
+            raise ParameterError(f"Invalid {name}: {value!r}; give an int in {low}..{high}.")
+    if not is_number(max_freq) or not 0 < max_freq:
+        raise ParameterError(f"Invalid max_freq: {max_freq!r}; give Hz > 0.")

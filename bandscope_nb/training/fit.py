@@ -1,0 +1,352 @@
+"""Train a separator on multitracks within a time budget: seeded, interrupt-safe, and with every
+improvement on the validation songs checkpointed so that it loads through the Separator.
+
+Each step draws a batch of random crops from the training songs, gives every stem a random
+level and channel order (so the mixtures vary more than the songs do), mixes them and lowers
+the L1 distance between the masked mixture's magnitude and each true stem's. Every
+``validate_every`` steps the model separates fixed crops of the validation songs (the last
+tenth of the data, unless given) and its mean SDR over songs and stems is measured; the best
+state so far is kept, written (``<out>/masknet.safetensors`` and ``masknet.yaml``, each written
+whole and renamed into place) and, at the end or on Ctrl-C, put back into the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..stems import Stems
+
+__all__ = ["FitResult", "batch_loss", "fit"]
+
+CHECKPOINT = "masknet.safetensors"
+RECORD = "masknet.yaml"
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The model, holding its best state (by validation SDR).
+    steps, seconds : int, float
+        Steps taken and training wall time; ``fit(..., steps=result.steps)`` with the same
+        seed and data repeats the run exactly.
+    history : list of dict
+        Per validation: ``step``, ``seconds``, ``loss`` (mean since the last one), ``val_sdr``.
+    best : dict
+        The history entry whose state the model holds.
+    interrupted : bool
+        Stopped by Ctrl-C (the best state is kept all the same).
+    checkpoint : Path or None
+        The saved weights (load with ``bn.Separator(model=path)``).
+    """
+
+    model: object
+    steps: int
+    seconds: float
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=dict)
+    interrupted: bool = False
+    checkpoint: Path | None = None
+
+
+def _digest(data: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(data, np.float32).tobytes()).hexdigest()
+
+
+def _check_held_out(songs: list) -> None:
+    """The bundled demo song is for evaluation: refuse it (or a part of it) as training data."""
+    from .. import demo
+
+    truth = demo.load()[1]
+    for stems in songs:
+        if isinstance(stems, Stems) and stems.frames <= truth.frames and stems.frames > 0:
+            head = truth.data[..., : stems.frames]
+            if stems.data.shape == head.shape and np.array_equal(stems.data, head):
+                raise ParameterError(
+                    "The demo song is held out: it measures what a trained model learnt "
+                    "(bn.demo.load()), so it cannot be training data. Train on "
+                    "bn.datasets.synth_multitracks(...) or your own multitracks."
+                )
+
+
+class _Crops:
+    """Random crops of songs (Stems, or a Multitracks read from disk crop by crop)."""
+
+    def __init__(self, songs, frames: int):
+        self.songs, self.frames = songs, frames
+        self.lengths = [self._length(i) for i in range(len(songs))]
+        if any(length < frames for length in self.lengths):
+            raise ParameterError(
+                f"Every song must be at least {frames} frames long for crops of that length."
+            )
+
+    def _length(self, i: int) -> int:
+        paths = getattr(self.songs, "paths", None)
+        if paths is not None:
+            import soundfile as sf
+
+            return sf.info(paths[i]).frames
+        return self.songs[i].frames
+
+    def crop(self, i: int, start: int) -> np.ndarray:
+        """``(sources, channels, frames)`` float32."""
+        paths = getattr(self.songs, "paths", None)
+        if paths is not None:
+            import soundfile as sf
+
+            data, _ = sf.read(paths[i], start=start, frames=self.frames, dtype="float32")
+            return data.T.reshape(-1, 2, self.frames)
+        return np.asarray(self.songs[i].data[..., start : start + self.frames], np.float32)
+
+    def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        out = []
+        for _ in range(size):
+            i = int(rng.integers(len(self.songs)))
+            stems = self.crop(i, int(rng.integers(self.lengths[i] - self.frames + 1)))
+            stems = stems * rng.uniform(0.5, 1.25, size=(len(stems), 1, 1)).astype(np.float32)
+            swap = rng.random(len(stems)) < 0.5
+            stems[swap] = stems[swap][:, ::-1]
+            out.append(stems)
+        return np.stack(out)
+
+
+def _validation_sdr(model, crops: list[np.ndarray], device) -> float:
+    import torch
+
+    from ..dsp.metrics import sdr
+
+    scores = []
+    model.eval()
+    with torch.no_grad():
+        for stems in crops:
+            mix = torch.from_numpy(stems.sum(axis=0)[None]).to(device)
+            estimate = model(mix)[0].cpu().numpy()
+            for truth, guess in zip(stems, estimate, strict=True):
+                if np.any(truth):
+                    scores.append(sdr(truth, guess))
+    model.train()
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def batch_loss(model, batch):
+    """L1 distance between the masked mixture's magnitude and each true stem's, for a batch of
+    stems ``(batch, sources, channels, frames)`` (their sum is the mixture).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bandscope_nb.separation.masknet import MaskNet
+    >>> batch = torch.randn(2, 4, 2, 8192)
+    >>> batch_loss(MaskNet(hidden=8), batch).item() > 0
+    True
+    """
+    spec = model.spectrogram(batch.sum(dim=1))
+    target = model.spectrogram(batch.flatten(0, 1)).abs()
+    target = target.reshape(*batch.shape[:3], *target.shape[-2:])  # (B, S, C, F, N)
+    estimate = model.mask(spec)[:, :, None] * spec.abs()[:, None]
+    return (estimate - target).abs().mean()
+
+
+def _save(model, out: Path, record: dict) -> Path:
+    import yaml
+
+    from ..files import atomic_write
+    from ..separation.modelfiles import save_safetensors
+
+    path = save_safetensors(model, out / CHECKPOINT)
+    atomic_write(out / RECORD, yaml.safe_dump(record, sort_keys=False).encode())
+    return path
+
+
+def fit(
+    model,
+    data,
+    *,
+    minutes: float = 10.0,
+    steps: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int = 8,
+    crop_seconds: float = 4.0,
+    learning_rate: float = 1e-3,
+    validation=None,
+    validate_every: int = 25,
+    out=None,
+    progress: bool = True,
+    callback=None,
+) -> FitResult:
+    """Train ``model`` (a :class:`~bandscope_nb.separation.masknet.MaskNet`) on ``data``.
+
+    Parameters
+    ----------
+    model : MaskNet
+    data : Multitracks or list of Stems
+        Training songs (the demo song is refused: it is held out for evaluation).
+    minutes : float
+        Time budget; training stops at the first validation after it.
+    steps : int or None
+        Stop after exactly this many steps instead (for a run to repeat exactly).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    seed : int
+        Seeds the crops, the levels and the weights' updates.
+    batch_size, crop_seconds, learning_rate : int, float, float
+    validation : Multitracks, list of Stems or None
+        Songs to measure on (default: the last tenth of ``data``, at least one song).
+    validate_every : int
+        Steps between validations (and checkpoints).
+    out : str, os.PathLike or None
+        Folder for the best checkpoint, rewritten at every improvement.
+    progress : bool
+        A progress bar over the time budget (or the steps).
+    callback : callable or None
+        Called with the history (a list of dicts) after every validation: a live plot.
+
+    Returns
+    -------
+    FitResult
+
+    Examples
+    --------
+    >>> import bandscope_nb as bn
+    >>> from bandscope_nb.separation.masknet import MaskNet
+    >>> rng = np.random.default_rng(0)
+    >>> songs = [bn.Stems(rng.standard_normal((4, 2, 44100)).astype(np.float32) * 0.1,
+    ...                   ["drums", "bass", "other", "vocals"], 44100) for _ in range(3)]
+    >>> result = fit(MaskNet(hidden=16), songs, steps=2, batch_size=2, crop_seconds=0.5,
+    ...              validate_every=1, device="cpu", progress=False)
+    >>> result.steps, len(result.history)
+    (2, 2)
+    """
+    import torch
+
+    from ..separation.devices import resolve_device
+
+    _check_options(model, data, minutes, steps, batch_size, crop_seconds, validate_every)
+    songs = list(data) if not hasattr(data, "paths") else data
+    if validation is None:
+        cut = len(songs) - max(1, len(songs) // 10)
+        if cut < 1:
+            raise ParameterError("Give at least two songs (one is kept for validation).")
+        songs, validation = songs[:cut], songs[cut:]
+    _check_held_out([s for s in songs if isinstance(s, Stems)])
+    device = resolve_device(device)
+    frames = int(crop_seconds * model.samplerate)
+    train = _Crops(songs, frames)
+    held = _Crops(validation, frames)
+    checks = [held.crop(i, 0) for i in range(min(len(validation), 8))]
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model.to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    out = Path(out) if out is not None else None
+    budget = minutes * 60.0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps or round(budget), unit="step" if steps else "s", desc="training")
+    result = FitResult(model, 0, 0.0)
+    best_state, losses, start = None, [], time.perf_counter()
+    try:
+        while True:
+            loss = batch_loss(model, torch.from_numpy(train.batch(rng, batch_size)).to(device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+            result.steps += 1
+            elapsed = time.perf_counter() - start
+            if bar is not None:
+                bar.update(1 if steps else max(0, min(round(elapsed), bar.total) - bar.n))
+            done = result.steps >= steps if steps else elapsed >= budget
+            if result.steps % validate_every == 0 or done:
+                entry = {
+                    "step": result.steps,
+                    "seconds": round(elapsed, 2),
+                    "loss": float(np.mean(losses)),
+                    "val_sdr": _validation_sdr(model, checks, device),
+                }
+                losses = []
+                result.history.append(entry)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{entry['loss']:.4f}", val_sdr=f"{entry['val_sdr']:.2f}")
+                if not result.best or entry["val_sdr"] > result.best["val_sdr"]:
+                    result.best = entry
+                    best_state = copy.deepcopy(model.state_dict())
+                    if out is not None:
+                        result.checkpoint = _save(model, out, _record(result, seed, data))
+                if callback is not None:
+                    callback(list(result.history))
+            if done:
+                break
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+        result.seconds = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    if result.interrupted:
+        from ..errors import warn
+
+        where = f"; its checkpoint: {result.checkpoint}" if result.checkpoint else ""
+        kept = (
+            f"kept the best state (step {result.best['step']}, validation SDR "
+            f"{result.best['val_sdr']:.2f} dB){where}"
+            if result.best
+            else "no validation had run yet, so the model holds its last state"
+        )
+        warn(f"Training interrupted at step {result.steps}: {kept}.")
+    return result
+
+
+def _record(result: FitResult, seed: int, data) -> dict:
+    return {
+        "model": "MaskNet",
+        "step": result.best["step"],
+        "seconds": result.best["seconds"],
+        "val_sdr_db": round(result.best["val_sdr"], 3),
+        "seed": seed,
+        "data": repr(data) if hasattr(data, "paths") else f"{len(data)} songs (Stems)",
+    }
+
+
+def _check_options(model, data, minutes, steps, batch_size, crop_seconds, validate_every):
+    if not (hasattr(model, "spectrogram") and hasattr(model, "mask")):
+        raise ParameterError(
+            f"fit trains a MaskNet (bandscope_nb.separation.masknet), not {type(model).__name__}."
+        )
+    is_songs = hasattr(data, "paths") or (
+        isinstance(data, list | tuple) and all(isinstance(s, Stems) for s in data)
+    )
+    if not is_songs or len(data) < 2:
+        raise ParameterError("Invalid data: give Multitracks or a list of at least two Stems.")
+    names = data.names if hasattr(data, "paths") else None
+    for stems in [data] if names is not None else data:
+        names = tuple(stems.names)
+        if names != tuple(model.sources) or stems.sample_rate != model.samplerate:
+            raise ParameterError(
+                f"The songs' stems {list(names)} at {stems.sample_rate} Hz do not match the "
+                f"model's {model.sources} at {model.samplerate} Hz."
+            )
+    for name, value, low in (("minutes", minutes, 0.0), ("crop_seconds", crop_seconds, 0.1)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > low:
+            raise ParameterError(f"Invalid {name}: {value!r}; give a number > {low:g}.")
+    for name, value in (("batch_size", batch_size), ("validate_every", validate_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+            raise ParameterError(f"Invalid {name}: {value!r}; give an int in 1..4096.")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ParameterError(f"Invalid steps: {steps!r}; give an int >= 1, or None.")

@@ -1,0 +1,189 @@
+"""Training your own separator: MaskNet's contract, save and load through the Separator, fit's
+steps, reproducibility, interrupts, the held-out demo song and bad options."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import bandscope_nb as bn
+from bandscope_nb.separation.masknet import MaskNet
+from bandscope_nb.separation.modelfiles import save_safetensors
+from bandscope_nb.training import fit
+from bandscope_nb.training.fit import batch_loss
+
+NAMES = ["drums", "bass", "other", "vocals"]
+RATE = 44100
+
+
+def tone_songs(count: int, seconds: float = 1.0) -> list[bn.Stems]:
+    """Songs whose stems are told apart by pitch: a separable toy task."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * RATE)) / RATE
+    songs = []
+    for _ in range(count):
+        stems = []
+        for k, base in enumerate((60.0, 110.0, 440.0, 1760.0)):
+            f = base * rng.uniform(0.9, 1.1)
+            wave = np.sin(2 * np.pi * f * t) * rng.uniform(0.05, 0.2)
+            stems.append(np.stack([wave, wave * rng.uniform(0.5, 1.0)]))
+            if k == 0:  # drums: clicks
+                stems[-1][:, :: RATE // 8] += 0.5
+        songs.append(bn.Stems(np.asarray(stems, np.float32), NAMES, RATE))
+    return songs
+
+
+def small() -> MaskNet:
+    torch.manual_seed(0)
+    return MaskNet(hidden=16, lstm_layers=1)
+
+
+def test_masknet_keeps_the_contract_and_its_stems_sum_to_the_mix():
+    net = small()
+    assert (net.sources, net.samplerate, net.audio_channels, net.segment) == (NAMES, RATE, 2, 10.0)
+    mix = torch.from_numpy(tone_songs(1)[0].mix()[None])
+    stems = net(mix)
+    assert stems.shape == (1, 4, 2, RATE)
+    torch.testing.assert_close(stems.sum(dim=1), mix, atol=1e-5, rtol=0)
+
+
+def test_saved_weights_load_through_the_separator_and_separate_identically(tmp_path):
+    net = small().eval()
+    path = save_safetensors(net, tmp_path / "net.safetensors")
+    song = tone_songs(1)[0]
+    separator = bn.Separator(model=path, device="cpu", cache=False, progress=False)
+    got = separator.separate((song.mix(), RATE))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(song.mix()[None]))[0].numpy()
+    assert got.names == tuple(NAMES) and separator.model.identity
+    np.testing.assert_allclose(got.data, expected, atol=1e-6)
+
+
+def test_hostile_init_arguments_in_a_masknet_file_are_refused(tmp_path):
+    net = small()
+    net._init_args_kwargs[1]["hidden"] = 100_000  # a file that asks for a huge network
+    path = save_safetensors(net, tmp_path / "big.safetensors")
+    with pytest.raises(bn.ModelIntegrityError, match="hidden=100000 is out of range"):
+        bn.load_model(path)
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    songs = tone_songs(4)
+    batch = torch.from_numpy(np.stack([s.data for s in songs[:3]]))
+    net = small()
+    with torch.no_grad():
+        before = float(batch_loss(net, batch))
+    fit(
+        net,
+        songs,
+        steps=8,
+        batch_size=3,
+        crop_seconds=1.0,
+        learning_rate=1e-2,
+        validate_every=8,
+        device="cpu",
+        progress=False,
+    )
+    with torch.no_grad():
+        after = float(batch_loss(net, batch))
+    assert after < 0.9 * before, (before, after)
+
+
+def test_a_seed_and_a_step_count_repeat_a_run_exactly():
+    runs = [
+        fit(
+            small(),
+            tone_songs(3),
+            steps=3,
+            batch_size=2,
+            crop_seconds=0.5,
+            seed=5,
+            validate_every=1,
+            device="cpu",
+            progress=False,
+        )
+        for _ in range(2)
+    ]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+
+
+def test_an_interrupt_keeps_the_best_checkpoint_loadable(tmp_path):
+    def interrupt(history):
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.warns(bn.BandscopeWarning, match="Training interrupted at step 2: kept the best"):
+        result = fit(
+            small(),
+            tone_songs(3),
+            steps=50,
+            batch_size=2,
+            crop_seconds=0.5,
+            validate_every=1,
+            device="cpu",
+            progress=False,
+            out=tmp_path,
+            callback=interrupt,
+        )
+    assert result.interrupted and result.steps == 2
+    assert result.checkpoint == tmp_path / "masknet.safetensors"
+    assert not list(tmp_path.glob("*.part"))
+    loaded = bn.load_model(result.checkpoint)
+    held = result.model.state_dict()
+    parts = loaded.parts[0][0].state_dict()
+    assert all(torch.equal(held[k], parts[k]) for k in held)  # the model holds the checkpoint
+    record = (tmp_path / "masknet.yaml").read_text()
+    assert f"step: {result.best['step']}" in record
+
+
+def test_the_demo_song_is_held_out():
+    truth = bn.demo.load()[1]
+    head = bn.Stems(truth.data[..., : 5 * RATE], truth.names, RATE)
+    for demo in (truth, head):
+        with pytest.raises(bn.ParameterError, match="The demo song is held out"):
+            fit(small(), [demo, *tone_songs(2)], steps=1, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"minutes": 0}, "Invalid minutes: 0"),
+        ({"steps": 0}, "Invalid steps: 0"),
+        ({"batch_size": 0}, "Invalid batch_size: 0"),
+        ({"crop_seconds": 5.0}, "at least 220500 frames"),
+        ({"validate_every": 1.5}, "Invalid validate_every"),
+        ({"data": "songs"}, "Invalid data"),
+        ({"data": [bn.Stems(np.zeros((2, 2, RATE), np.float32), ["a", "b"], RATE)] * 3}, "match"),
+        ({"model": torch.nn.Linear(2, 2)}, "fit trains a MaskNet"),
+        ({"device": "tpu"}, "tpu"),
+    ],
+)
+def test_bad_options_fail_before_training(change, message):
+    arguments = {"model": small(), "data": tone_songs(3), "steps": 1, "progress": False}
+    arguments.update(change)
+    with pytest.raises(bn.BandscopeError, match=message):
+        fit(arguments.pop("model"), arguments.pop("data"), **arguments)
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed")
+def test_fit_reads_synthetic_multitracks_crop_by_crop(tmp_path):
+    songs = bn.datasets.synth_multitracks(3, seconds=2.0, seed=4, folder=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = fit(
+            small(),
+            songs,
+            steps=2,
+            batch_size=2,
+            crop_seconds=1.0,
+            validate_every=1,
+            device="cpu",
+            progress=False,
+        )
+    assert result.steps == 2 and np.isfinite(result.best["val_sdr"])
