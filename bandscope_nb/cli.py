@@ -183,11 +183,14 @@ def _cmd_train(args) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"Output folder {out} is a file; give a folder.")
+    if not args.minutes > 0 or (args.steps is not None and args.steps < 1):
+        raise ParameterError("Invalid --minutes or --steps: give minutes > 0 and steps >= 1.")
+    net = MaskNet(hidden=args.hidden)  # checked before any song is made
     songs = synth_multitracks(
         args.songs, seconds=args.song_seconds, seed=args.data_seed, progress=True
     )
     result = fit(
-        MaskNet(hidden=args.hidden),
+        net,
         songs,
         minutes=args.minutes,
         steps=args.steps,

@@ -187,3 +187,34 @@ def test_fit_reads_synthetic_multitracks_crop_by_crop(tmp_path):
             progress=False,
         )
     assert result.steps == 2 and np.isfinite(result.best["val_sdr"])
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed")
+def test_the_train_command_writes_weights_the_separator_runs(tmp_path, monkeypatch, capsys):
+    from bandscope_nb.cli import main
+
+    monkeypatch.setenv("BANDSCOPE_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "model"
+    argv = ["train", "-o", str(out), "--steps", "2", "--songs", "3", "--song-seconds", "4"]
+    assert main([*argv, "--hidden", "16", "--device", "cpu"]) == 0
+    assert "2 steps in" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["masknet.safetensors", "masknet.yaml"]
+    song = tone_songs(1)[0]
+    separator = bn.Separator(model=out / "masknet.safetensors", device="cpu", cache=False)
+    assert separator.separate((song.mix(), RATE)).names == tuple(NAMES)
+
+
+def test_train_command_usage_errors_exit_2(tmp_path, capsys):
+    from bandscope_nb.cli import main
+
+    afile = tmp_path / "file"
+    afile.write_text("")
+    for argv, message in (
+        (["-o", str(afile)], "is a file"),
+        (["-o", str(tmp_path / "m"), "--hidden", "1"], "Invalid hidden: 1"),
+        (["-o", str(tmp_path / "m"), "--songs", "0"], "Invalid n: 0"),
+        (["-o", str(tmp_path / "m"), "--minutes", "0"], "Invalid --minutes"),
+    ):
+        assert main(["train", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "m").exists()
