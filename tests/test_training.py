@@ -158,6 +158,7 @@ def test_the_demo_song_is_held_out():
         ({"batch_size": 0}, "Invalid batch_size: 0"),
         ({"crop_seconds": 5.0}, "at least 220500 frames"),
         ({"validate_every": 1.5}, "Invalid validate_every"),
+        ({"learning_rate": -0.1}, "Invalid learning_rate: -0.1"),
         ({"data": "songs"}, "Invalid data"),
         ({"data": [bn.Stems(np.zeros((2, 2, RATE), np.float32), ["a", "b"], RATE)] * 3}, "match"),
         ({"model": torch.nn.Linear(2, 2)}, "fit trains a MaskNet"),

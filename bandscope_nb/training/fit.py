@@ -193,7 +193,7 @@ def fit(
     data : Multitracks or list of Stems
         Training songs (the demo song is refused: it is held out for evaluation).
     minutes : float
-        Time budget; training stops at the first validation after it.
+        Time budget: the step that ends past it validates once more, and training stops.
     steps : int or None
         Stop after exactly this many steps instead (for a run to repeat exactly).
     device : str
@@ -233,6 +233,10 @@ def fit(
     from ..separation.devices import resolve_device
 
     _check_options(model, data, minutes, steps, batch_size, crop_seconds, validate_every)
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
+        raise ParameterError(f"Invalid learning_rate: {learning_rate!r}; give a number.")
+    if not 0 < learning_rate <= 1:
+        raise ParameterError(f"Invalid learning_rate: {learning_rate!r}; give one in (0, 1].")
     songs = list(data) if not hasattr(data, "paths") else data
     if validation is None:
         cut = len(songs) - max(1, len(songs) // 10)
