@@ -110,6 +110,7 @@ def test_a_mix_of_runs_swaps_in_the_run_picked_for_one_stem(comparison):
     mixer.send = lambda content, buffers=None: sent.append(content)
     view.picks["vocals"].value = "run 2"
     assert {tuple(m["batch"]) for m in sent if m["type"] == "replace"} == {(2,)}  # vocals only
+    assert mixer.lane_labels == {"bass": "bass · far <b>", "vocals": "vocals · close"}
     np.testing.assert_allclose(mixer.remix(), far["bass"] + close["vocals"], atol=1e-5)
     view.picks["bass"].value = "true"
     np.testing.assert_allclose(

@@ -39,7 +39,7 @@ def test_a_rerun_reads_the_cache_and_an_added_run_alone_is_computed(counted, cli
     assert second["plain"].realtime == first["plain"].realtime
     assert second["plain"].call_seconds > 0
     assert second["plain"].peak_mb is None
-    assert "Cache hits (plain, overlap 0.5) were read, not computed" in second.note
+    assert "Cache hits ('plain'; 'overlap 0.5') were read, not computed" in second.note
     assert "Cache hits" not in first.note
     added = len(calls)
     calls.clear()
@@ -95,7 +95,7 @@ def test_with_references_every_run_gets_evaluates_medians(counted, clip):
     silent = bn.Stems(np.zeros_like(truth.data), truth.names, RATE)
     with_silence = result.add("silent", silent)
     assert np.isnan(with_silence["silent"].metrics["drums"]["SDR"])
-    assert "No SDR for silent (drums), silent (bass)" in with_silence.note
+    assert "No SDR for 'silent' (drums), 'silent' (bass)" in with_silence.note
 
 
 def test_without_references_it_says_how_much_runs_differ_and_why_no_quality(counted, clip):

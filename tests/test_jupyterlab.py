@@ -507,6 +507,10 @@ def test_a_comparison_switches_runs_at_the_same_playhead(studio):
     assert after["position"] > before["position"]
     assert after["starts"][:5] == before["starts"]  # the other stems played on, untouched
     assert offset - (when - first_when) == pytest.approx(first_offset, abs=1e-6)  # one clock
+    name = cell.locator(".bn-lane[data-track='vocals'] .bn-name")
+    page.wait_for_function(
+        "el => el.textContent === 'vocals · half as loud'", arg=name.element_handle()
+    )  # each lane says which run it plays
     cell.screenshot(path=SHOTS / "04_comparison_mix_of_runs.png")
     cell.locator(".bn-play").click()  # pause
 

@@ -143,7 +143,8 @@ class Comparison:
         if not hits:
             return ""
         return (
-            "Cache hits (" + ", ".join(hits) + ") were read, not computed: their seconds and "
+            "Cache hits (" + "; ".join(f"'{h}'" for h in hits) + ") were read, not computed: "
+            "their seconds and "
             "realtime are those measured when their stems were separated (stored with them), "
             "and their memory was not measured."
         )
@@ -152,7 +153,7 @@ class Comparison:
         if self.references is not None:
             note = "SDR: median over 1 s frames against the true stems (BSS Eval v4), in dB."
             undefined = [
-                f"{run.label} ({name})"
+                f"'{run.label}' ({name})"
                 for run in self.runs.values()
                 for name, m in (run.metrics or {}).items()
                 if np.isnan(m["SDR"])

@@ -208,6 +208,11 @@ class CompareView(W.VBox):
     def _picked(self, stem: str) -> None:
         if self.mix_player is not None:
             self.mix_player.replace_track(stem, self._sound(self.picks[stem].value, stem))
+            self.mix_player.relabel(self._pick_labels())
+
+    def _pick_labels(self) -> dict:
+        """Each stem lane named with the run it plays: "vocals · true stem"."""
+        return {n: f"{n} · {self._labels[pick.value]}"[:80] for n, pick in self.picks.items()}
 
     def _mode_changed(self, change=None) -> None:
         """Show the other way to listen, pausing the one hidden (its place is kept)."""
@@ -216,7 +221,9 @@ class CompareView(W.VBox):
             names = list(self.picks)
             picked = np.stack([self._sound(self.picks[n].value, n) for n in names])
             stems = Stems(picked, names, self.player.stems.sample_rate)
-            self.mix_player = StemPlayer(stems, mix=self.comparison.mix, height=self.height)
+            self.mix_player = StemPlayer(
+                stems, mix=self.comparison.mix, height=self.height, labels=self._pick_labels()
+            )
         hidden = self.player if mixed else self.mix_player
         if hidden is not None:
             hidden.playing = False

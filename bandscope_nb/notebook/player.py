@@ -381,6 +381,19 @@ class StemPlayer(anywidget.AnyWidget):
         ]
         self._set_lanes(states)
 
+    def relabel(self, labels: dict) -> None:
+        """Name lanes anew (``{lane: text}``; lanes left out show their own names).
+
+        Examples
+        --------
+        >>> import bandscope_nb as bn
+        >>> player = StemPlayer(bn.demo.load()[1])
+        >>> player.relabel({"vocals": "vocals · run 2"})
+        >>> player.lane_labels
+        {'vocals': 'vocals · run 2'}
+        """
+        self.set_trait("lane_labels", _labels(labels, list(self.lane_order)))
+
     def replace_track(self, name: str, samples: np.ndarray) -> None:
         """Give track ``name`` new audio of the same shape (see :meth:`change`)."""
         self.change(tracks={name: samples})

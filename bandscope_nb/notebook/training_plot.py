@@ -32,9 +32,10 @@ class TrainingPlot(W.HTML):
         fig = Figure(figsize=(7.5, 2.6), dpi=90, layout="constrained")
         loss, sdr = fig.subplots(1, 2)
         loss.plot(steps, [h["loss"] for h in history], "o-", color="C0")
-        loss.set(xlabel="step", ylabel="training loss (L1)", yscale="log")
+        loss.set(xlabel="step", ylabel="training loss (L1)")
         sdr.plot(steps, [h["val_sdr"] for h in history], "o-", color="C1")
         best = max(history, key=lambda h: h["val_sdr"])
         sdr.plot([best["step"]], [best["val_sdr"]], "*", color="C3", markersize=12)
-        sdr.set(xlabel="step", ylabel="validation SDR (dB)")
+        kept = f"kept: step {best['step']}, {best['val_sdr']:.2f} dB"
+        sdr.set(xlabel="step", ylabel="validation SDR (dB)", title=kept)
         self.value = figure_png(fig)

@@ -284,7 +284,12 @@ def fit(
                 losses = []
                 result.history.append(entry)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{entry['loss']:.4f}", val_sdr=f"{entry['val_sdr']:.2f}")
+                    best = max(entry["val_sdr"], result.best.get("val_sdr", -np.inf))
+                    bar.set_postfix(
+                        loss=f"{entry['loss']:.4f}",
+                        val_sdr=f"{entry['val_sdr']:.2f}",
+                        best=f"{best:.2f}",
+                    )
                 if not result.best or entry["val_sdr"] > result.best["val_sdr"]:
                     result.best = entry
                     best_state = copy.deepcopy(model.state_dict())

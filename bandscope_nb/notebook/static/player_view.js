@@ -129,7 +129,7 @@
       const row = h("div", { class: `bn-row bn-lane${audible ? "" : " bn-picture"}`, "data-track": name }, strip, cell);
       row.addEventListener("pointerdown", () => { selected = i; refreshMixer(); });
       row.addEventListener("focusin", () => { selected = i; refreshMixer(); });
-      return { name, index, audible, canvas, head, loopBand, row, mute, solo, gain, gainText, hear, cell, wave: null };
+      return { name, index, audible, canvas, head, loopBand, row, label, mute, solo, gain, gainText, hear, cell, wave: null };
     });
     const axis = h("canvas", { class: "bn-axis-canvas" });
     const axisRow = h("div", { class: "bn-row bn-axis" }, h("div", { class: "bn-strip" }, h("span", { class: "bn-hint" }, "click: seek · drag: scrub · shift-drag: loop · ctrl-wheel: zoom")), h("div", { class: "bn-cell" }, axis));
@@ -539,6 +539,7 @@
 
     // ---------- model events
     const onModel = (evt, f) => { model.on(evt, f); cleanups.push(() => model.off(evt, f)); };
+    onModel("change:lane_labels", () => lanes.forEach((l) => { l.label.textContent = labelOf(l.name); l.label.title = labelOf(l.name); }));
     onModel("change:view", drawAll);
     onModel("change:kind", () => { refreshMixer(); drawAll(); });
     onModel("change:db_range", () => { refreshMixer(); drawAll(); });
