@@ -343,12 +343,10 @@ def _check_options(model, data, minutes, steps, batch_size, crop_seconds, valida
     )
     if not is_songs or len(data) < 2:
         raise ParameterError("Invalid data: give Multitracks or a list of at least two Stems.")
-    names = data.names if hasattr(data, "paths") else None
-    for stems in [data] if names is not None else data:
-        names = tuple(stems.names)
-        if names != tuple(model.sources) or stems.sample_rate != model.samplerate:
+    for stems in [data] if hasattr(data, "paths") else data:  # Multitracks: one for all
+        if tuple(stems.names) != tuple(model.sources) or stems.sample_rate != model.samplerate:
             raise ParameterError(
-                f"The songs' stems {list(names)} at {stems.sample_rate} Hz do not match the "
+                f"The songs' stems {list(stems.names)} at {stems.sample_rate} Hz do not match the "
                 f"model's {model.sources} at {model.samplerate} Hz."
             )
     for name, value, low in (("minutes", minutes, 0.0), ("crop_seconds", crop_seconds, 0.1)):
