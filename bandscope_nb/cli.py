@@ -217,11 +217,12 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_models(args) -> int:
+    from .separation.bundled import bundled_names
     from .separation.models import load_model
     from .separation.pretrained import pretrained_names
 
     if args.action == "list":
-        for name in pretrained_names():
+        for name in bundled_names() + pretrained_names():
             print(name)
         return EXIT_OK
     loaded = load_model(args.name)
@@ -399,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     Examples
     --------
     >>> main(["models", "list"])  # doctest: +ELLIPSIS
+    bandscope-tiny
     hdemucs_mmi
     ...
     0

@@ -75,7 +75,8 @@ class BandscopeWarning(UserWarning):
 
 
 class ModelFallbackWarning(BandscopeWarning):
-    """``model="auto"`` took the classical separator because htdemucs' weights are not here.
+    """``model="auto"`` took another model (the bundled bandscope-tiny, else the classical
+    separator) because htdemucs' weights are not here.
 
     Examples
     --------

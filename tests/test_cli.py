@@ -142,12 +142,12 @@ def test_cache_info_and_clear(model, inputs, tmp_path, capsys):
     assert "Removed 1 entries" in capsys.readouterr().out
 
 
-def test_demo_offline_uses_classical_and_writes_a_summary(tmp_path, capsys):
+def test_demo_offline_uses_the_bundled_model_and_writes_a_summary(tmp_path, capsys):
     assert run("demo", "-o", tmp_path / "demo", "--device", "cpu") == 0
     err = capsys.readouterr().err
-    assert "bandscope: note: model='auto'" in err and "classical separator instead" in err
+    assert "bandscope: note: model='auto'" in err and "bundled bandscope-tiny instead" in err
     summary = (tmp_path / "demo" / "summary.txt").read_text()
-    assert "model: classical" in summary and "vocals" in summary
+    assert "model: bandscope-tiny" in summary and "vocals" in summary
     assert len(list((tmp_path / "demo" / "stems").glob("*.flac"))) == 4
 
 

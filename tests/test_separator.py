@@ -203,24 +203,6 @@ def test_audio_object_and_tuple_inputs_agree(ht_model):
         sep.separate(x)
 
 
-def test_auto_offline_picks_classical_and_says_so():
-    sep = bn.Separator("auto", device="cpu", cache=False, progress=False)
-    with pytest.warns(bn.ModelFallbackWarning) as caught:
-        stems = sep.separate(noise(1.0), RATE)
-    out = str(caught[0].message)
-    assert caught[0].filename == __file__  # points at the caller's line
-    assert "htdemucs weights are not on this machine" in out
-    assert "offline mode is on" in out and "classical separator" in out
-    assert stems.info["model"] == "classical"
-    np.testing.assert_allclose(stems.mix(), noise(1.0), atol=1e-5)
-    with warnings.catch_warnings():  # a user who wants no fallback makes it an error
-        warnings.simplefilter("error", bn.ModelFallbackWarning)
-        with pytest.raises(bn.ModelFallbackWarning):
-            bn.Separator("auto", device="cpu", cache=False, progress=False).separate(
-                noise(1.0), RATE
-            )
-
-
 def test_classical_on_the_demo_sums_to_the_mix():
     mix, _ = bn.demo.load()
     stems = bn.Separator("classical", device="cpu", progress=False).separate(bn.demo.path())

@@ -4,6 +4,7 @@ steps, reproducibility, interrupts, the held-out demo song and bad options."""
 from __future__ import annotations
 
 import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -101,6 +102,7 @@ def test_a_seed_and_a_step_count_repeat_a_run_exactly():
             steps=3,
             batch_size=2,
             crop_seconds=0.5,
+            learning_rate=1e-3,
             seed=5,
             validate_every=1,
             device="cpu",
@@ -108,6 +110,8 @@ def test_a_seed_and_a_step_count_repeat_a_run_exactly():
         )
         for _ in range(2)
     ]
+    rates = [h["learning_rate"] for h in runs[0].history]  # a cosine over the 3 steps
+    assert rates == pytest.approx([1e-3, 1e-3 * (0.05 + 0.95 * 0.75), 1e-3 * (0.05 + 0.95 * 0.25)])
     a, b = (r.model.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
@@ -173,21 +177,39 @@ def test_bad_options_fail_before_training(change, message):
 
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed")
-def test_fit_reads_synthetic_multitracks_crop_by_crop(tmp_path):
+def test_fit_trains_alike_on_multitracks_held_in_memory_or_read_crop_by_crop(
+    tmp_path, monkeypatch
+):
     songs = bn.datasets.synth_multitracks(3, seconds=2.0, seed=4, folder=tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        result = fit(
-            small(),
-            songs,
-            steps=2,
-            batch_size=2,
-            crop_seconds=1.0,
-            validate_every=1,
-            device="cpu",
-            progress=False,
-        )
-    assert result.steps == 2 and np.isfinite(result.best["val_sdr"])
+    fit_module = sys.modules["bandscope_nb.training.fit"]
+    states = []
+    for preload in (fit_module.PRELOAD_BYTES, 0):  # in memory (16-bit), then from the files
+        monkeypatch.setattr(fit_module, "PRELOAD_BYTES", preload)
+        assert (fit_module._Crops(songs, RATE).held is not None) == bool(preload)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = fit(
+                small(),
+                songs,
+                steps=2,
+                batch_size=2,
+                crop_seconds=1.0,
+                validate_every=1,
+                device="cpu",
+                progress=False,
+            )
+        assert result.steps == 2 and np.isfinite(result.best["val_sdr"])
+        states.append(result.model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_the_learning_rate_falls_along_a_cosine_to_a_twentieth():
+    rate = sys.modules["bandscope_nb.training.fit"]._rate
+    assert rate(2e-3, 0.0) == pytest.approx(2e-3) and rate(2e-3, 1.0) == pytest.approx(1e-4)
+    assert rate(2e-3, 0.5) == pytest.approx(1.05e-3)
+    assert rate(2e-3, 7.0) == rate(2e-3, 1.0)  # past the budget (the last step's validation)
+    steps = [rate(1.0, k / 10) for k in range(11)]
+    assert steps == sorted(steps, reverse=True)
 
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed")

@@ -83,7 +83,7 @@ class Arrangement:
         Examples
         --------
         >>> arrange(np.random.default_rng(0), 4.0).describe()
-        '118 bpm, Ebm; programmes: drums 32, bass 38, other 24, vocals 66'
+        '118 bpm, Ebm; programmes: drums 32, bass 39, other 91, vocals 71'
         """
         names = "C C# D Eb E F F# G Ab A Bb B".split()
         tonic = names[self.key] + ("m" if self.mode == "minor" else "")
@@ -129,6 +129,7 @@ def arrange(rng: np.random.Generator, seconds: float) -> Arrangement:
     keys_style = _pick(rng, ["held", "stabs", "arpeggio"])
     lead_start = int(rng.integers(0, 2))  # a bar of intro without the lead, or none
     lead_low = 57 + int(rng.integers(0, 6))  # a singer's range: about an octave and a half
+    bass_low = int(rng.integers(24, 37))  # roots in the octave above C1..C2 (5- and 4-string)
     for bar in range(bars):
         t0 = bar * 4 * beat
         # drums
@@ -145,8 +146,7 @@ def arrange(rng: np.random.Generator, seconds: float) -> Arrangement:
         if bar % 4 == 0 and rng.random() < 0.6:
             notes["drums"].append((t0, 1.0, 49, _velocity(rng, 84)))
         # bass: the chord's root in the bass octave
-        root = 36 + (key + chord(bar)[0]) % 12
-        root -= 12 if root > 45 else 0
+        root = bass_low + (key + chord(bar)[0] - bass_low) % 12
         for b, offset, duration in bass_pattern:
             pitch = root + offset
             notes["bass"].append((t0 + b * beat, duration * beat, pitch, _velocity(rng, 96)))

@@ -30,7 +30,7 @@ from .midi import Part, midi_file
 
 __all__ = ["Multitracks", "synth_multitracks"]
 
-VERSION = 1  # of the arrangements and their rendering: part of every song's folder
+VERSION = 2  # of the arrangements and their rendering: part of every song's folder
 TAIL = 2.0  # seconds of release rendered after each stem before the next begins
 MAX_SONGS, MAX_SECONDS = 100_000, 600.0
 RATES = (22050, 32000, 44100, 48000)

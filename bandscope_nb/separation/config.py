@@ -54,8 +54,9 @@ class SeparationConfig:
     Parameters
     ----------
     model : str, os.PathLike or torch.nn.Module
-        A demucs pretrained name, a weights file or folder, ``"classical"``, ``"auto"`` or a
-        module (see :class:`~bandscope_nb.separation.separator.Separator`).
+        A demucs pretrained name, ``"bandscope-tiny"``, a weights file or folder,
+        ``"classical"``, ``"auto"`` or a module (see
+        :class:`~bandscope_nb.separation.separator.Separator`).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (checked against this
         machine where the separation runs).
@@ -157,6 +158,6 @@ class SeparationConfig:
 
 #: The defaults of every entry point.
 DEFAULTS = SeparationConfig()
-#: Reports' and the demo's: ``model="auto"`` (htdemucs when its weights are here, else the
-#: classical separator, announced), so they run offline.
+#: Reports' and the demo's: ``model="auto"`` (htdemucs when its weights are here, else the bundled
+#: bandscope-tiny, else the classical separator, announced), so they run offline.
 REPORT_DEFAULTS = DEFAULTS.replace(model="auto")

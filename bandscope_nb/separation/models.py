@@ -1,6 +1,7 @@
 """Finding and loading separation models, once per process and device.
 
-``model=`` may be a demucs pretrained name (Hugging Face hub first, demucs' legacy repo second), a
+``model=`` may be a model bundled with bandscope-nb (``"bandscope-tiny"``, see bundled.py), a
+demucs pretrained name (Hugging Face hub first, demucs' legacy repo second), a
 name inside a local ``repo=`` folder (demucs layout: ``<name>.yaml`` bags, ``<sig>-<sha>.th`` or
 ``<sig>.safetensors`` weights), a path to a ``.safetensors`` / ``.th`` file, a folder holding a bag
 yaml and its weights (or a single weights file), or a ``torch.nn.Module`` exposing demucs' model
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..errors import ModelUnavailableError, ParameterError
 from ..files import file_stamp
+from .bundled import BUNDLED, from_bundled
 from .loaded import LoadedModel, from_module, load_file
 from .model_rules import PLAIN_NAME
 from .modelfiles import check_weights_file
@@ -132,4 +134,6 @@ def _load(model: Any, repo: Any, sha256: str | None) -> LoadedModel:
         return from_module(load_file(path, sha256), path.name, f"file {path}")
     if str(model).startswith((".", "/", "~")) or path.suffix in {".th", ".safetensors", ".yaml"}:
         raise ModelUnavailableError(f"Model file {path} does not exist; check the path.")
+    if str(model) in BUNDLED:
+        return from_bundled(str(model))
     return from_pretrained(str(model))

@@ -17,6 +17,7 @@ from ..digests import SHA256_FORMAT
 from ..errors import (
     AudioError,
     ModelFallbackWarning,
+    ModelIntegrityError,
     ModelUnavailableError,
     ParameterError,
     SeparationError,
@@ -83,8 +84,9 @@ class Separator:
     model : str, os.PathLike or torch.nn.Module
         A demucs pretrained name (``"htdemucs"``, ``"htdemucs_ft"``, ...), a name in ``repo``, a
         ``.safetensors`` / ``.th`` file, a model folder, a ``torch.nn.Module`` with demucs'
-        attributes, ``"classical"`` (no weights needed) or ``"auto"`` (htdemucs when its weights
-        are on disk or downloadable, else classical, announced by a
+        attributes, ``"bandscope-tiny"`` (bundled, trained on synthetic songs), ``"classical"``
+        (no weights needed) or ``"auto"`` (htdemucs when its weights are on disk or
+        downloadable, else bandscope-tiny, else classical: a fallback is announced by a
         :class:`~bandscope_nb.errors.ModelFallbackWarning`).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; checked here.
@@ -205,18 +207,37 @@ class Separator:
         if isinstance(spec, ClassicalModel):  # the recipe with options of its own
             return self._classical(spec)
         if spec == "auto":
-            try:
-                return load_model("htdemucs", device=self.device)
-            except ModelUnavailableError:
-                why = offline_reason() or "they could not be downloaded"
-                warn(
-                    f"model='auto': htdemucs weights are not on this machine and {why}; using "
-                    "the classical separator instead (no weights needed). To use htdemucs, run "
-                    "`bandscope models fetch htdemucs` on a machine with network.",
-                    ModelFallbackWarning,
-                )
-                return self._classical(ClassicalModel())
+            return self._auto()
         return load_model(spec, repo=self.repo, sha256=self.sha256, device=self.device)
+
+    def _auto(self) -> LoadedModel:
+        """htdemucs; else the bundled bandscope-tiny; else the classical recipe: each fallback
+        announced with a :class:`ModelFallbackWarning` saying what is used and why."""
+        from .bundled import BUNDLED
+        from .classical_model import ClassicalModel
+
+        try:
+            return load_model("htdemucs", device=self.device)
+        except ModelUnavailableError:
+            why = offline_reason() or "they could not be downloaded"
+        fetch = "To use htdemucs, run `bandscope models fetch htdemucs` on a machine with network."
+        try:
+            tiny = load_model("bandscope-tiny", device=self.device)
+        except (ModelUnavailableError, ModelIntegrityError) as exc:
+            warn(
+                f"model='auto': htdemucs weights are not on this machine and {why}, and the "
+                f"bundled bandscope-tiny did not load ({exc}); using the classical separator "
+                f"instead (no weights needed). {fetch}",
+                ModelFallbackWarning,
+            )
+            return self._classical(ClassicalModel())
+        warn(
+            f"model='auto': htdemucs weights are not on this machine and {why}; using the "
+            f"bundled bandscope-tiny instead, {BUNDLED['bandscope-tiny'].about}. For the "
+            f"classical separator pass model='classical'. {fetch}",
+            ModelFallbackWarning,
+        )
+        return tiny
 
     def _classical(self, module) -> LoadedModel:
         loaded = load_model(module, device=self.device)
