@@ -164,6 +164,52 @@ def test_mask_explorer_binary_threshold_and_stem_choice(demo):
     np.testing.assert_allclose(player.remix(), expected)
 
 
+def test_mask_explorer_shows_a_trained_networks_masks(demo):
+    import torch
+
+    from bandscope_nb.dsp.spectral import istft, stft
+    from bandscope_nb.separation.masknet import MaskNet
+
+    mix, truth = demo
+    torch.manual_seed(0)
+    net = MaskNet(hidden=16, lstm_layers=1).eval()
+    explorer = MaskExplorer(mix, truth, stem="bass", kind="learnt", duration=3.0, model=net)
+    assert (explorer.n_fft, explorer.hop_length) == (2048, 1024)  # the network's grid
+    window = mix.samples[:, : 3 * 44100]
+    with torch.no_grad():
+        expected = net.mask(net.spectrogram(torch.from_numpy(window[None])))[0, 1].numpy()
+    np.testing.assert_allclose(explorer.mask, np.stack([expected, expected]), atol=1e-6)
+    spec = stft(window, n_fft=2048, hop_length=1024)
+    heard = istft(explorer.mask * spec, n_fft=2048, hop_length=1024, length=window.shape[-1])
+    np.testing.assert_allclose(explorer.estimate, heard, atol=1e-6)
+    assert "Learnt mask (the network) of bass (exponent 1)" in explorer.status.value
+    assert not explorer.exponent.disabled and explorer.threshold.disabled
+    explorer.exponent.value = 4.0  # sharper: the masks still sum to one over the stems
+    masks = explorer.learnt**4.0 / (explorer.learnt**4.0).sum(axis=0)
+    np.testing.assert_allclose(explorer.mask[0], masks[1], atol=1e-5)
+    explorer.kind.value = "irm"  # the oracle on the same grid, for comparison
+    assert "IRM mask of bass" in explorer.status.value and explorer.mask.shape == spec.shape
+    tiny = MaskExplorer(mix, truth, stem="vocals", kind="learnt", model="bandscope-tiny")
+    assert "Learnt mask (bandscope-tiny) of vocals" in tiny.status.value
+    assert tiny.score > 0  # the shipped network hears the lead
+
+
+def test_mask_explorer_needs_a_mask_network_for_learnt_masks(demo, tmp_path):
+    from helpers import tiny_htdemucs
+
+    from bandscope_nb.separation.masknet import MaskNet
+    from bandscope_nb.separation.modelfiles import save_safetensors
+
+    mix, truth = demo
+    with pytest.raises(bn.ParameterError, match="'learnt' needs a model="):
+        MaskExplorer(mix, truth, kind="learnt")
+    path = save_safetensors(tiny_htdemucs(), tmp_path / "ht.safetensors")
+    with pytest.raises(bn.ParameterError, match="not a mask network"):
+        MaskExplorer(mix, truth, kind="learnt", model=path)
+    with pytest.raises(bn.ParameterError, match="at 22050 Hz"):
+        MaskExplorer(mix, truth, kind="learnt", model=MaskNet(samplerate=22050, hidden=8))
+
+
 def test_mask_explorer_rejects_bad_parameters_before_work(demo):
     mix, truth = demo
     with pytest.raises(bn.ParameterError, match="Unknown stem 'voice'"):

@@ -1,12 +1,13 @@
-"""The mask explorer: one stem's oracle mask over the mixture, its teaching parameter, the
-masked result and its SDR, in the stem studio's player (:class:`~.player.StemPlayer`): the mix,
-the mask, the masked result and the true stem as lanes on one clock. Masks and resynthesis come
-from :mod:`bandscope_nb.dsp.masks`."""
+"""The mask explorer: one stem's mask over the mixture (the oracle's, or the one a trained mask
+network learnt), its teaching parameter, the masked result and its SDR, in the stem studio's
+player (:class:`~.player.StemPlayer`): the mix, the mask, the masked result and the true stem
+as lanes on one clock. Masks and resynthesis come from :mod:`bandscope_nb.dsp.masks`."""
 
 from __future__ import annotations
 
 import threading
 from html import escape
+from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
@@ -32,7 +33,9 @@ class MaskExplorer(W.VBox):
     mixture and the true stem, for a window of at most 30 s, looped; one of the three sounds
     plays at a time, on one clock (A/B switches to the one heard before without a break). The
     mask comes from :func:`bandscope_nb.dsp.masks.stem_mask`: ``"irm"`` with an exponent
-    slider (2 is the Wiener-style soft mask), ``"ibm"`` with a threshold slider in dB. Moving
+    slider (2 is the Wiener-style soft mask), ``"ibm"`` with a threshold slider in dB; or,
+    given a trained ``model``, ``"learnt"``: the network's own mask for the stem, the exponent
+    sharpening (above 1) or softening it across the stems (1 is what the network does). Moving
     either recomputes the mask, the masked estimate (per channel, inverse STFT) and
     its SDR against the true stem; the player swaps the new audio in where it is playing. In
     a notebook the offline copy kept beside the widget (for exports and reopened notebooks)
@@ -45,11 +48,17 @@ class MaskExplorer(W.VBox):
         The true stems, matching the mix's shape and rate.
     stem : str or None
         First stem shown (default: the last, usually vocals).
-    kind : {"irm", "ibm"}
+    kind : {"irm", "ibm", "learnt"}
+        ``"learnt"`` needs ``model``.
     start, duration : float
         The window in seconds; ``duration`` at most 30.
     n_fft, hop_length : int
-        STFT used for the masks (as in :func:`bandscope_nb.oracle_masks`).
+        STFT used for the masks (as in :func:`bandscope_nb.oracle_masks`); with a ``model``,
+        the model's own (its ``nfft`` and ``hop``), so its masks and the oracle's share a grid.
+    model : MaskNet, str, os.PathLike or None
+        A mask network whose masks the ``"learnt"`` choice shows: a
+        :class:`~bandscope_nb.training.MaskNet`, a checkpoint ``bn.training.fit`` wrote, or
+        ``"bandscope-tiny"``.
     height : int
         Height of one lane in CSS pixels.
 
@@ -79,6 +88,7 @@ class MaskExplorer(W.VBox):
         n_fft: int = 2048,
         hop_length: int = 512,
         height: int = 64,
+        model=None,
     ):
         from ..dsp.masks import check_references
         from ..dsp.spectral import stft
@@ -87,14 +97,32 @@ class MaskExplorer(W.VBox):
         stem = references.names[-1] if stem is None else stem
         if stem not in references.names:
             raise ParameterError(f"Unknown stem {stem!r}; stems are {references.names}.")
-        if kind not in ("irm", "ibm"):
-            raise ParameterError(f"Invalid kind: {kind!r}; choose 'irm' or 'ibm'.")
+        kinds = ("irm", "ibm", "learnt") if model is not None else ("irm", "ibm")
+        if kind not in kinds:
+            raise ParameterError(
+                f"Invalid kind: {kind!r}; choose one of {kinds}"
+                + ("" if model is not None else " ('learnt' needs a model=)")
+                + "."
+            )
         if not 0 < duration <= MAX_SECONDS or not 0 <= start < mix.duration:
             raise ParameterError(
                 f"Invalid window start={start} s, duration={duration} s: the start must lie in "
                 f"the {mix.duration:.2f} s signal and 0 < duration <= {MAX_SECONDS:g} s."
             )
         rate = mix.sample_rate
+        net = None
+        if model is not None:
+            from ..separation.masknet import as_masknet
+
+            net = as_masknet(model)
+            missing = [name for name in references.names if name not in net.sources]
+            if net.samplerate != rate or missing or net.audio_channels != mix.channels:
+                raise ParameterError(
+                    f"The model separates {net.sources} at {net.samplerate} Hz from "
+                    f"{net.audio_channels} channels; the references are {references.names} at "
+                    f"{rate} Hz, {mix.channels} channels."
+                )
+            n_fft, hop_length = net.nfft, net.hop
         lo, hi = frame_range(rate, mix.frames, start, duration)
         self.sample_rate, self.n_fft, self.hop_length = rate, n_fft, hop_length
         self.names = references.names
@@ -103,6 +131,11 @@ class MaskExplorer(W.VBox):
         self.spec = stft(self.mix, n_fft=n_fft, hop_length=hop_length)  # (C, F, T)
         # (S, C, F, T)
         self.magnitudes = np.abs(stft(self.truth, n_fft=n_fft, hop_length=hop_length))
+        self.learnt = None  # (S, F, T): the network's masks, in the references' stem order
+        if net is not None:
+            masks = net.masks_for(self.mix)
+            self.learnt = masks[[net.sources.index(name) for name in self.names]]
+            self.model_name = "the network" if model is net else Path(str(model)).name
         self._controls(stem, kind)
         self._compute()
         self._shown = stem
@@ -154,6 +187,8 @@ class MaskExplorer(W.VBox):
         fit = {"style": {"description_width": "initial"}, "layout": W.Layout(width="auto")}
         self.stem = W.Dropdown(options=list(self.names), value=stem, description="stem", **fit)
         choices = [("IRM: ratio mask", "irm"), ("IBM: binary mask", "ibm")]
+        if self.learnt is not None:
+            choices.append(("learnt: the model's mask", "learnt"))
         self.kind = W.Dropdown(options=choices, value=kind, description="mask", **fit)
         self.exponent = slider("exponent", 1.0, 0.25, 4.0, step=0.25)
         self.threshold = slider("threshold (dB)", 0.0, -20.0, 20.0, step=1.0)
@@ -168,25 +203,43 @@ class MaskExplorer(W.VBox):
         from ..dsp.masks import apply_stem_mask
         from ..dsp.metrics import sdr
 
-        irm = self.kind.value == "irm"
-        self.exponent.disabled, self.threshold.disabled = not irm, irm
-        self.mask, self.estimate = apply_stem_mask(
-            self.spec,
-            self.magnitudes,
-            self._index,
-            kind=self.kind.value,
-            power=self.exponent.value,
-            threshold_db=self.threshold.value,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            length=self.mix.shape[-1],
-        )
+        ibm = self.kind.value == "ibm"
+        self.exponent.disabled, self.threshold.disabled = ibm, not ibm
+        if self.kind.value == "learnt":
+            from ..dsp.spectral import istft
+
+            sharper = self.learnt ** self.exponent.value
+            sharper /= np.maximum(sharper.sum(axis=0), np.finfo(np.float32).tiny)
+            self.mask = np.repeat(sharper[None, self._index], self.spec.shape[0], axis=0)
+            self.estimate = istft(
+                self.mask * self.spec,
+                n_fft=self.n_fft,
+                hop_length=self.hop_length,
+                length=self.mix.shape[-1],
+            )
+        else:
+            self.mask, self.estimate = apply_stem_mask(
+                self.spec,
+                self.magnitudes,
+                self._index,
+                kind=self.kind.value,
+                power=self.exponent.value,
+                threshold_db=self.threshold.value,
+                n_fft=self.n_fft,
+                hop_length=self.hop_length,
+                length=self.mix.shape[-1],
+            )
         self.score = sdr(self.truth[self._index], self.estimate)
         parameter = (
-            f"exponent {self.exponent.value:g}" if irm else f"threshold {self.threshold.value:g} dB"
+            f"threshold {self.threshold.value:g} dB" if ibm else f"exponent {self.exponent.value:g}"
+        )
+        what = (
+            f"Learnt mask ({escape(self.model_name)})"
+            if self.kind.value == "learnt"
+            else f"{self.kind.value.upper()} mask"
         )
         self.status.value = (
-            f"<p><b>{self.kind.value.upper()} mask of {escape(self.stem.value)} ({parameter}):"
+            f"<p><b>{what} of {escape(self.stem.value)} ({parameter}):"
             f"</b> SDR {self.score:.1f} dB against the true stem. The mask keeps "
             f"{100 * float(self.mask.mean()):.0f}% of the mixture's STFT bins on average "
             "(counted on a linear frequency axis; the lanes' axis is logarithmic).</p>"

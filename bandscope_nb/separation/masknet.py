@@ -12,10 +12,11 @@ and it is saved and loaded as safetensors like a Demucs model (its class is on t
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MaskNet"]
+__all__ = ["MaskNet", "as_masknet"]
 
 _ARGS = ("sources", "samplerate", "audio_channels", "segment", "nfft", "hop", "max_freq")
 _ARGS += ("hidden", "lstm_layers")
@@ -106,6 +107,21 @@ class MaskNet(nn.Module):
         logits = self.masks(y).reshape(batch, steps, len(self.sources), self.bins)
         return torch.softmax(logits, dim=2).permute(0, 2, 3, 1)
 
+    def masks_for(self, samples) -> np.ndarray:
+        """The masks for a mixture ``(channels, frames)`` (a NumPy array) as NumPy
+        ``(sources, bins, steps)`` float32, on this STFT's grid (``nfft``, ``hop``, centred
+        frames): what a mask explorer shows.
+
+        Examples
+        --------
+        >>> MaskNet(hidden=8).masks_for(np.zeros((2, 4096), np.float32)).shape
+        (4, 1025, 5)
+        """
+        param = next(self.parameters())
+        audio = torch.as_tensor(np.asarray(samples, np.float32), device=param.device)
+        with torch.no_grad():
+            return self.mask(self.spectrogram(audio[None]))[0].cpu().numpy()
+
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, frames)`` -> ``(batch, sources, channels, frames)``."""
         spec = self.spectrogram(mix)
@@ -119,6 +135,32 @@ class MaskNet(nn.Module):
             length=mix.shape[-1],
         )
         return audio.reshape(batch, sources, channels, -1)
+
+
+def as_masknet(model) -> MaskNet:
+    """A :class:`MaskNet` itself, or the one a name or path loads (``"bandscope-tiny"``, a
+    checkpoint written by ``fit``); :class:`ParameterError` for any other model (its stems do
+    not come from masks one could show).
+
+    Examples
+    --------
+    >>> as_masknet("bandscope-tiny").hop
+    1024
+    """
+    from ..errors import ParameterError
+    from .models import load_model
+
+    if isinstance(model, MaskNet):
+        return model
+    loaded = load_model(model)
+    nets = [part for part, _ in loaded.parts]
+    if len(nets) != 1 or not isinstance(nets[0], MaskNet):
+        raise ParameterError(
+            f"Model {loaded.name} is not a mask network (MaskNet): its stems are not made by "
+            "masks to show. Pass a MaskNet, a checkpoint written by bn.training.fit, or "
+            "'bandscope-tiny'."
+        )
+    return nets[0]
 
 
 def _check(sources, samplerate, audio_channels, segment, nfft, hop, max_freq, hidden, layers):
