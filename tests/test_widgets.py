@@ -88,6 +88,19 @@ def test_in_a_kernel_stems_show_the_player_then_its_offline_copy():
     assert "SpectrogramView(" not in html and "MaskExplorer(" not in html
 
 
+def test_a_training_plot_leaves_a_static_copy_of_its_last_picture():
+    nb = run_in_kernel(
+        "import bandscope_nb as bn\nplot = bn.widgets.TrainingPlot()\nplot",
+        "plot([{'step': 4, 'loss': 0.2, 'val_sdr': 1.0},\n"
+        "      {'step': 8, 'loss': 0.1, 'val_sdr': 2.5}])",
+    )
+    live, twin = nb.cells[0].outputs
+    assert set(live["data"]) == {"application/vnd.jupyter.widget-view+json"}
+    html = twin["data"]["text/html"]  # rewritten by the call in the next cell
+    assert "bandscope-twin" in html and '<img src="data:image/png;base64,' in html
+    assert "has not validated yet" not in html
+
+
 def test_outside_a_kernel_the_text_is_all(demo, capsys):
     mix, truth = demo
     truth._ipython_display_()

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from .embed import figure_png
+from .embed import display_with_twin, figure_png, update_twin
 
 __all__ = ["TrainingPlot"]
 
 
 class TrainingPlot(W.HTML):
     """A live picture of a training run: loss (left) and validation SDR (right) by step.
+
+    Shown in a notebook, a static copy of the picture follows it (rewritten at every
+    validation), so a notebook reopened without its kernel, or its HTML export, still shows
+    how the training went.
 
     Examples
     --------
@@ -24,6 +28,10 @@ class TrainingPlot(W.HTML):
 
     def __init__(self):
         super().__init__("<p>Training has not validated yet.</p>")
+        self._twin = None  # the static copy's display, once shown in a notebook
+
+    def _ipython_display_(self) -> None:
+        self._twin = display_with_twin(self, self.value)
 
     def __call__(self, history: list[dict]) -> None:
         from matplotlib.figure import Figure
@@ -39,3 +47,5 @@ class TrainingPlot(W.HTML):
         kept = f"kept: step {best['step']}, {best['val_sdr']:.2f} dB"
         sdr.set(xlabel="step", ylabel="validation SDR (dB)", title=kept)
         self.value = figure_png(fig)
+        if self._twin is not None:
+            update_twin(self._twin, self.value)

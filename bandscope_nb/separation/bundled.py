@@ -34,9 +34,9 @@ BUNDLED = {
         file="bandscope-tiny.safetensors",
         sha256="fa72ea82e3df6be42be02fa5abd56d976e72b5af779d13fa05fbfd2964cfd516",
         about=(
-            "a small mask network (MaskNet) trained for 10 minutes on a CPU on synthetic General "
-            "MIDI songs: on such renders it beats the classical separator except on bass; it "
-            "is not made for real recordings"
+            "a small network trained for 10 minutes on a laptop CPU on synthetic General MIDI "
+            "songs. On such songs (the demo song is one) it separates better than the classical "
+            "separator, except the bass. It is not made for real recordings"
         ),
     ),
 }

@@ -232,9 +232,9 @@ class Separator:
             )
             return self._classical(ClassicalModel())
         warn(
-            f"model='auto': htdemucs weights are not on this machine and {why}; using the "
-            f"bundled bandscope-tiny instead, {BUNDLED['bandscope-tiny'].about}. For the "
-            f"classical separator pass model='classical'. {fetch}",
+            f"model='auto': htdemucs weights are not on this machine and {why}. Using the "
+            f"bundled bandscope-tiny instead: {BUNDLED['bandscope-tiny'].about}. For the "
+            f"classical separator, pass model='classical'. {fetch}",
             ModelFallbackWarning,
         )
         return tiny
