@@ -197,7 +197,13 @@ def test_killed_mid_separation_leaves_nothing_taken_as_complete(how, model, tmp_
     cache_dir, out = tmp_path / "cache", tmp_path / "out"
     env = {**os.environ, "BANDSCOPE_OFFLINE": "1", "BANDSCOPE_CACHE_DIR": str(cache_dir)}
     cmd = [sys.executable, "-m", "bandscope_nb", *separate(model, out, song)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(  # Ctrl-C reaches it as in a terminal, even where this test runs
+        cmd,  # in the background of a shell (which makes SIGINT ignored, and children inherit it)
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     staged = []
     while not staged and time.monotonic() < deadline and proc.poll() is None:
