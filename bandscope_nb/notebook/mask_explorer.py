@@ -200,35 +200,30 @@ class MaskExplorer(W.VBox):
 
     def _compute(self) -> None:
         """The mask, the masked estimate and its SDR for the controls' values; the status."""
-        from ..dsp.masks import apply_stem_mask
+        from ..dsp.masks import stem_mask
         from ..dsp.metrics import sdr
+        from ..dsp.spectral import istft
 
         ibm = self.kind.value == "ibm"
         self.exponent.disabled, self.threshold.disabled = ibm, not ibm
         if self.kind.value == "learnt":
-            from ..dsp.spectral import istft
-
             sharper = self.learnt ** self.exponent.value
             sharper /= np.maximum(sharper.sum(axis=0), np.finfo(np.float32).tiny)
             self.mask = np.repeat(sharper[None, self._index], self.spec.shape[0], axis=0)
-            self.estimate = istft(
-                self.mask * self.spec,
-                n_fft=self.n_fft,
-                hop_length=self.hop_length,
-                length=self.mix.shape[-1],
-            )
         else:
-            self.mask, self.estimate = apply_stem_mask(
-                self.spec,
+            self.mask = stem_mask(
                 self.magnitudes,
                 self._index,
                 kind=self.kind.value,
                 power=self.exponent.value,
                 threshold_db=self.threshold.value,
-                n_fft=self.n_fft,
-                hop_length=self.hop_length,
-                length=self.mix.shape[-1],
             )
+        self.estimate = istft(
+            self.mask * self.spec,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            length=self.mix.shape[-1],
+        )
         self.score = sdr(self.truth[self._index], self.estimate)
         parameter = (
             f"threshold {self.threshold.value:g} dB" if ibm else f"exponent {self.exponent.value:g}"
