@@ -37,10 +37,11 @@ SOURCES = ["drums", "bass", "other", "vocals"]
 MODES = [  # (precision, batch_size); the first one is the fidelity reference
     ("fp32", 1),
     ("fp32", 8),
+    ("fp32", 16),
     ("tf32", 1),
     ("tf32", 8),
     ("tf32", 16),
-    ("bf16", 8),
+    ("tf32", 32),
     ("bf16", 16),
     ("fp16", 8),
     ("fp16", 16),
@@ -88,20 +89,145 @@ def timed(run, device, repeats: int) -> tuple[float, object, float]:
 
 
 def check(device) -> dict:
-    """The GPU path against the CPU path, tiny model, fp32: must agree to float rounding."""
+    """The GPU path against the CPU path and against ``apply_model`` on the GPU, tiny model;
+    a network that outputs NaN on the GPU must be a SeparationError."""
+    import torch
+    from demucs.apply import apply_model
+
     import bandscope_nb as bn
 
     model = htdemucs(tiny=True)
-    x = song(12)
+    x = song(70)  # three 30 s regions through the worker thread
     cpu = bn.Separator(model, device="cpu", cache=False, progress=False).separate(x, RATE)
     gpu = bn.Separator(model, device=device, cache=False, progress=False).separate(x, RATE)
     tf32 = bn.Separator(model, device=device, cache=False, progress=False, precision="tf32")
+    batched = bn.Separator(
+        model, device=device, cache=False, progress=False, precision="tf32", batch_size=8
+    )
+    with torch.inference_mode():
+        mix = torch.from_numpy(x)[None].to(device)
+        ref = apply_model(model.to(device), mix, shifts=0, overlap=0.25)
+    ref = ref[0].cpu().numpy()
     auto = bn.Separator(model, device="auto", cache=False, progress=False).device
+    nan = torch.nn.Parameter(torch.tensor(float("nan")))
+    model.register_parameter("nan_scale", nan)
+    handle = model.register_forward_hook(lambda mod, inp, out: out * mod.nan_scale)
+    try:
+        bn.Separator(model, device=device, cache=False, progress=False).separate(x, RATE)
+        nan_result = "no error (WRONG)"
+    except bn.SeparationError as exc:
+        nan_result = f"SeparationError: {exc}"
+    handle.remove()
     return {
         "snr_gpu_vs_cpu_db": snr(cpu.data, gpu.data),
         "snr_tf32_vs_cpu_db": snr(cpu.data, tf32.separate(x, RATE).data),
+        "snr_tf32_vs_apply_model_on_gpu_db": snr(ref, tf32.separate(x, RATE).data),
+        "snr_tf32_batch8_vs_apply_model_on_gpu_db": snr(ref, batched.separate(x, RATE).data),
+        "nan_on_gpu": nan_result,
         "auto_device": str(auto),
     }
+
+
+def explore(device, seconds: float) -> dict:
+    """Where the time goes (printed, not tabled): the network alone per batch (CUDA events),
+    the host's time to launch it, synchronising calls inside it, a CUDA graph's replay, and a
+    profile of one whole separation."""
+    import cProfile
+    import io
+    import pstats
+    import warnings
+
+    import torch
+
+    import bandscope_nb as bn
+    from bandscope_nb.separation.engine import _precision
+
+    model = htdemucs().to(device)
+    seg = int(7.8 * RATE)
+    chunks = len(range(0, int(seconds * RATE), int(0.75 * seg)))
+    found: dict = {"chunks": chunks}
+
+    def events(fn, reps=5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(reps):
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return statistics.median(times)
+
+    for precision, batch in (("tf32", 1), ("tf32", 8), ("tf32", 16), ("fp16", 16)):
+        xb = torch.randn(batch, 2, seg, device=device)
+        with torch.inference_mode(), _precision(device, precision):
+            model(xb)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(xb)
+            launch = time.perf_counter() - t0
+            torch.cuda.synchronize()
+            ms = events(lambda xb=xb: model(xb))
+        found[f"{precision}_b{batch}"] = {
+            "forward_ms": ms,
+            "launch_ms": launch * 1e3,
+            "per_chunk_ms": ms / batch,
+            "network_s_for_input": ms / batch * chunks / 1e3,
+        }
+        print(json.dumps({precision + str(batch): found[f"{precision}_b{batch}"]}), flush=True)
+    xb = torch.randn(16, 2, seg, device=device)
+    with (
+        torch.inference_mode(),
+        _precision(device, "tf32"),
+        warnings.catch_warnings(record=True) as w,
+    ):
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        model(xb)
+        torch.cuda.set_sync_debug_mode(0)
+    found["syncs_in_forward"] = [str(m.message)[:120] for m in w][:5]
+    found["sync_count"] = len(w)
+    try:
+        with torch.inference_mode(), _precision(device, "tf32"):
+            static = torch.randn(16, 2, seg, device=device)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    model(static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = model(static)
+            eager = events(lambda: model(static))
+            replay = events(graph.replay)
+            found["graph_b16_tf32"] = {
+                "eager_ms": eager,
+                "replay_ms": replay,
+                "max_abs_diff": float((out - model(static)).abs().max()),
+            }
+        del graph
+    except Exception as exc:
+        found["graph_b16_tf32"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+    print(json.dumps({"graph": found["graph_b16_tf32"]}), flush=True)
+    x = song(seconds)
+    sep = bn.Separator(
+        model, device=device, cache=False, progress=False, batch_size=16, precision="tf32"
+    )
+    sep.separate(x, RATE)
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    sep.separate(x, RATE)
+    torch.cuda.synchronize()
+    prof.disable()
+    found["profiled_separate_s"] = time.perf_counter() - t0
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
+    found["profile"] = text.getvalue()
+    print(found["profile"][-6000:], flush=True)
+    return found
 
 
 def throughput(device, seconds: float, repeats: int) -> dict:
@@ -187,6 +313,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", type=Path, help="write the Markdown section here")
     parser.add_argument("--json", type=Path, help="write the raw results here")
+    parser.add_argument(
+        "--explore", action="store_true", help="also print where the time goes (diagnostics)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -208,8 +337,10 @@ def main() -> None:
     chk = check(args.device)
     print(json.dumps(chk), flush=True)
     tp = throughput(device, args.seconds, args.repeats)
+    found = explore(device, args.seconds) if args.explore else None
     if args.json:
-        args.json.write_text(json.dumps({"env": env, "check": chk, "throughput": tp}, indent=1))
+        raw = {"env": env, "check": chk, "throughput": tp, "explore": found}
+        args.json.write_text(json.dumps(raw, indent=1))
     publish(section(env, chk, tp), args.write)
 
 

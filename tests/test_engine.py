@@ -233,3 +233,71 @@ def test_cuda_fp32_is_ieee_and_tf32_opt_in_and_flags_are_restored():
     with pytest.raises(RuntimeError), _precision(cuda, "fp32"):
         raise RuntimeError("the flags come back after an error too")
     assert [getattr(obj, name) for obj, name in flags] == before
+
+
+class NaNWhereLoud(torch.nn.Module):
+    """Passes its input through as one source, except NaN wherever ``|x| > 50``."""
+
+    def __init__(self):
+        super().__init__()
+        self.sources, self.samplerate, self.audio_channels, self.segment = ["a"], 1000, 1, 1.0
+
+    def forward(self, x):
+        return torch.where(x.abs() > 50, torch.full_like(x, float("nan")), x)[:, None]
+
+
+def _drain_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("bandscope-drain")]
+
+
+def test_nan_midway_is_an_error_and_no_nan_or_later_region_reaches_the_file(tmp_path):
+    """Regions are written on a worker thread: the first region with a NaN stops everything,
+    nothing after it is written even if the network ran ahead, and the worker ends."""
+    from bandscope_nb.errors import SeparationError
+
+    x = np.random.default_rng(1).standard_normal((1, 100_000)).astype(np.float32)
+    x[0, 45_000:46_000] = 100.0  # the second 30 s region (30..60 s at 1 kHz) turns NaN
+    with pytest.raises(SeparationError, match="NaNWhereLoud produced NaN"):
+        run(NaNWhereLoud(), x, tmp_path, overlap=0.0)
+    written = np.fromfile(tmp_path / "out.f32", dtype=np.float32)
+    assert np.isfinite(written).all()
+    np.testing.assert_allclose(written[:30_000], x[0, :30_000], atol=1e-6)  # before: kept
+    assert not written[60_000:].any()  # after it: never written
+    assert _drain_threads() == []
+
+
+class FailingWriter(StemWriter):
+    """Fails on its second region, as a full disk would."""
+
+    def add(self, start, block):
+        if start > 0:
+            raise OSError(28, "No space left on device")
+        super().add(start, block)
+
+
+def test_a_failed_write_on_the_worker_reaches_the_caller(tmp_path):
+    x = np.random.default_rng(2).standard_normal((1, 70_000)).astype(np.float32)
+    writer = FailingWriter(tmp_path / "out.f32", 1, 1, x.shape[1])
+    with pytest.raises(OSError, match="No space left"):
+        separate_stream(load_model(NaNWhereLoud()).parts, ArraySource(x), writer, device=CPU)
+    writer.close()
+    assert _drain_threads() == []
+
+
+def test_abort_waits_for_the_worker(tmp_path):
+    calls = []
+
+    def stop(seconds):
+        calls.append(seconds)
+        if len(calls) == 40:  # past the first 30 s region, which is being written
+            raise KeyboardInterrupt
+
+    x = np.random.default_rng(3).standard_normal((1, 100_000)).astype(np.float32)
+    with pytest.raises(KeyboardInterrupt):
+        run(NaNWhereLoud(), x, tmp_path, overlap=0.0, progress=stop)
+    assert _drain_threads() == []
+    written = np.fromfile(tmp_path / "out.f32", dtype=np.float32)
+    np.testing.assert_allclose(written[:30_000], x[0, :30_000], atol=1e-6)
+    assert not written[40_000:].any()

@@ -201,6 +201,20 @@ def test_audio_object_and_tuple_inputs_agree(ht_model):
         sep.separate(x)
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_an_arrays_digest_hashed_beside_the_separation_is_its_own(ht_model, cache, tmp_path):
+    """Uncached, an array is hashed on a thread while the network runs; the digest and key in
+    the stems' provenance are still exactly those of the samples."""
+    from bandscope_nb.separation.streams import array_digest
+
+    x = noise(1.2)
+    sep = bn.Separator(ht_model, device="cpu", cache=tmp_path if cache else False, progress=False)
+    stems = sep.separate(x, RATE)
+    assert stems.info["input_digest"] == array_digest(x, RATE)
+    assert stems.info["cache_key"] == sep.cache_key(array_digest(x, RATE))[0]
+    assert stems.info["seconds"] > 0 and stems.info["cached"] is False
+
+
 def test_classical_on_the_demo_sums_to_the_mix():
     mix, _ = bn.demo.load()
     stems = bn.Separator("classical", device="cpu", progress=False).separate(bn.demo.path())

@@ -207,7 +207,7 @@ class MaskExplorer(W.VBox):
         ibm = self.kind.value == "ibm"
         self.exponent.disabled, self.threshold.disabled = ibm, not ibm
         if self.kind.value == "learnt":
-            sharper = self.learnt ** self.exponent.value
+            sharper = self.learnt**self.exponent.value
             sharper /= np.maximum(sharper.sum(axis=0), np.finfo(np.float32).tiny)
             self.mask = np.repeat(sharper[None, self._index], self.spec.shape[0], axis=0)
         else:

@@ -7,7 +7,10 @@ with per-source weights; ``shifts`` average over random time offsets of up to 0.
 
 - overlap-add happens on the model's device; finished regions go to a
   :class:`~bandscope_nb.separation.streams.StemWriter` on disk, so memory does not grow with
-  track length (``apply_model`` allocates the whole output);
+  track length (``apply_model`` allocates the whole output). Copying them to the host,
+  checking and writing them runs on a worker thread beside the network (:class:`_Drain`),
+  and on CUDA chunks go up from pinned memory without waiting, so the host never stops the
+  GPU between batches;
 - several chunks of equal length go through the network in one batch;
 - the shift offsets come from a seeded RNG, so results are repeatable (and cacheable);
 - progress and abort go through a plain callback, with no UI here.
@@ -18,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import random
 import warnings
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,16 +91,15 @@ class _OverlapAdd:
 
     Chunks are added where the network left them (no copy to the host per chunk). Frames no
     later chunk can reach are normalised by their summed weight and kept on the device until
-    at least ``block`` frames are finished; then they cross to the host in one copy (one device
-    synchronisation per block, not per chunk), are checked for NaN/Inf, and go to the writer.
+    at least ``block`` frames are finished; then they go to the :class:`_Drain` in one piece.
     """
 
-    def __init__(self, writer: StemWriter, scale, frames: int, start: int, *, device, block):
+    def __init__(self, drain: _Drain, scale, frames: int, start: int, *, device, block):
         import torch
 
-        self.writer, self.frames, self.start, self.block = writer, frames, start, block
+        self.drain, self.frames, self.start, self.block = drain, frames, start, block
         self.scale = torch.tensor(scale, dtype=torch.float32, device=device)[:, None, None]
-        sources, channels, _ = writer.shape
+        sources, channels, _ = drain.writer.shape
         self.acc = torch.zeros((sources, channels, 0), device=device)  # frames from self.start
         self.wsum = torch.zeros(0, device=device)
         self.done: list = []  # finished frames on the device, from self.done_at
@@ -131,14 +135,58 @@ class _OverlapAdd:
     def _copy(self) -> None:
         if not self.done:
             return
-        block = _cat(*self.done).cpu().numpy()
+        block = _cat(*self.done)
         first = self.done_at
         self.done, self.done_at, self.done_frames = [], first + block.shape[-1], 0
-        if not np.isfinite(block).all():  # never let NaN stems reach a file or the cache
-            raise _NonFinite()
         lo, hi = max(first, 0), min(first + block.shape[-1], self.frames)
         if hi > lo:
-            self.writer.add(lo, block[..., lo - first : hi - first])
+            self.drain.put(lo, block[..., lo - first : hi - first])
+
+
+class _Drain:
+    """Finished regions from the device to the :class:`StemWriter`, on one worker thread.
+
+    The worker copies each region to the host (on CUDA this waits for the GPU to finish it,
+    without stopping the thread that feeds the network), checks it for NaN/Inf and writes it,
+    in the order given. At most ``depth`` regions wait at once (bounded device memory). An
+    error on the worker (a non-finite region, a failed write) comes back to the caller at the
+    next :meth:`put` or at :meth:`close`; after it nothing more is written, so NaN stems never
+    reach a file or the cache.
+    """
+
+    def __init__(self, writer: StemWriter, depth: int = 2):
+        self.writer, self.depth = writer, depth
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="bandscope-drain")
+        self.pending: deque = deque()
+        self.failed = False
+
+    def put(self, start: int, region) -> None:
+        while len(self.pending) >= self.depth:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._write, start, region))
+
+    def _write(self, start: int, region) -> None:
+        if self.failed:
+            return
+        host = region.cpu().numpy()
+        if not np.isfinite(host).all():
+            self.failed = True
+            raise _NonFinite()
+        try:
+            self.writer.add(start, host)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def close(self) -> None:
+        """Wait for every region given and re-raise the first error; the worker then ends.
+        Called on every exit (after an abort too): nothing is written once this returns."""
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.failed = True  # regions still queued after an error are skipped
+            self.pool.shutdown(wait=True)
 
 
 def _cat(*tensors):
@@ -233,8 +281,7 @@ class _Forward:
             part = batch[i : i + self.batch_size]
             try:
                 with _precision(self.device, self.precision):
-                    x = torch.from_numpy(np.ascontiguousarray(part)).to(self.device)
-                    outs.append(model(x).float())
+                    outs.append(model(self._upload(part)).float())
                 i += len(part)
             except oom as exc:
                 if self.batch_size == 1:
@@ -249,6 +296,16 @@ class _Forward:
                     stacklevel=2,
                 )
         return torch.cat(outs)
+
+    def _upload(self, part: np.ndarray):
+        """``part`` on the device; on CUDA from pinned memory without waiting for the copy
+        (a copy from ordinary memory would wait for the GPU to finish the previous batch)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(part))
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
 
 
 def separate_stream(
@@ -306,26 +363,32 @@ def separate_stream(
     import torch
 
     forward = _Forward(batch_size, device, precision)
-    with torch.inference_mode():
-        for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
-            model = parts[p.model_index][0]
-            try:
+    drain = _Drain(writer)
+    model = None
+    try:
+        with torch.inference_mode():
+            for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
+                model = parts[p.model_index][0]
                 _sweep(
-                    model, p, source, writer, forward, segment, overlap, transition_power, progress
+                    model, p, source, drain, forward, segment, overlap, transition_power, progress
                 )
-            except _NonFinite:
-                raise SeparationError(
-                    f"{type(model).__name__} produced NaN or Inf on {device}; nothing was kept. "
-                    "Check the input's level and the model's weights."
-                ) from None
+        drain.close()
+    except _NonFinite:
+        raise SeparationError(
+            f"{type(model).__name__} produced NaN or Inf on {device}; nothing was kept. "
+            "Check the input's level and the model's weights."
+        ) from None
+    finally:
+        with contextlib.suppress(Exception):  # the error in flight is the one to report
+            drain.close()
 
 
 #: Finished frames cross from the device to the host in blocks of this many seconds.
 _COPY_SECONDS = 30
 
 
-def _sweep(model, p: Pass, source, writer, forward, segment, overlap, power, progress) -> None:
-    """One overlap-add sweep (:class:`Pass`) of ``model`` over ``source`` into ``writer``."""
+def _sweep(model, p: Pass, source, drain, forward, segment, overlap, power, progress) -> None:
+    """One overlap-add sweep (:class:`Pass`) of ``model`` over ``source`` into ``drain``."""
     seg = segment if segment is not None else getattr(model, "segment", None)
     if seg is None:
         raise ParameterError(f"{type(model).__name__} has no segment attribute; pass segment=.")
@@ -336,7 +399,7 @@ def _sweep(model, p: Pass, source, writer, forward, segment, overlap, power, pro
     weight = _triangle(seg_len, power).to(forward.device)
     length = source.frames - p.start
     ola = _OverlapAdd(
-        writer,
+        drain,
         p.scale,
         source.frames,
         p.start,

@@ -7,6 +7,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,16 @@ class Input:
     """
 
     name: str
-    digest: str
+    hashed: str | Future  # the digest, or its computation running on a thread
     channels: int
     sample_rate: int
     staged: Path | None = None
     samples: np.ndarray | None = None
+
+    @property
+    def digest(self) -> str:
+        """The :func:`~.streams.audio_digest` of the decoded samples (waits for it)."""
+        return self.hashed if isinstance(self.hashed, str) else self.hashed.result()
 
 
 class _Upmix(Source):
@@ -65,7 +71,11 @@ def _file_input(path: Path) -> Iterator[Input]:
 def _array_input(audio: Audio, *, name: str | None = None) -> Input:
     samples = np.ascontiguousarray(check_samples(audio.samples, audio.sample_rate))
     name = name or (str(audio.path) if audio.path else "audio array")
-    digest = array_digest(samples, audio.sample_rate)
+    # hashing (which releases the GIL) runs beside whatever comes next: an uncached separation
+    # asks for the digest only when it is done
+    with ThreadPoolExecutor(1, thread_name_prefix="bandscope-hash") as pool:
+        digest = pool.submit(array_digest, samples, audio.sample_rate)
+        pool.shutdown(wait=False)
     return Input(name, digest, samples.shape[0], audio.sample_rate, samples=samples)
 
 

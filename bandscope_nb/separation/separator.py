@@ -313,6 +313,32 @@ class Separator:
                 f"{inp.name}: has {inp.channels} channels but {model.name} takes "
                 f"{model.audio_channels}; downmix first, e.g. bn.load_audio(path, mono=True)."
             )
+        if self.cache is not None:
+            key, info = self._info(inp, model)
+            try:
+                return self._cached(inp, model, key, info)
+            except OSError as exc:  # unusable cache folder, disk full: still separate
+                warnings.warn(
+                    f"Could not use the result cache at {self.cache.root} ({exc}); separating "
+                    "without caching.",
+                    stacklevel=3,
+                )
+        try:
+            with tempfile.TemporaryDirectory(prefix="bandscope-") as tmp:
+                data, seconds = self._timed_run(inp, model, Path(tmp))
+        except OSError as exc:  # no disk space at all: hold the result in memory instead
+            warnings.warn(
+                f"Could not write temporary files ({exc}); separating {inp.name} in memory.",
+                stacklevel=3,
+            )
+            data, seconds = self._timed_run(inp, model, None)
+        # uncached, an array's digest is only needed now: it was hashed beside the separation
+        _, info = self._info(inp, model)
+        info["seconds"] = seconds
+        return _result(data, model, info, cached=False)
+
+    def _info(self, inp: Input, model: LoadedModel) -> tuple[str, dict]:
+        """The result's cache key and the provenance its :class:`Stems` carry."""
         key, params = self.cache_key(inp.digest)
         info = {
             "model": model.name,
@@ -325,25 +351,7 @@ class Separator:
             "cache_key": key,
             **params,
         }
-        if self.cache is not None:
-            try:
-                return self._cached(inp, model, key, info)
-            except OSError as exc:  # unusable cache folder, disk full: still separate
-                warnings.warn(
-                    f"Could not use the result cache at {self.cache.root} ({exc}); separating "
-                    "without caching.",
-                    stacklevel=3,
-                )
-        try:
-            with tempfile.TemporaryDirectory(prefix="bandscope-") as tmp:
-                data, info["seconds"] = self._timed_run(inp, model, Path(tmp))
-        except OSError as exc:  # no disk space at all: hold the result in memory instead
-            warnings.warn(
-                f"Could not write temporary files ({exc}); separating {inp.name} in memory.",
-                stacklevel=3,
-            )
-            data, info["seconds"] = self._timed_run(inp, model, None)
-        return _result(data, model, info, cached=False)
+        return key, info
 
     def _cached(self, inp: Input, model: LoadedModel, key: str, info: dict) -> Stems:
         cache = self.cache
