@@ -22,6 +22,7 @@ Usage: python benchmarks/bench_gpu.py [--device cuda] [--seconds 120] [--write d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -140,6 +141,7 @@ def explore(device, seconds: float) -> dict:
     import torch
 
     import bandscope_nb as bn
+    from bandscope_nb.separation.demucs_constants import cached_constants
     from bandscope_nb.separation.engine import _precision
 
     model = htdemucs().to(device)
@@ -158,9 +160,12 @@ def explore(device, seconds: float) -> dict:
             times.append(start.elapsed_time(end))
         return statistics.median(times)
 
-    for precision, batch in (("tf32", 1), ("tf32", 8), ("tf32", 16), ("fp16", 16)):
+    runs = [("tf32", 1, False), ("tf32", 16, False)]
+    runs += [(p, b, True) for p, b in (("tf32", 1), ("tf32", 16), ("tf32", 32), ("fp16", 16))]
+    for precision, batch, cached in runs:
         xb = torch.randn(batch, 2, seg, device=device)
-        with torch.inference_mode(), _precision(device, precision):
+        scope = cached_constants() if cached else contextlib.nullcontext()
+        with torch.inference_mode(), _precision(device, precision), scope:
             model(xb)
             torch.cuda.synchronize()
             t0 = time.perf_counter()
@@ -168,27 +173,33 @@ def explore(device, seconds: float) -> dict:
             launch = time.perf_counter() - t0
             torch.cuda.synchronize()
             ms = events(lambda xb=xb: model(xb))
-        found[f"{precision}_b{batch}"] = {
+        key = f"{precision}_b{batch}" + ("_cached" if cached else "")
+        found[key] = {
             "forward_ms": ms,
             "launch_ms": launch * 1e3,
             "per_chunk_ms": ms / batch,
             "network_s_for_input": ms / batch * chunks / 1e3,
         }
-        print(json.dumps({precision + str(batch): found[f"{precision}_b{batch}"]}), flush=True)
+        print(json.dumps({key: found[key]}), flush=True)
     xb = torch.randn(16, 2, seg, device=device)
-    with (
-        torch.inference_mode(),
-        _precision(device, "tf32"),
-        warnings.catch_warnings(record=True) as w,
-    ):
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        model(xb)
-        torch.cuda.set_sync_debug_mode(0)
-    found["syncs_in_forward"] = [str(m.message)[:120] for m in w][:5]
-    found["sync_count"] = len(w)
+    for cached in (False, True):
+        sites: list[str] = []
+
+        def seen(*_args, sites=sites, **_kwargs):
+            stack = traceback.extract_stack()[:-1]
+            sites.append(" < ".join(f"{f.name}:{f.lineno}" for f in reversed(stack[-4:])))
+
+        scope = cached_constants() if cached else contextlib.nullcontext()
+        with torch.inference_mode(), _precision(device, "tf32"), scope, warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = seen
+            torch.cuda.set_sync_debug_mode("warn")
+            model(xb)
+            torch.cuda.set_sync_debug_mode(0)
+        found[f"syncs_cached_{cached}"] = sites
+        print(json.dumps({f"syncs_cached_{cached}": sites}), flush=True)
     try:
-        with torch.inference_mode(), _precision(device, "tf32"):
+        with torch.inference_mode(), _precision(device, "tf32"), cached_constants():
             static = torch.randn(16, 2, seg, device=device)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())

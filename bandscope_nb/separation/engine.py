@@ -19,6 +19,7 @@ with per-source weights; ``shifts`` average over random time offsets of up to 0.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import warnings
 from collections import deque
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DeviceError, ParameterError, SeparationError
+from .demucs_constants import cached_constants
 from .streams import Source, StemWriter
 
 __all__ = ["Pass", "plan_passes", "separate_stream"]
@@ -76,14 +78,16 @@ def plan_passes(parts, frames: int, *, shifts: int = 0, seed: int = 0) -> list[P
     return passes
 
 
-def _triangle(length: int, power: float = 1.0):
-    """``apply_model``'s transition weight: a triangle peaking mid-segment, to ``power``."""
+@functools.lru_cache(maxsize=8)
+def _triangle(length: int, power: float = 1.0, device=None):
+    """``apply_model``'s transition weight: a triangle peaking mid-segment, to ``power``, on
+    ``device`` (made once per length, power and device)."""
     import torch
 
     weight = torch.cat(
         [torch.arange(1, length // 2 + 1), torch.arange(length - length // 2, 0, -1)]
     )
-    return (weight / weight.max()) ** power
+    return ((weight / weight.max()) ** power).to(device)
 
 
 class _OverlapAdd:
@@ -271,8 +275,8 @@ class _Forward:
     def __init__(self, batch_size: int, device, precision: str = "fp32"):
         self.batch_size, self.device, self.precision = batch_size, device, precision
 
-    def __call__(self, model, batch: np.ndarray):
-        """The model's float32 output for ``batch``, as a tensor on the device."""
+    def __call__(self, model, batch):
+        """The model's float32 output for ``batch`` (a host tensor), as a tensor on the device."""
         import torch
 
         oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -281,7 +285,8 @@ class _Forward:
             part = batch[i : i + self.batch_size]
             try:
                 with _precision(self.device, self.precision):
-                    outs.append(model(self._upload(part)).float())
+                    x = part.to(self.device, non_blocking=part.is_pinned())
+                    outs.append(model(x).float())
                 i += len(part)
             except oom as exc:
                 if self.batch_size == 1:
@@ -297,15 +302,14 @@ class _Forward:
                 )
         return torch.cat(outs)
 
-    def _upload(self, part: np.ndarray):
-        """``part`` on the device; on CUDA from pinned memory without waiting for the copy
-        (a copy from ordinary memory would wait for the GPU to finish the previous batch)."""
+    def host_batch(self, chunks: list[np.ndarray]):
+        """``chunks`` stacked into one host tensor; for CUDA in pinned memory, whose copy to
+        the device need not wait (a copy from ordinary memory waits for the GPU to finish all
+        the work queued before it)."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(part))
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device)
+        batch = torch.from_numpy(np.stack(chunks))
+        return batch.pin_memory() if self.device.type == "cuda" else batch
 
 
 def separate_stream(
@@ -366,7 +370,7 @@ def separate_stream(
     drain = _Drain(writer)
     model = None
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), cached_constants():
             for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
                 model = parts[p.model_index][0]
                 _sweep(
@@ -383,8 +387,18 @@ def separate_stream(
             drain.close()
 
 
-#: Finished frames cross from the device to the host in blocks of this many seconds.
-_COPY_SECONDS = 30
+#: Finished frames cross from the device to the host in blocks of this many seconds (short:
+#: the last block is copied and written after the network is done, while nothing overlaps it).
+_COPY_SECONDS = 10
+
+
+def _read_ahead(items):
+    """Iterate over ``items`` with the next one produced on a worker thread meanwhile."""
+    with ThreadPoolExecutor(1, thread_name_prefix="bandscope-read") as pool:
+        upcoming = pool.submit(next, items, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = pool.submit(next, items, None)
+            yield item
 
 
 def _sweep(model, p: Pass, source, drain, forward, segment, overlap, power, progress) -> None:
@@ -396,7 +410,7 @@ def _sweep(model, p: Pass, source, drain, forward, segment, overlap, power, prog
     stride = int((1 - overlap) * seg_len)
     if stride < 1:
         raise ParameterError(f"segment={seg} with overlap={overlap} leaves no stride.")
-    weight = _triangle(seg_len, power).to(forward.device)
+    weight = _triangle(seg_len, power, forward.device)
     length = source.frames - p.start
     ola = _OverlapAdd(
         drain,
@@ -406,28 +420,34 @@ def _sweep(model, p: Pass, source, drain, forward, segment, overlap, power, prog
         device=forward.device,
         block=_COPY_SECONDS * model.samplerate,
     )
-    offsets = list(range(0, length, stride))
-    while offsets:
-        # Chunks of one length go through the network together: every chunk is ``seg_len``
-        # long except the last one or two, which the loop sends in a batch of their own.
-        clen = min(seg_len, length - offsets[0])
-        group = [offsets.pop(0)]
-        while offsets and len(group) < forward.batch_size:
-            if min(seg_len, length - offsets[0]) != clen:
-                break
-            group.append(offsets.pop(0))
-        # Each chunk is read with real context on both sides up to the model's valid length
-        # (HTDemucs: always its training length; the rest: what their convolutions need),
-        # and the output is trimmed back to the centre ``clen`` frames.
-        valid = _valid_length(model, clen, segment)
-        delta = valid - clen
-        batch = np.stack(
-            [source.read(p.start + o - delta // 2, p.start + o - delta // 2 + valid) for o in group]
-        )
+
+    def batches():
+        # Chunks whose network input has the same length go through together: for HTDemucs
+        # all of them (its input is always its training length), for the others all but the
+        # last one or two. Each chunk is read with real context on both sides up to that
+        # length, and its output is trimmed back to the centre ``clen`` frames.
+        offsets = list(range(0, length, stride))
+        while offsets:
+            group = [offsets.pop(0)]
+            valid = _valid_length(model, min(seg_len, length - group[0]), segment)
+            while offsets and len(group) < forward.batch_size:
+                if _valid_length(model, min(seg_len, length - offsets[0]), segment) != valid:
+                    break
+                group.append(offsets.pop(0))
+            chunks, spans = [], []
+            for o in group:
+                clen = min(seg_len, length - o)
+                at = p.start + o - (valid - clen) // 2
+                chunks.append(source.read(at, at + valid))
+                spans.append((o, clen))
+            yield spans, forward.host_batch(chunks)
+
+    # the next batch is read (and pinned) on a thread while the network runs on this one
+    for spans, batch in _read_ahead(batches()):
         out = forward(model, batch)
-        for o, chunk in zip(group, out, strict=True):
+        for (o, clen), chunk in zip(spans, out, strict=True):
             ola.add(p.start + o, _center_trim(chunk, clen), weight[:clen])
         if progress is not None:
-            done = min(group[-1] + stride, length) - min(group[0], length)
+            done = min(spans[-1][0] + stride, length) - min(spans[0][0], length)
             progress(done / model.samplerate)
     ola.flush(source.frames)
