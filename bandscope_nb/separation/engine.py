@@ -150,28 +150,40 @@ class _OverlapAdd:
 class _Drain:
     """Finished regions from the device to the :class:`StemWriter`, on one worker thread.
 
-    The worker copies each region to the host (on CUDA this waits for the GPU to finish it,
-    without stopping the thread that feeds the network), checks it for NaN/Inf and writes it,
-    in the order given. At most ``depth`` regions wait at once (bounded device memory). An
+    On CUDA each region is copied into pinned host memory without waiting (its device memory
+    is free for the next batch at once) and the worker waits for that copy alone; elsewhere
+    the region is already on the host. The worker checks each region for NaN/Inf and writes
+    it, in the order given. At most ``depth`` regions wait at once (bounded host memory). An
     error on the worker (a non-finite region, a failed write) comes back to the caller at the
     next :meth:`put` or at :meth:`close`; after it nothing more is written, so NaN stems never
     reach a file or the cache.
     """
 
-    def __init__(self, writer: StemWriter, depth: int = 2):
+    def __init__(self, writer: StemWriter, depth: int = 16):
         self.writer, self.depth = writer, depth
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="bandscope-drain")
         self.pending: deque = deque()
         self.failed = False
 
     def put(self, start: int, region) -> None:
+        import torch
+
+        copied = None
+        if region.device.type == "cuda":
+            host = torch.empty(region.shape, dtype=region.dtype, pin_memory=True)
+            host.copy_(region, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+            region = host
         while len(self.pending) >= self.depth:
             self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._write, start, region))
+        self.pending.append(self.pool.submit(self._write, start, region, copied))
 
-    def _write(self, start: int, region) -> None:
+    def _write(self, start: int, region, copied) -> None:
         if self.failed:
             return
+        if copied is not None:
+            copied.synchronize()
         host = region.cpu().numpy()
         if not np.isfinite(host).all():
             self.failed = True
@@ -302,14 +314,14 @@ class _Forward:
                 )
         return torch.cat(outs)
 
-    def host_batch(self, chunks: list[np.ndarray]):
-        """``chunks`` stacked into one host tensor; for CUDA in pinned memory, whose copy to
-        the device need not wait (a copy from ordinary memory waits for the GPU to finish all
-        the work queued before it)."""
+    def host_batch(self, size: int, channels: int, frames: int):
+        """An empty ``(size, channels, frames)`` host tensor to read a batch into; for CUDA in
+        pinned memory, whose copy to the device need not wait (a copy from ordinary memory
+        waits for the GPU to finish all the work queued before it)."""
         import torch
 
-        batch = torch.from_numpy(np.stack(chunks))
-        return batch.pin_memory() if self.device.type == "cuda" else batch
+        pinned = self.device.type == "cuda"
+        return torch.empty((size, channels, frames), dtype=torch.float32, pin_memory=pinned)
 
 
 def separate_stream(
@@ -434,13 +446,13 @@ def _sweep(model, p: Pass, source, drain, forward, segment, overlap, power, prog
                 if _valid_length(model, min(seg_len, length - offsets[0]), segment) != valid:
                     break
                 group.append(offsets.pop(0))
-            chunks, spans = [], []
-            for o in group:
+            batch, spans = forward.host_batch(len(group), source.channels, valid), []
+            for row, o in zip(batch.numpy(), group, strict=True):
                 clen = min(seg_len, length - o)
                 at = p.start + o - (valid - clen) // 2
-                chunks.append(source.read(at, at + valid))
+                source.read(at, at + valid, out=row)
                 spans.append((o, clen))
-            yield spans, forward.host_batch(chunks)
+            yield spans, batch
 
     # the next batch is read (and pinned) on a thread while the network runs on this one
     for spans, batch in _read_ahead(batches()):

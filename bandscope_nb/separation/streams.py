@@ -38,10 +38,14 @@ class Source:
     channels: int
     frames: int
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Return float32 ``(channels, stop - start)``, zero-padded outside the signal."""
-        out = np.zeros((self.channels, stop - start), dtype=np.float32)
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Return float32 ``(channels, stop - start)``, zero-padded outside the signal (into
+        ``out`` when given)."""
+        if out is None:
+            out = np.zeros((self.channels, stop - start), dtype=np.float32)
         lo, hi = max(start, 0), min(stop, self.frames)
+        out[:, : max(lo - start, 0)] = 0
+        out[:, max(hi - start, 0) :] = 0
         if hi > lo:
             out[:, lo - start : hi - start] = self._read(lo, hi)
         return out
@@ -217,7 +221,7 @@ class StemWriter:
                 if not fresh:
                     row = row + np.fromfile(self._file, dtype=_F32, count=n)
                     self._file.seek(self._offset(s, c, start))
-                self._file.write(np.ascontiguousarray(row, dtype=_F32).tobytes())
+                self._file.write(memoryview(np.ascontiguousarray(row, dtype=_F32)).cast("B"))
         self._written_to = max(self._written_to, start + n)
 
     def close(self) -> None:
