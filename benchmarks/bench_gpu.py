@@ -199,6 +199,24 @@ def explore(device, seconds: float) -> dict:
             torch.cuda.set_sync_debug_mode(0)
         found[f"syncs_cached_{cached}"] = sites
         print(json.dumps({f"syncs_cached_{cached}": sites}), flush=True)
+    from demucs.apply import apply_model
+
+    long = song(600)
+    mix = torch.from_numpy(long)[None].to(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        apply_model(model, mix, shifts=0, split=True, overlap=0.25, device=device)
+    torch.cuda.synchronize()
+    found["long_600s"] = {"apply_model": time.perf_counter() - t0}
+    for precision in ("fp32", "tf32", "bf16"):
+        sep = bn.Separator(
+            model, device=device, cache=False, progress=False, batch_size=16, precision=precision
+        )
+        t0 = time.perf_counter()
+        sep.separate(long, RATE)
+        found["long_600s"][precision] = time.perf_counter() - t0
+    print(json.dumps({"long_600s_once_each": found["long_600s"]}), flush=True)
+    del mix
     x = song(seconds)
     sep = bn.Separator(
         model, device=device, cache=False, progress=False, batch_size=16, precision="tf32"

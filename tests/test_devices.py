@@ -27,9 +27,21 @@ def test_unknown_names(name):
         bn.resolve_device(name)
 
 
-def test_batch_sizes():
+@pytest.mark.parametrize(("gib", "batch"), [(80, 16), (24, 16), (12, 8), (6, 4)])
+def test_batch_sizes_follow_gpu_memory(gib, batch, monkeypatch):
+    from types import SimpleNamespace
+
+    asked = []
+
+    def properties(device):
+        asked.append(device)
+        return SimpleNamespace(total_memory=gib * 2**30)
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+    assert default_batch_size(torch.device("cuda", 1)) == batch
+    assert asked == [torch.device("cuda", 1)]
     assert default_batch_size(torch.device("cpu")) == 1
-    assert default_batch_size(torch.device("cuda", 0)) > 1
+    assert default_batch_size(torch.device("mps")) == 4
 
 
 @pytest.mark.parametrize(

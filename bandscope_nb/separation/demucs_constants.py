@@ -6,8 +6,8 @@ windows. A copy from ordinary host memory makes the host wait until the GPU has 
 the work queued before it, and the embedding takes the host tens of milliseconds to compute
 (measured on an H100: about a third of a batch's time, with the GPU idle). Inside
 :func:`cached_constants` those functions of demucs keep their results per shape, dtype and
-device: the values are the ones demucs computes (made by its own code or the same torch calls,
-once), so the stems are unchanged.
+device for the whole process: the values are the ones demucs computes (made by its own code or
+the same torch calls, once), so the stems are unchanged.
 
 Examples
 --------
@@ -36,25 +36,25 @@ __all__ = ["cached_constants"]
 _lock = threading.Lock()
 _users = 0
 _saved: list = []
+_embedding = None  # demucs' own create_2d_sin_embedding behind a cache, made on first use
 
 
-def _windows():
-    """``torch.hann_window(n)`` moved like ``.to(like)``, one per (n, device, dtype)."""
+@functools.lru_cache(maxsize=16)
+def _window(n: int, device, dtype):
+    """``torch.hann_window(n)`` moved to ``device`` and ``dtype`` (what ``.to(like)`` does)."""
     import torch
 
-    made: dict = {}
-
-    def window(n: int, like):
-        key = (n, like.device, like.dtype)
-        if key not in made:
-            made[key] = torch.hann_window(n).to(like)
-        return made[key]
-
-    return window
+    return torch.hann_window(n).to(device=device, dtype=dtype)
 
 
-def _spectro(window):
-    """demucs.spec.spectro with its window from ``window`` (same torch call otherwise)."""
+def _like_window(n: int, like):
+    """The window demucs makes with ``torch.hann_window(n).to(like)``, made once per process."""
+    return _window(n, like.device, like.dtype)
+
+
+def _spectro():
+    """demucs.spec.spectro and ispectro with their windows from :func:`_like_window` (the same torch
+    calls otherwise)."""
     import torch
     from demucs import spec
 
@@ -67,7 +67,7 @@ def _spectro(window):
             x,
             n_fft * (1 + pad),
             hop_length or n_fft // 4,
-            window=window(n_fft, x),
+            window=_like_window(n_fft, x),
             win_length=n_fft,
             normalized=True,
             center=True,
@@ -86,7 +86,7 @@ def _spectro(window):
             z.view(-1, freqs, frames),
             n_fft,
             hop_length,
-            window=window(win_length, z.real),
+            window=_like_window(win_length, z.real),
             win_length=win_length,
             normalized=True,
             length=length,
@@ -101,9 +101,11 @@ def _patches():
     """(module, attribute, replacement) for each demucs function made constant-caching."""
     from demucs import hdemucs, htdemucs, transformer
 
-    spectro, ispectro = _spectro(_windows())
-    embedding = functools.lru_cache(maxsize=16)(transformer.create_2d_sin_embedding)
-    patches = [(transformer, "create_2d_sin_embedding", embedding)]
+    global _embedding
+    if _embedding is None:
+        _embedding = functools.lru_cache(maxsize=16)(transformer.create_2d_sin_embedding)
+    spectro, ispectro = _spectro()
+    patches = [(transformer, "create_2d_sin_embedding", _embedding)]
     for module in (hdemucs, htdemucs):
         patches += [(module, "spectro", spectro), (module, "ispectro", ispectro)]
     return patches
@@ -114,7 +116,8 @@ def cached_constants() -> Iterator[None]:
     """Within this block, demucs' models reuse their positional embedding and STFT windows.
 
     Re-entrant and thread-safe: the first user installs the caching functions, the last one
-    restores demucs' own (and the caches go with them).
+    restores demucs' own. The caches stay for the process (a few MB per device), so the next
+    separation finds them made.
     """
     global _users
     with _lock:

@@ -91,7 +91,10 @@ def _mps_available(torch) -> bool:
 
 
 def default_batch_size(device) -> int:
-    """Chunks per forward pass: 1 on CPU (no gain, more memory), more on accelerators.
+    """Chunks per forward pass: 1 on CPU (no gain, more memory); on a CUDA GPU by its memory
+    (a full-size HTDemucs chunk needs about 0.35 GiB: 16 from 20 GiB, 8 from 10 GiB, else 4;
+    16 ran fastest on an H100, docs/benchmarks.md); 4 on Apple GPUs. Out of memory, the
+    engine halves the batch and warns.
 
     Examples
     --------
@@ -99,7 +102,12 @@ def default_batch_size(device) -> int:
     >>> default_batch_size(torch.device("cpu"))
     1
     """
-    return {"cuda": 8, "mps": 4}.get(device.type, 1)
+    if device.type == "cuda":
+        import torch
+
+        gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+        return 16 if gib >= 20 else 8 if gib >= 10 else 4
+    return {"mps": 4}.get(device.type, 1)
 
 
 #: Mixed precisions each device type runs (``torch.autocast``); fp32 runs everywhere.
