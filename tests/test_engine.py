@@ -314,24 +314,3 @@ def test_abort_waits_for_the_worker(tmp_path):
     written = np.fromfile(tmp_path / "out.f32", dtype=np.float32)
     np.testing.assert_allclose(written[:30_000], x[0, :30_000], atol=1e-6)
     assert not written[40_000:].any()
-
-
-def test_gil_handoffs_are_prompt_during_a_separation_and_restored_after(tmp_path):
-    import sys
-
-    before, seen = sys.getswitchinterval(), []
-    run(
-        tiny_htdemucs(),
-        noise(2.0),
-        tmp_path,
-        progress=lambda s: seen.append(sys.getswitchinterval()),
-    )
-    assert seen and max(seen) <= 0.0005 < before
-    assert sys.getswitchinterval() == before
-
-    def stop(_seconds):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(tiny_htdemucs(), noise(2.0), tmp_path, progress=stop)
-    assert sys.getswitchinterval() == before

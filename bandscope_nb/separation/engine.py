@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
-import sys
-import threading
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -166,8 +164,6 @@ class _Drain:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="bandscope-drain")
         self.pending: deque = deque()
         self.failed = False
-        self.prompt = _prompt_handoffs()
-        self.prompt.__enter__()
 
     def put(self, start: int, region) -> None:
         import torch
@@ -207,41 +203,6 @@ class _Drain:
         finally:
             self.failed = True  # regions still queued after an error are skipped
             self.pool.shutdown(wait=True)
-            if self.prompt is not None:
-                self.prompt.__exit__(None, None, None)
-                self.prompt = None
-
-
-#: How long a thread may hold the GIL while another waits for it, during a separation.
-_SWITCH_SECONDS = 0.0005
-_switch_lock = threading.Lock()
-_switch_users: list = []  # the interval found by the first user, while any is running
-
-
-@contextlib.contextmanager
-def _prompt_handoffs():
-    """Let the writer thread have the GIL back within 0.5 ms instead of Python's 5 ms.
-
-    The thread feeding a GPU spends its time in Python (launching kernels), and the writer
-    needs the GIL back after each write it makes: at Python's default interval each handoff
-    can wait 5 ms, which made writing five times slower in a test with a busy main thread
-    (0.5 ms: within 2x of an idle one). Re-entrant across threads; the interval found is
-    restored when the last separation ends.
-    """
-    with _switch_lock:
-        if not _switch_users:
-            _switch_users.append(sys.getswitchinterval())
-            sys.setswitchinterval(min(_switch_users[0], _SWITCH_SECONDS))
-        else:
-            _switch_users.append(None)
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            first = _switch_users[0]
-            _switch_users.pop()
-            if not _switch_users:
-                sys.setswitchinterval(first)
 
 
 def _cat(*tensors):
