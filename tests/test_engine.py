@@ -314,3 +314,18 @@ def test_abort_waits_for_the_worker(tmp_path):
     written = np.fromfile(tmp_path / "out.f32", dtype=np.float32)
     np.testing.assert_allclose(written[:30_000], x[0, :30_000], atol=1e-6)
     assert not written[40_000:].any()
+
+
+def test_on_the_cpu_attention_avoids_the_fast_path_and_convolutions_are_channels_last(tmp_path):
+    """Both measured faster on the CPU (docs/benchmarks.md); values stay within 60 dB of
+    apply_model (the tests above) and the global fast-path switch comes back."""
+    model, seen = tiny_htdemucs(), []
+    model.register_forward_pre_hook(
+        lambda _m, _a: seen.append(torch.backends.mha.get_fastpath_enabled())
+    )
+    assert torch.backends.mha.get_fastpath_enabled()
+    run(model, noise(1.5), tmp_path)
+    assert seen and not any(seen)
+    assert torch.backends.mha.get_fastpath_enabled()
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
