@@ -69,7 +69,8 @@ class SeparationConfig:
     seed : int
         Seed of the shifts.
     batch_size : int or None
-        Chunks per forward pass, ``1..MAX_BATCH_SIZE``; None: one per device.
+        Chunks per forward pass, ``1..MAX_BATCH_SIZE``; None: by device (1 on a CPU; on a
+        CUDA GPU 16, 8 or 4 by its memory; 4 on Apple GPUs).
     precision : {"fp32", "tf32", "bf16", "fp16"}
         ``"fp32"`` (IEEE float32 on every device); ``"tf32"``, ``"bf16"``, ``"fp16"`` trade a
         little fidelity for speed on GPUs (docs/benchmarks.md has the measured fidelity).
