@@ -98,6 +98,19 @@ def test_with_references_every_run_gets_evaluates_medians(counted, clip):
     assert "No SDR for 'silent' (drums), 'silent' (bass)" in with_silence.note
 
 
+def test_progress_names_each_separation_and_scoring_and_ends_complete(counted, clip, capsys):
+    model, _ = counted
+    truth = bn.Stems(np.stack([noise(1.0, seed=s) for s in range(4)]) / 4, model.sources, RATE)
+    given = bn.Stems(truth.data * 0.8, truth.names, RATE)
+    runs = {"tiny": {"model": model}, "scaled truth": given}
+    bn.compare((truth.mix(), RATE), runs, references=truth, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    order = ["separating tiny", "scoring tiny", "scoring scaled truth", "compared"]
+    assert [err.index(step) for step in order] == sorted(err.index(step) for step in order)
+    assert "3/3" in err.split("compared")[-1]  # one separation, two scorings
+    assert "separating scaled truth" not in err  # given stems are not separated
+
+
 def test_without_references_it_says_how_much_runs_differ_and_why_no_quality(counted, clip):
     model, _ = counted
     result = bn.compare(clip, {"a": {"model": model}, "b": {"model": model, "overlap": 0.5}})

@@ -322,7 +322,8 @@ def compare(
     cache : bool, folder or ResultCache
         The Separator's result cache: runs computed before are read, not recomputed.
     progress : bool
-        Show each separation's progress bar.
+        Show a bar over the whole comparison (each run separated, then scored: scoring takes
+        a few seconds per run) and each separation's own bar.
 
     Returns
     -------
@@ -358,11 +359,15 @@ def compare(
             except BandscopeError as exc:
                 raise type(exc)(f"Run {spec.label!r}: {exc}") from exc
             separators[spec.label] = separator
+    steps = len(separators) + (len(specs) if references is not None else 0)
+    bar = _Steps(steps) if progress else None
     made: list[tuple] = []
     for spec in specs:
         if spec.stems is not None:
             made.append((spec, spec.stems, "given", None, None, None))
             continue
+        if bar is not None:
+            bar.next(f"separating {spec.label}")
         separator = separators[spec.label]
         start = time.perf_counter()
         with _PeakMemory() as peak:
@@ -375,8 +380,33 @@ def compare(
     for spec, stems, *_ in made:
         _same_audio(spec.label, stems, like)
     truth = None if references is None else load_references(references, like)
-    rows = [
-        Run(spec.label, stems, how, seconds, mb, _metrics(stems, truth), spec.options or {}, call)
-        for spec, stems, how, seconds, mb, call in made
-    ]
+    rows = []
+    for spec, stems, how, seconds, mb, call in made:
+        if bar is not None and truth is not None:
+            bar.next(f"scoring {spec.label}")
+        metrics = _metrics(stems, truth)
+        rows.append(Run(spec.label, stems, how, seconds, mb, metrics, spec.options or {}, call))
+    if bar is not None:
+        bar.close()
     return Comparison(rows, references=truth, mix=_mix(audio, like))
+
+
+class _Steps:
+    """A ``tqdm.auto`` bar over a comparison's steps (a widget in a notebook), each named as
+    it starts and counted when the next one starts."""
+
+    def __init__(self, steps: int):
+        from tqdm.auto import tqdm
+
+        self.bar, self.started = tqdm(total=steps, unit="step", desc="comparing"), False
+
+    def next(self, what: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_description(what)
+
+    def close(self) -> None:
+        self.bar.set_description("compared")
+        self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
