@@ -46,6 +46,7 @@ def test_the_table_sorts_best_first_and_escapes_labels(comparison):
     with pytest.raises(bn.ParameterError, match="sort_by"):
         table_html(comparison, sort_by="colour")
     assert "against the true stems" in html
+    assert ">× real time</th>" in html and ">realtime<" not in html  # the column's unit
 
 
 def test_quality_against_speed_needs_references(comparison):
@@ -53,6 +54,28 @@ def test_quality_against_speed_needs_references(comparison):
     unjudged = Comparison(list(comparison.runs.values()))
     assert quality_speed_png(unjudged) == ""
     assert "quality cannot be measured" in unjudged._repr_html_()
+
+
+def test_the_speed_axis_and_legend_stay_readable():
+    """A one-point frontier draws no line, so the legend does not name one; minor speed ticks
+    are labelled at 2x and 5x only (all of them ran together as "8x9x10x")."""
+    from matplotlib.figure import Figure
+
+    from bandscope_nb.notebook.display import quality_speed
+
+    ax = Figure().subplots()
+    quality_speed(["model", "oracle"], [8.5, None], [4.0, 9.0], ax=ax)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["oracle (no speed)"]
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = ax.xaxis.get_minorticklocs()
+    labels = [t.get_text() for t in ax.xaxis.get_ticklabels(minor=True)]
+    visible = {v: t for v, t in zip(ticks, labels, strict=True) if lo <= v <= hi}
+    assert {6.0, 7.0, 8.0, 9.0} <= set(np.round(list(visible), 6))  # ticks there, unlabelled
+    assert all(visible[v] == "" for v in visible if round(v) in (6, 7, 8, 9))
+    both = Figure().subplots()
+    quality_speed(["fast", "good"], [9.0, 2.0], [3.0, 5.0], ax=both)
+    assert "frontier" in [t.get_text() for t in both.get_legend().get_texts()]
 
 
 def test_every_run_of_a_stem_is_a_lane_and_a_new_stem_swaps_them_all(comparison):

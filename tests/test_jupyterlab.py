@@ -479,6 +479,9 @@ def test_a_comparison_switches_runs_at_the_same_playhead(studio):
     assert after["playing"] and after["position"] > before["position"] + 0.3  # on, no rewind
     assert after["starts"] == before["starts"]  # the switch restarted nothing
     cell.screenshot(path=SHOTS / "04_comparison.png")
+    with page.expect_download() as download:  # named after the run, not its lane id
+        cell.locator(".bn-download").select_option("run 2")
+    assert download.value.suggested_filename == "half as loud.wav"
     # a mix of runs: the stems with their mixer, one run picked per stem
     cell.get_by_role("button", name="A mix of runs, one per stem").click()
     cell.locator(".bn-player[data-ready='1'] .bn-lane[data-track='vocals']").wait_for(
@@ -511,6 +514,8 @@ def test_a_comparison_switches_runs_at_the_same_playhead(studio):
     page.wait_for_function(
         "el => el.textContent === 'vocals · half as loud'", arg=name.element_handle()
     )  # each lane says which run it plays
+    option = cell.locator(".bn-download option[value='vocals']").last
+    assert option.inner_text() == "vocals · half as loud.wav"  # and so do its downloads
     cell.screenshot(path=SHOTS / "04_comparison_mix_of_runs.png")
     cell.locator(".bn-play").click()  # pause
 

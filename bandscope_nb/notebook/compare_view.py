@@ -33,6 +33,10 @@ TRUE, MIX = "true", "mix"
 RUNS, MIXED = "runs", "mixed"  # the two ways to listen
 
 
+#: Column headings that need their unit (the table's keys stay as they are: ``sort_by`` uses them).
+_HEADINGS = {"realtime": "× real time"}
+
+
 def _number(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -73,7 +77,7 @@ def table_html(comparison, *, sort_by: str | None = None) -> str:
         align = "left" if column == "run" else "right"
         return f'<{tag} style="padding:2px 10px;text-align:{align}">{text}</{tag}>'
 
-    head = "".join(cell("th", c, escape(c)) for c in columns)
+    head = "".join(cell("th", c, escape(_HEADINGS.get(c, c))) for c in columns)
     body = "".join(
         "<tr>" + "".join(cell("td", c, _number(row.get(c))) for c in columns) + "</tr>"
         for row in rows
@@ -182,7 +186,11 @@ class CompareView(W.VBox):
         self._picks_row = W.HBox(list(self.picks.values()), layout=W.Layout(flex_flow="row wrap"))
         self.mix_player: StemPlayer | None = None
         columns = list(dict.fromkeys(k for row in comparison.table() for k in row))
-        self.sort_by = W.Dropdown(options=columns, value=columns[-1], description="sort by")
+        self.sort_by = W.Dropdown(
+            options=[(_HEADINGS.get(c, c), c) for c in columns],
+            value=columns[-1],
+            description="sort by",
+        )
         self.table = W.HTML(table_html(comparison, sort_by=self.sort_by.value))
         self.plot = W.HTML(quality_speed_png(comparison))
         self.listening = W.VBox([self.stem, self.player])

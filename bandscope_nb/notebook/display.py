@@ -9,6 +9,8 @@ drawing function takes ``ax`` and returns the artist it made, so widgets can upd
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..audio import frame_range
@@ -283,6 +285,19 @@ def frontier(speeds, qualities) -> list[int]:
     return sorted(keep, key=lambda i: -points[i][0])
 
 
+def _minor_times(value: float, _position=None) -> str:
+    """Minor ticks of a log speed axis: 2x and 5x of each decade labelled, the rest blank
+    (labelling every one runs "8x9x10x" together).
+
+    Examples
+    --------
+    >>> [_minor_times(v) for v in (0.2, 3.0, 5.0, 9.0, 20.0)]
+    ['0.2x', '', '5x', '', '20x']
+    """
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}x" if round(mantissa) in (2, 5) else ""
+
+
 def quality_speed(labels, speeds, qualities, *, ax=None):
     """Quality against speed: a point per run with a speed, its frontier as a line, and a
     dotted line per run without one (given stems, ensembles, cache hits).
@@ -325,7 +340,7 @@ def quality_speed(labels, speeds, qualities, *, ax=None):
         [qualities[i] for i in best],
         color="C0",
         alpha=0.5,
-        label="frontier",
+        label="frontier" if len(best) > 1 else "_frontier",  # one point draws no line
     )
     for i, (label, speed, quality) in enumerate(zip(labels, speeds, qualities, strict=True)):
         if speed is None:  # named in the legend: such lines are often close together
@@ -335,9 +350,8 @@ def quality_speed(labels, speeds, qualities, *, ax=None):
 
         ax.set_xscale("log")
         ax.set_xlim(min(x) / 1.6, max(x) * 1.6)
-        times = FuncFormatter(lambda v, _: f"{v:g}x")
-        ax.xaxis.set_major_formatter(times)
-        ax.xaxis.set_minor_formatter(times)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_times))
     ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("speed (x real time, log)")
     ax.set_ylabel("mean SDR (dB)")

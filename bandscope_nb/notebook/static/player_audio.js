@@ -407,7 +407,7 @@
       const out = await offline.startRendering();
       return Array.from({ length: out.numberOfChannels }, (_, c) => out.getChannelData(c));
     }
-    async download(which) {
+    async download(which, fileName = `${which}.wav`) {
       // "remix": what the mixer plays; a track's name: that track as it is.
       const buffers = await this.complete();
       const i = this.model.get("tracks").indexOf(which);
@@ -415,7 +415,7 @@
       const values = buffers.map((_, j) => (j === i ? (this.sourceScales ? 1 : scales[j] ?? 1) : 0));
       const channels = await this.render(i >= 0 ? values : null);
       const a = h("a", { href: URL.createObjectURL(wavBlob(channels, buffers[0].sampleRate)) });
-      a.download = `${which}.wav`;
+      a.download = fileName;
       document.body.append(a);
       a.click();
       a.remove();

@@ -68,7 +68,11 @@
     // One track and no mix: nothing to mix or compare, so no mixer, A/B or remix.
     const single = tracks.length === 1;
     const copyNote = host.standalone ? " (from the Ogg copy)" : "";
-    for (const name of [...(single || !mixer ? [] : ["remix"]), ...tracks]) downloadSel.append(h("option", { value: name }, `${name}.wav${copyNote}`));
+    // a download is named after what the lane is called ("vocals · true stem.wav", not "run 3.wav")
+    const fileOf = (name) => `${(name === "remix" ? "remix" : String(labelOf(name))).replace(/[\\/:*?"<>|\u0000-\u001f]+/g, "_").trim().slice(0, 80) || name}.wav`;
+    const downloadNames = [...(single || !mixer ? [] : ["remix"]), ...tracks];
+    const downloadOptions = downloadNames.map((name) => h("option", { value: name }, `${fileOf(name)}${copyNote}`));
+    downloadSel.append(...downloadOptions);
     const colourBar = h("canvas", { class: "bn-colourbar", width: "120", height: "10" });
     const colourLabel = h("span", { class: "bn-colourlabel" });
     const note = h("span", { class: "bn-note" }, model.get("note") || "");
@@ -447,7 +451,7 @@
     downloadSel.addEventListener("change", () => {
       const which = downloadSel.value;
       downloadSel.value = "";
-      if (which) engine.download(which);
+      if (which) engine.download(which, fileOf(which));
     });
     lanes.forEach((lane) => {
       const c = lane.cell;
@@ -539,7 +543,10 @@
 
     // ---------- model events
     const onModel = (evt, f) => { model.on(evt, f); cleanups.push(() => model.off(evt, f)); };
-    onModel("change:lane_labels", () => lanes.forEach((l) => { l.label.textContent = labelOf(l.name); l.label.title = labelOf(l.name); }));
+    onModel("change:lane_labels", () => {
+      lanes.forEach((l) => { l.label.textContent = labelOf(l.name); l.label.title = labelOf(l.name); });
+      downloadOptions.forEach((o, i) => { o.textContent = `${fileOf(downloadNames[i])}${copyNote}`; });
+    });
     onModel("change:view", drawAll);
     onModel("change:kind", () => { refreshMixer(); drawAll(); });
     onModel("change:db_range", () => { refreshMixer(); drawAll(); });
