@@ -11,7 +11,7 @@ with per-source weights; ``shifts`` average over random time offsets of up to 0.
   checking and writing them runs on a worker thread beside the network (:class:`_Drain`),
   and on CUDA chunks go up from pinned memory without waiting, so the host never stops the
   GPU between batches;
-- several chunks of equal length go through the network in one batch;
+- several chunks whose network input has one length go through the network in one batch;
 - the shift offsets come from a seeded RNG, so results are repeatable (and cacheable);
 - progress and abort go through a plain callback, with no UI here.
 """
