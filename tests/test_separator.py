@@ -230,7 +230,17 @@ def test_missing_repo_folder(tmp_path):
 def test_progress_bar_counts_seconds(ht_model, capsys):
     bn.Separator(ht_model, device="cpu", cache=False, progress=True).separate(noise(2.0), RATE)
     err = capsys.readouterr().err
-    assert "2.0/2.0 s audio" in err
+    assert "2.0/2.0 s audio" in err and err.endswith("\n")  # the finished bar stays
+
+
+def test_a_transient_progress_bar_goes_when_done(ht_model, capsys):
+    sep = bn.Separator(ht_model, device="cpu", cache=False, progress="transient")
+    sep.separate(noise(2.0), RATE)
+    err = capsys.readouterr().err
+    assert "s audio" in err and not err.rstrip(" ").endswith("s audio]")  # cleared at the end
+    assert not err.endswith("\n")
+    with pytest.raises(bn.ParameterError, match="progress"):
+        bn.Separator(ht_model, device="cpu", progress="yes")
 
 
 def test_bad_input_corpus_through_the_api(ht_model, tmp_path):

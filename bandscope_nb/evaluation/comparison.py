@@ -323,7 +323,7 @@ def compare(
         The Separator's result cache: runs computed before are read, not recomputed.
     progress : bool
         Show a bar over the whole comparison (each run separated, then scored: scoring takes
-        a few seconds per run) and each separation's own bar.
+        a few seconds per run), and each separation's own bar while it runs.
 
     Returns
     -------
@@ -351,8 +351,11 @@ def compare(
     separators = {}
     for spec in specs:  # every model loads (or fails, naming its run) before any separation
         if spec.stems is None:
-            separator = Separator.from_config(
-                spec.config, cache=cache, progress=progress, **(spec.source or {})
+            separator = Separator.from_config(  # each run's bar goes when it ends; ours stays
+                spec.config,
+                cache=cache,
+                progress="transient" if progress else False,
+                **(spec.source or {}),
             )
             try:
                 separator.model  # noqa: B018 (loads it: not part of the timing)

@@ -326,12 +326,15 @@ def quality_speed(labels, speeds, qualities, *, ax=None):
     x = [speeds[i] for i in timed]
     y = [qualities[i] for i in timed]
     points = ax.scatter(x, y, color="C0", zorder=3) if timed else None
-    for i in timed:
+    span = (math.log(max(x)) - math.log(min(x))) if timed else 0.0
+    for i in timed:  # labels of the right-hand points go to their left, inside the frame
+        right = span > 0 and (math.log(speeds[i]) - math.log(min(x))) / span > 0.5
         ax.annotate(
             labels[i],
             (speeds[i], qualities[i]),
-            xytext=(4, 4),
+            xytext=(-4 if right else 4, 4),
             textcoords="offset points",
+            ha="right" if right else "left",
             fontsize=8,
         )
     best = [timed[k] for k in frontier(x, y)] if timed else []

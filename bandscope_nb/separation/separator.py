@@ -106,8 +106,10 @@ class Separator:
     sha256 : str or None
         Expected checksum of a single weights file: 8 to 64 hex digits. Only the full sha256
         vouches for a ``.th`` file that needs a full unpickle.
-    progress : bool
-        Show a ``tqdm.auto`` progress bar in seconds of audio.
+    progress : bool or "transient"
+        Show a ``tqdm.auto`` progress bar in seconds of audio; ``"transient"``: one that goes
+        away when the separation ends (as in :func:`~bandscope_nb.compare`, whose own bar
+        stays).
 
     Examples
     --------
@@ -132,7 +134,7 @@ class Separator:
         precision: str = DEFAULTS.precision,
         cache: bool | str | os.PathLike | ResultCache = True,
         sha256: str | None = None,
-        progress: bool = True,
+        progress: bool | str = True,
     ):
         config = SeparationConfig(
             model=model,
@@ -149,7 +151,11 @@ class Separator:
         check_precision(self.device, config.precision)
         self.config = config
         self.batch_size = config.batch_size or default_batch_size(self.device)
-        self.progress = bool(progress)
+        if progress != "transient" and progress not in (True, False):
+            raise ParameterError(
+                f"Invalid progress: {progress!r}; give True, False or 'transient'."
+            )
+        self.progress = "transient" if progress == "transient" else bool(progress)
         self.cache = open_cache(cache)
         self._model: LoadedModel | None = None
 
@@ -422,6 +428,7 @@ class Separator:
                 unit="s",
                 desc=Path(inp.name).name[:40],
                 bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
+                leave=self.progress is True,
             )
         try:
             separate_stream(

@@ -129,6 +129,8 @@
         strip.append(h("span", { class: "bn-controls" }, h("span", { class: "bn-legend-label" }, "0"), legend, h("span", { class: "bn-legend-label" }, "1")));
       }
       if (hear) strip.append(hear);
+      // a name and its hear button stay on one line (a long name ends in "…", its title whole)
+      if (hear && !strip.querySelector(".bn-controls")) strip.classList.add("bn-oneline");
       const cell = h("div", { class: "bn-cell" }, canvas, loopBand, head);
       const row = h("div", { class: `bn-row bn-lane${audible ? "" : " bn-picture"}`, "data-track": name }, strip, cell);
       row.addEventListener("pointerdown", () => { selected = i; refreshMixer(); });
