@@ -109,6 +109,8 @@ def test_progress_names_each_separation_and_scoring_and_ends_complete(counted, c
     assert [err.index(step) for step in order] == sorted(err.index(step) for step in order)
     assert "3/3" in err.split("compared")[-1]  # one separation, two scorings
     assert "separating scaled truth" not in err  # given stems are not separated
+    bn.compare((truth.mix(), RATE), {"given": given}, device="cpu", progress=True)
+    assert "compar" not in capsys.readouterr().err  # nothing to separate or score: no bar
 
 
 def test_without_references_it_says_how_much_runs_differ_and_why_no_quality(counted, clip):

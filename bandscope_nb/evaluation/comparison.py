@@ -363,7 +363,7 @@ def compare(
                 raise type(exc)(f"Run {spec.label!r}: {exc}") from exc
             separators[spec.label] = separator
     steps = len(separators) + (len(specs) if references is not None else 0)
-    bar = _Steps(steps) if progress else None
+    bar = _Steps(steps) if progress and steps else None  # nothing to wait for: no bar
     made: list[tuple] = []
     for spec in specs:
         if spec.stems is not None:
