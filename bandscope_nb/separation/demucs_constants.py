@@ -52,49 +52,50 @@ def _like_window(n: int, like):
     return _window(n, like.device, like.dtype)
 
 
-def _spectro():
-    """demucs.spec.spectro and ispectro with their windows from :func:`_like_window` (the same torch
-    calls otherwise)."""
+def _spectro(x, n_fft=512, hop_length=None, pad=0):
+    """demucs.spec.spectro with its window from :func:`_like_window` (the same torch call)."""
     import torch
     from demucs import spec
 
-    def spectro(x, n_fft=512, hop_length=None, pad=0):
-        if x.device.type in ("mps", "xpu"):  # demucs moves these to the CPU first
-            return spec.spectro(x, n_fft, hop_length, pad)
-        *other, length = x.shape
-        x = x.reshape(-1, length)
-        z = torch.stft(
-            x,
-            n_fft * (1 + pad),
-            hop_length or n_fft // 4,
-            window=_like_window(n_fft, x),
-            win_length=n_fft,
-            normalized=True,
-            center=True,
-            return_complex=True,
-            pad_mode="reflect",
-        )
-        return z.view(*other, *z.shape[1:])
+    if x.device.type in ("mps", "xpu"):  # demucs moves these to the CPU first
+        return spec.spectro(x, n_fft, hop_length, pad)
+    *other, length = x.shape
+    x = x.reshape(-1, length)
+    z = torch.stft(
+        x,
+        n_fft * (1 + pad),
+        hop_length or n_fft // 4,
+        window=_like_window(n_fft, x),
+        win_length=n_fft,
+        normalized=True,
+        center=True,
+        return_complex=True,
+        pad_mode="reflect",
+    )
+    return z.view(*other, *z.shape[1:])
 
-    def ispectro(z, hop_length=None, length=None, pad=0):
-        if z.device.type in ("mps", "xpu"):
-            return spec.ispectro(z, hop_length, length, pad)
-        *other, freqs, frames = z.shape
-        n_fft = 2 * freqs - 2
-        win_length = n_fft // (1 + pad)
-        x = torch.istft(
-            z.view(-1, freqs, frames),
-            n_fft,
-            hop_length,
-            window=_like_window(win_length, z.real),
-            win_length=win_length,
-            normalized=True,
-            length=length,
-            center=True,
-        )
-        return x.view(*other, x.shape[-1])
 
-    return spectro, ispectro
+def _ispectro(z, hop_length=None, length=None, pad=0):
+    """demucs.spec.ispectro with its window from :func:`_like_window` (the same torch call)."""
+    import torch
+    from demucs import spec
+
+    if z.device.type in ("mps", "xpu"):
+        return spec.ispectro(z, hop_length, length, pad)
+    *other, freqs, frames = z.shape
+    n_fft = 2 * freqs - 2
+    win_length = n_fft // (1 + pad)
+    x = torch.istft(
+        z.view(-1, freqs, frames),
+        n_fft,
+        hop_length,
+        window=_like_window(win_length, z.real),
+        win_length=win_length,
+        normalized=True,
+        length=length,
+        center=True,
+    )
+    return x.view(*other, x.shape[-1])
 
 
 def _patches():
@@ -104,10 +105,9 @@ def _patches():
     global _embedding
     if _embedding is None:
         _embedding = functools.lru_cache(maxsize=16)(transformer.create_2d_sin_embedding)
-    spectro, ispectro = _spectro()
     patches = [(transformer, "create_2d_sin_embedding", _embedding)]
     for module in (hdemucs, htdemucs):
-        patches += [(module, "spectro", spectro), (module, "ispectro", ispectro)]
+        patches += [(module, "spectro", _spectro), (module, "ispectro", _ispectro)]
     return patches
 
 
