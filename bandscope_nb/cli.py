@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from .errors import BandscopeError, BandscopeWarning, DeviceError, ParameterError
-from .separation.config import DEFAULTS, PRECISIONS, REPORT_DEFAULTS
+from .separation.config import BACKENDS, DEFAULTS, PRECISIONS, REPORT_DEFAULTS
 
 __all__ = ["main"]
 
@@ -63,7 +63,17 @@ def _config(args):
     """The run options given on the command line, as one checked :class:`SeparationConfig`."""
     from .separation.config import SeparationConfig
 
-    fields = ("model", "device", "segment", "overlap", "shifts", "seed", "batch_size", "precision")
+    fields = (
+        "model",
+        "device",
+        "segment",
+        "overlap",
+        "shifts",
+        "seed",
+        "batch_size",
+        "precision",
+        "backend",
+    )
     return SeparationConfig(**{f: getattr(args, f) for f in fields if hasattr(args, f)})
 
 
@@ -265,6 +275,13 @@ def _parser() -> argparse.ArgumentParser:
             default=DEFAULTS.precision,
             help="fp32 (IEEE, default), tf32 (CUDA), bf16 (CPU, CUDA), fp16 (CUDA, MPS)",
         )
+        p.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default=DEFAULTS.backend,
+            help="what runs the network: torch (default) or onnxruntime (CPU, HTDemucs; "
+            "pip install 'bandscope-nb[onnx]')",
+        )
 
     sep = sub.add_parser("separate", help="separate audio files into stems")
     sep.add_argument("inputs", nargs="+", metavar="IN")
@@ -337,7 +354,9 @@ def _parser() -> argparse.ArgumentParser:
 def _housekeeping(sub) -> None:
     """``bandscope bench``, ``train``, ``models ...`` and ``cache ...``."""
     bench = sub.add_parser(
-        "bench", help="time the model in each precision this device runs (is this speed normal?)"
+        "bench",
+        help="time the model in each mode (precision, backend) this device runs (is this speed "
+        "normal?)",
     )
     bench.add_argument("input", nargs="?", metavar="IN", help="audio file (default: demo song)")
     bench.add_argument("--model", default=DEFAULTS.model, help="model name or path")

@@ -69,8 +69,10 @@ def write_noise(path: Path, minutes: float) -> None:
 
 
 def throughput_repeated(repeats: int) -> dict:
-    """Both engines alternately, ``repeats`` times each after one warm-up each: medians (this
-    machine's timings drift by 10-20 % between minutes, so a single run each can mislead)."""
+    """The engines alternately (``apply_model``, the Separator with torch, and with ONNX
+    Runtime), ``repeats`` times each after one warm-up each: medians (this machine's timings
+    drift by 10-20 % between minutes, so a single run each can mislead). ONNX Runtime's warm-up
+    includes its one-time export and check, timed apart."""
     import statistics
 
     import torch
@@ -82,6 +84,7 @@ def throughput_repeated(repeats: int) -> dict:
     model = full_htdemucs()
     torch.set_num_threads(os.cpu_count() or 1)
     sep = bn.Separator(model, device="cpu", cache=False, progress=False)
+    ort = bn.Separator(model, device="cpu", backend="onnxruntime", cache=False, progress=False)
 
     def reference():
         with torch.inference_mode():
@@ -91,20 +94,31 @@ def throughput_repeated(repeats: int) -> dict:
     def ours():
         return np.asarray(sep.separate(samples, RATE).data)
 
-    times: dict = {"apply_model": [], "ours": []}
-    out = {"apply_model": reference(), "ours": ours()}  # warm-up, and the outputs compared
+    def onnx():
+        return np.asarray(ort.separate(samples, RATE).data)
+
+    engines = {"apply_model": reference, "ours": ours, "onnx": onnx}
+    times: dict = {name: [] for name in engines}
+    out = {name: run() for name, run in engines.items() if name != "onnx"}  # warm-ups
+    t0 = time.perf_counter()
+    out["onnx"] = onnx()  # its first run exports and checks the graph
+    first_onnx = time.perf_counter() - t0
     for _ in range(repeats):
-        for name, run in (("apply_model", reference), ("ours", ours)):
+        for name, run in engines.items():
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)
-    err = np.sum((out["apply_model"] - out["ours"]) ** 2)
-    snr = 10 * np.log10(np.sum(out["apply_model"] ** 2) / err) if err else float("inf")
+
+    def snr(name):
+        err = np.sum((out["apply_model"] - out[name]) ** 2)
+        return 10 * np.log10(np.sum(out["apply_model"] ** 2) / err) if err else float("inf")
+
     return {
         "audio_s": samples.shape[1] / RATE,
-        "apply_model_s": statistics.median(times["apply_model"]),
-        "ours_s": statistics.median(times["ours"]),
-        "snr_db": snr,
+        **{f"{name}_s": statistics.median(t) for name, t in times.items()},
+        "snr_db": snr("ours"),
+        "onnx_snr_db": snr("onnx"),
+        "onnx_first_s": first_onnx,
         "repeats": repeats,
         "times": times,
     }
@@ -112,6 +126,19 @@ def throughput_repeated(repeats: int) -> dict:
 
 def throughput_lines(tp: dict) -> list[str]:
     ratio = tp["apply_model_s"] / tp["ours_s"]
+    onnx_row, onnx_ratio, onnx_snr, onnx_first = [], "", "", ""
+    if "onnx_s" in tp:
+        onnx_row = [
+            f'| bandscope-nb `Separator(backend="onnxruntime")` | {tp["onnx_s"]:.1f} | '
+            f"{tp['audio_s'] / tp['onnx_s']:.2f} |"
+        ]
+        onnx_ratio = f", {tp['apply_model_s'] / tp['onnx_s']:.2f}x with ONNX Runtime"
+        onnx_snr = f", {tp['onnx_snr_db']:.1f} dB with ONNX Runtime"
+        onnx_first = (
+            f" ONNX Runtime's first run in a process, which exports the network and checks it "
+            f"against torch, took {tp['onnx_first_s']:.1f} s (with a result cache the graph "
+            "is kept on disk and later processes skip the export)."
+        )
     how = (
         f"median of {tp['repeats']} runs each, alternating, after a warm-up of each"
         if "repeats" in tp
@@ -128,9 +155,11 @@ def throughput_lines(tp: dict) -> list[str]:
         f"| demucs `apply_model` | {tp['apply_model_s']:.1f} | "
         f"{tp['audio_s'] / tp['apply_model_s']:.2f} |",
         f"| bandscope-nb `Separator` | {tp['ours_s']:.1f} | {tp['audio_s'] / tp['ours_s']:.2f} |",
+        *onnx_row,
         "",
-        f"bandscope-nb is {ratio:.2f}x `apply_model` (goal: 1.35x). Agreement of the two "
-        f"outputs: {tp['snr_db']:.1f} dB SNR (target >= 60 dB).",
+        f"bandscope-nb is {ratio:.2f}x `apply_model` with torch{onnx_ratio} (goal: 1.35x). "
+        f"Agreement with `apply_model`'s output: {tp['snr_db']:.1f} dB SNR with torch"
+        f"{onnx_snr} (target >= 60 dB).{onnx_first}",
     ]
 
 

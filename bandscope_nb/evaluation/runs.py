@@ -2,9 +2,10 @@
 
 A run is ``label -> options`` (the :class:`~bandscope_nb.Separator` options: ``model``,
 ``device``, ``segment``, ``overlap``, ``shifts``, ``seed``, ``batch_size``, ``precision``,
-``repo``, ``sha256``; with ``model="classical"`` also the recipe's ``kernel_size``, ``width``
-and ``bass_cutoff``, so classical variants are runs like any other) or ``label -> Stems`` (a
-separation already made: an ensemble, the oracle masks' estimates, a result from elsewhere).
+``backend``, ``repo``, ``sha256``; with ``model="classical"`` also the recipe's
+``kernel_size``, ``width`` and ``bass_cutoff``, so classical variants are runs like any
+other) or ``label -> Stems`` (a separation already made: an ensemble, the oracle masks'
+estimates, a result from elsewhere).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CONFIG_OPTIONS = (
     "seed",
     "batch_size",
     "precision",
+    "backend",
 )
 SOURCE_OPTIONS = ("repo", "sha256")
 OPTIONS = (*CONFIG_OPTIONS, *SOURCE_OPTIONS, *RECIPE_OPTIONS)

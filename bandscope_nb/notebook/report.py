@@ -73,7 +73,7 @@ def provenance(stems: Stems, input: str | os.PathLike | None = None) -> dict[str
     record["python"] = sys.version.split()[0]
     record["platform"] = platform.platform()
     info = stems.info
-    run = ("device", "segment", "overlap", "shifts", "seed", "precision", "batch_size")
+    run = ("device", "segment", "overlap", "shifts", "seed", "precision", "backend", "batch_size")
     for key in ("model", "origin", "identity", *run):
         if key in info:
             record[key] = str(info[key])
@@ -219,7 +219,7 @@ def _check_output(output: Path, notebook: Path) -> None:
 def _report_config(config, options: dict) -> SeparationConfig:
     """The checked run options of a report: a model the kernel can load by name or path (made
     absolute: the kernel runs in the output folder) and a device this machine has."""
-    from ..separation.devices import check_precision, resolve_device
+    from ..separation.devices import check_run
 
     if config is not None and not isinstance(config, SeparationConfig):
         raise ParameterError(f"Invalid config: {config!r}; give a SeparationConfig.")
@@ -230,7 +230,7 @@ def _report_config(config, options: dict) -> SeparationConfig:
             f"The report notebook runs in its own kernel: give model= as a name or a path, not "
             f"a {type(model).__name__} object."
         )
-    check_precision(resolve_device(config.device), config.precision)
+    check_run(config)
     return config.replace(model=_for_kernel(model))
 
 

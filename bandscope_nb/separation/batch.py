@@ -42,6 +42,7 @@ _PROVENANCE = (  # what made the stems: their input, model, run options and cach
     "shifts",
     "seed",
     "precision",
+    "backend",
     "batch_size",
     "cache_key",
 )
@@ -268,7 +269,7 @@ def _made_from(target: Path, path: str, sep) -> bool:
         if digest == now:
             raise ParameterError(
                 f"{target} holds stems of {path} made with another model or other options "
-                "(segment, overlap, shifts, seed, precision, device type); pass --force "
+                "(segment, overlap, shifts, seed, precision, backend, device type); pass --force "
                 "(force=True) to replace them, or choose another output folder."
             )
     raise ParameterError(
@@ -327,7 +328,7 @@ def separate_many(
     {'done': 1}
     """
     from ..audio import SAVE_SUBTYPES
-    from .devices import check_precision, resolve_device
+    from .devices import check_run
     from .separator import check_model_source, open_cache
 
     # Check every option here, before any task runs (a cluster's device is its workers' to check).
@@ -335,7 +336,7 @@ def separate_many(
     repo, sha256 = check_model_source(repo, sha256)
     open_cache(cache)
     if client is None:
-        check_precision(resolve_device(config.device), config.precision)
+        check_run(config)
     separator_options = {"repo": repo, "sha256": sha256, "cache": cache}
     if not isinstance(format, str) or format not in SAVE_SUBTYPES:
         raise ParameterError(f"Invalid format: {format!r}; choose one of {sorted(SAVE_SUBTYPES)}.")

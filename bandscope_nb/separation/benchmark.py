@@ -1,9 +1,10 @@
 """How fast and how faithful each arithmetic is, for one model on this machine.
 
 The answer to "is this speed normal?": :func:`benchmark` separates the same audio once per
-precision the device runs (``fp32`` first, as the reference), after a short warm-up, and reports
-the times real time and each mode's SNR against the fp32 stems. Nothing is cached or written.
-On a GPU each mode runs twice and the second run is timed.
+mode the device runs: each precision (``fp32`` first, as the reference) and, on a CPU with the
+``onnx`` extra and an HTDemucs model, ONNX Runtime, after a short warm-up, and reports the
+times real time and each mode's SNR against the fp32 stems. Nothing is cached or written. On a
+GPU each mode runs twice and the second run is timed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import DeviceError, ParameterError
 
 __all__ = ["BenchmarkResult", "benchmark"]
 
@@ -24,8 +25,8 @@ MAX_BENCH_SECONDS = 600.0
 
 @dataclass(frozen=True)
 class BenchmarkResult:
-    """One row per precision: ``precision``, ``seconds`` (wall time), ``realtime`` (audio
-    seconds per second) and ``snr_db`` against fp32 (``inf`` for fp32 itself)."""
+    """One row per mode: ``precision``, ``backend``, ``seconds`` (wall time), ``realtime``
+    (audio seconds per second) and ``snr_db`` against torch's fp32 (``inf`` for that)."""
 
     model: str
     device: str
@@ -37,13 +38,11 @@ class BenchmarkResult:
         lines = [
             f"{self.model} on {self.device}, batch {self.batch_size}, "
             f"{self.audio_seconds:.1f} s of audio:",
-            f"  {'precision':<10}{'seconds':>9}{'x real time':>13}{'SNR vs fp32':>13}",
+            f"  {'mode':<18}{'seconds':>9}{'x real time':>13}{'SNR vs fp32':>13}",
         ]
-        for r in self.rows:
-            snr = "reference" if r["precision"] == "fp32" else f"{r['snr_db']:.1f} dB"
-            lines.append(
-                f"  {r['precision']:<10}{r['seconds']:>9.2f}{r['realtime']:>13.1f}{snr:>13}"
-            )
+        for i, r in enumerate(self.rows):
+            snr = "reference" if i == 0 else f"{r['snr_db']:.1f} dB"
+            lines.append(f"  {_mode(r):<18}{r['seconds']:>9.2f}{r['realtime']:>13.1f}{snr:>13}")
         lines.append(
             "  (docs/benchmarks.md has reference numbers: htdemucs on 2 CPU cores runs at 1.5 to "
             "2.7x real time, on an H100 at 250-380x with batch 16)"
@@ -51,14 +50,20 @@ class BenchmarkResult:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("precision", "seconds", "× real time", "SNR"))
+        head = "".join(f"<th>{h}</th>" for h in ("mode", "seconds", "× real time", "SNR"))
         body = "".join(
-            f"<tr><td>{r['precision']}</td><td>{r['seconds']:.2f}</td>"
+            f"<tr><td>{_mode(r)}</td><td>{r['seconds']:.2f}</td>"
             f"<td>{r['realtime']:.1f}</td><td>{r['snr_db']:.1f} dB</td></tr>"
             for r in self.rows
         )
         caption = f"{self.model} on {self.device}, {self.audio_seconds:.1f} s of audio"
         return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"
+
+
+def _mode(row: dict) -> str:
+    """``fp32``, ``bf16``..., or ``fp32 onnxruntime`` for another backend than torch."""
+    backend = row.get("backend", "torch")
+    return row["precision"] if backend == "torch" else f"{row['precision']} {backend}"
 
 
 def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -68,7 +73,8 @@ def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: float = 30.0):
-    """Time ``separator``'s model in every precision its device runs, on ``seconds`` of audio.
+    """Time ``separator``'s model in every mode its device runs, on ``seconds`` of audio: each
+    precision, and ONNX Runtime where it runs (a CPU, the ``onnx`` extra, HTDemucs parts).
 
     Parameters
     ----------
@@ -93,7 +99,6 @@ def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: floa
     ['fp32', 'bf16']
     """
     from ..audio import as_audio, load_audio
-    from .devices import _PRECISIONS
 
     if (
         isinstance(seconds, bool)
@@ -112,8 +117,8 @@ def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: floa
     accelerated = separator.device.type != "cpu"
     warmup = samples if accelerated else samples[:, : int(_WARMUP_SECONDS * audio.sample_rate)]
     rows, reference = [], None
-    for precision in _PRECISIONS.get(separator.device.type, ("fp32",)):
-        run = _variant(separator, precision)
+    for precision, backend in _modes(separator):
+        run = _variant(separator, precision, backend)
         if run is None:
             continue
         run.separate(warmup, audio.sample_rate)
@@ -125,6 +130,7 @@ def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: floa
         rows.append(
             {
                 "precision": precision,
+                "backend": backend,
                 "seconds": elapsed,
                 "realtime": seconds / elapsed,
                 "snr_db": _snr(reference, data),
@@ -136,14 +142,28 @@ def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: floa
     )
 
 
-def _variant(separator, precision: str):
-    """A copy of ``separator`` running ``precision``, uncached and quiet; None when this GPU
-    cannot run it (bf16 before Ampere)."""
-    from ..errors import DeviceError
+def _modes(separator) -> list[tuple[str, str]]:
+    """``(precision, backend)`` pairs to time: torch in each precision of the device, then
+    ONNX Runtime where it runs this model here."""
+    from ..errors import MissingDependencyError
+    from .devices import _PRECISIONS, check_backend
+    from .onnx_backend import check_model
 
+    modes = [(p, "torch") for p in _PRECISIONS.get(separator.device.type, ("fp32",))]
+    try:
+        check_backend(separator.device, "fp32", "onnxruntime")
+        check_model(separator.model)
+    except (MissingDependencyError, ParameterError, DeviceError):
+        return modes
+    return [*modes, ("fp32", "onnxruntime")]
+
+
+def _variant(separator, precision: str, backend: str):
+    """A copy of ``separator`` running ``precision`` on ``backend``, uncached and quiet; None
+    when this GPU cannot run it (bf16 before Ampere)."""
     try:
         run = type(separator).from_config(
-            dataclasses.replace(separator.config, precision=precision),
+            dataclasses.replace(separator.config, precision=precision, backend=backend),
             repo=separator.repo,
             sha256=separator.sha256,
             cache=False,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -50,6 +51,10 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 20 * 1024**3
 #: The file that marks a folder as a bandscope cache.
 _STAGE_PREFIX = "stage-"
+#: The folder of exported graphs, and the names of the files in it the cache made (a key, or
+#: an export that never finished).
+GRAPHS = "graphs"
+_GRAPH = re.compile(r"[0-9a-f]{40}\.onnx|\.export-\w+\.onnx")
 _STALE_SECONDS = 24 * 3600
 #: Entries whose every byte this process has checked (or written), by :func:`_entry_stamp`: the
 #: first read of an entry in a process checks its full digest, later reads its size and sampled
@@ -140,6 +145,13 @@ class ResultCache:
         self._ours(create=True)
         (self.root / "locks").mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / "locks" / f"{self._dir(key).name}.lock"))
+
+    def graphs(self) -> Path:
+        """The folder of exported network graphs (:mod:`.onnx_backend`), made if missing."""
+        self._ours(create=True)
+        folder = self.root / GRAPHS
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def get(self, key: str) -> CacheEntry | None:
         """The complete, verified entry for ``key``, or None (a corrupt or unusable entry is
@@ -310,8 +322,8 @@ class ResultCache:
         }
 
     def clear(self) -> int:
-        """Delete every entry, staging folder and lock file the cache made; return how many
-        entries went. Nothing else under the root is touched.
+        """Delete every entry, staging folder, exported graph and lock file the cache made;
+        return how many entries went. Nothing else under the root is touched.
 
         Raises
         ------
@@ -325,6 +337,11 @@ class ResultCache:
                 folder.parent.rmdir()
         for folder in self._staged():
             shutil.rmtree(folder, ignore_errors=True)
+        graphs = self.root / GRAPHS
+        if graphs.is_dir() and not graphs.is_symlink():
+            for graph in graphs.iterdir():
+                if _GRAPH.fullmatch(graph.name) and graph.is_file():
+                    graph.unlink(missing_ok=True)
         locks = self.root / "locks"
         if locks.is_dir():
             for lock in locks.iterdir():

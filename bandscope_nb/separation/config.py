@@ -18,6 +18,7 @@ from .devices import check_device_name
 from .model_rules import MAX_SEGMENT, is_number
 
 __all__ = [
+    "BACKENDS",
     "DEFAULTS",
     "MAX_BATCH_SIZE",
     "MAX_SHIFTS",
@@ -32,6 +33,9 @@ MAX_BATCH_SIZE = 1024
 #: or mixed precision (``torch.autocast``) with bfloat16 or float16 matrix work. The STFT, the
 #: normalisation and the output stay float32 in every mode.
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+#: What runs the network: torch on every device, or ONNX Runtime on the CPU for HTDemucs
+#: models (the ``onnx`` extra; faster on CPUs, see docs/benchmarks.md).
+BACKENDS = ("torch", "onnxruntime")
 
 
 def _real(name: str, value: Any) -> float:
@@ -74,6 +78,9 @@ class SeparationConfig:
     precision : {"fp32", "tf32", "bf16", "fp16"}
         ``"fp32"`` (IEEE float32 on every device); ``"tf32"``, ``"bf16"``, ``"fp16"`` trade a
         little fidelity for speed on GPUs (docs/benchmarks.md has the measured fidelity).
+    backend : {"torch", "onnxruntime"}
+        What runs the network: ``"torch"``, or ``"onnxruntime"`` (CPU, fp32, HTDemucs models;
+        ``pip install 'bandscope-nb[onnx]'``): faster on CPUs, checked against torch.
 
     Raises
     ------
@@ -98,6 +105,7 @@ class SeparationConfig:
     seed: int = 0
     batch_size: int | None = None
     precision: str = "fp32"
+    backend: str = "torch"
 
     def __post_init__(self):
         if not isinstance(self.model, (str, os.PathLike)) and not hasattr(self.model, "forward"):
@@ -124,6 +132,10 @@ class SeparationConfig:
         if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
             raise ParameterError(
                 f"Invalid precision: {self.precision!r}; give one of {', '.join(PRECISIONS)}."
+            )
+        if not isinstance(self.backend, str) or self.backend not in BACKENDS:
+            raise ParameterError(
+                f"Invalid backend: {self.backend!r}; give one of {', '.join(BACKENDS)}."
             )
         for name, value in normal.items():
             object.__setattr__(self, name, value)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
-from ..errors import DeviceError
+from ..errors import DeviceError, MissingDependencyError, ParameterError
 
-__all__ = ["check_device_name", "check_precision", "default_batch_size", "resolve_device"]
+__all__ = [
+    "check_backend",
+    "check_device_name",
+    "check_precision",
+    "check_run",
+    "default_batch_size",
+    "resolve_device",
+]
 
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
 
@@ -153,3 +161,67 @@ def check_precision(device, precision: str) -> str:
                 "Use precision='fp16' or 'fp32'."
             )
     return precision
+
+
+#: What ``backend="onnxruntime"`` imports (the ``onnx`` extra).
+_ONNX_NEEDS = ("onnxruntime", "onnx", "onnxscript")
+
+
+def check_backend(device, precision: str, backend: str) -> str:
+    """Check that ``backend`` runs on ``device`` (a ``torch.device``) in ``precision``, and
+    that what it needs is installed; return it.
+
+    Raises
+    ------
+    DeviceError
+        ONNX Runtime on a GPU (this backend is the CPU's).
+    ParameterError
+        ONNX Runtime with a precision other than fp32.
+    MissingDependencyError
+        onnxruntime, onnx or onnxscript is not installed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_backend(torch.device("cpu"), "fp32", "torch")
+    'torch'
+    >>> check_backend(torch.device("cpu"), "bf16", "onnxruntime")
+    Traceback (most recent call last):
+    ...
+    bandscope_nb.errors.ParameterError: backend='onnxruntime' runs fp32 only; use precision='fp32' or backend='torch'.
+    """  # noqa: E501
+    if backend == "torch":
+        return backend
+    if device.type != "cpu":
+        raise DeviceError(
+            f"backend='onnxruntime' runs on the CPU, not {device}; use device='cpu' or "
+            "backend='torch'."
+        )
+    if precision != "fp32":
+        raise ParameterError(
+            "backend='onnxruntime' runs fp32 only; use precision='fp32' or backend='torch'."
+        )
+    missing = [name for name in _ONNX_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"backend='onnxruntime' needs {', '.join(missing)}: pip install "
+            "'bandscope-nb[onnx]' (or use backend='torch')."
+        )
+    return backend
+
+
+def check_run(config):
+    """The ``torch.device`` a :class:`~.config.SeparationConfig` names, checked with its
+    precision and backend (:func:`resolve_device`, :func:`check_precision`,
+    :func:`check_backend`): what every entry point checks before loading anything.
+
+    Examples
+    --------
+    >>> from bandscope_nb.separation.config import SeparationConfig
+    >>> check_run(SeparationConfig(device="cpu"))
+    device(type='cpu')
+    """
+    device = resolve_device(config.device)
+    check_precision(device, config.precision)
+    check_backend(device, config.precision, config.backend)
+    return device

@@ -219,7 +219,8 @@ class _NonFinite(Exception):
 def _valid_length(model, chunk: int, segment: float | None) -> int:
     from demucs.htdemucs import HTDemucs
 
-    if isinstance(model, HTDemucs) and segment is not None:
+    # a model run by another backend (onnx_backend.OnnxHTDemucs) is sized as its torch model
+    if isinstance(getattr(model, "wrapped", model), HTDemucs) and segment is not None:
         return int(segment * model.samplerate)
     if hasattr(model, "valid_length"):
         return int(model.valid_length(chunk))
@@ -413,7 +414,9 @@ def separate_stream(
     drain = _Drain(writer)
     model = None
     try:
-        with torch.inference_mode(), cached_constants(), _cpu_layout(parts, device):
+        # the layout change comes first: weights converted in inference mode would become
+        # inference tensors, which the caller could no longer train or export
+        with cached_constants(), _cpu_layout(parts, device), torch.inference_mode():
             for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
                 model = parts[p.model_index][0]
                 _sweep(

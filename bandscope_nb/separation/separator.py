@@ -27,9 +27,10 @@ from ..names import as_path
 from ..stems import Stems
 from .cache import ResultCache, cache_key
 from .config import DEFAULTS, SeparationConfig
-from .devices import check_precision, default_batch_size, resolve_device
+from .devices import check_run, default_batch_size
 from .inputs import Input, open_source, read_input
 from .models import LoadedModel, load_model
+from .onnx_backend import check_model, onnx_parts
 from .pretrained import offline_reason
 from .streams import (
     StemWriter,
@@ -92,7 +93,7 @@ class Separator:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; checked here.
     repo : str or os.PathLike or None
         Local folder of demucs models to look ``model`` up in.
-    segment, overlap, shifts, seed, batch_size, precision
+    segment, overlap, shifts, seed, batch_size, precision, backend
         The run options, checked as a :class:`~.config.SeparationConfig` (kept as
         :attr:`config`): seconds per chunk (default the model's own, at most 60 s; HTDemucs
         cannot go above its training length), the fraction shared by neighbouring chunks in
@@ -100,7 +101,9 @@ class Separator:
         repeat), chunks per forward pass (``None`` picks one per device, 1 on CPU), and the
         network's arithmetic: ``"fp32"`` (IEEE float32 on every device), ``"tf32"`` (CUDA),
         or mixed ``"bf16"`` (CPU, CUDA) / ``"fp16"`` (CUDA, MPS): faster on GPUs at a small,
-        measured cost in fidelity.
+        measured cost in fidelity; and what runs the network: ``"torch"``, or
+        ``"onnxruntime"`` (CPU, fp32, HTDemucs models, the ``onnx`` extra): faster on CPUs, its
+        exported graph checked against torch before use and kept in the cache folder.
     cache : bool, str, os.PathLike or ResultCache
         Use the result cache (default location, a given folder, or a given cache); False to skip.
     sha256 : str or None
@@ -132,6 +135,7 @@ class Separator:
         seed: int = DEFAULTS.seed,
         batch_size: int | None = DEFAULTS.batch_size,
         precision: str = DEFAULTS.precision,
+        backend: str = DEFAULTS.backend,
         cache: bool | str | os.PathLike | ResultCache = True,
         sha256: str | None = None,
         progress: bool | str = True,
@@ -145,10 +149,10 @@ class Separator:
             seed=seed,
             batch_size=batch_size,
             precision=precision,
+            backend=backend,
         )
         self.repo, self.sha256 = check_model_source(repo, sha256)
-        self.device = resolve_device(config.device)
-        check_precision(self.device, config.precision)
+        self.device = check_run(config)
         self.config = config
         self.batch_size = config.batch_size or default_batch_size(self.device)
         if progress != "transient" and progress not in (True, False):
@@ -182,12 +186,13 @@ class Separator:
     shifts = property(lambda self: self.config.shifts)
     seed = property(lambda self: self.config.seed)
     precision = property(lambda self: self.config.precision)
+    backend = property(lambda self: self.config.backend)
 
     def __repr__(self) -> str:
         return (
             f"Separator(model={self.model_spec!r}, device={str(self.device)!r}, "
             f"segment={self.segment}, overlap={self.overlap}, shifts={self.shifts}, "
-            f"precision={self.precision!r})"
+            f"precision={self.precision!r}, backend={self.backend!r})"
         )
 
     @property
@@ -201,6 +206,8 @@ class Separator:
                     f"{loaded.max_segment:.2f} s (its training length); use a shorter one "
                     "or segment=None."
                 )
+            if self.backend == "onnxruntime":
+                check_model(loaded)
             self._model = loaded
         return self._model
 
@@ -272,8 +279,9 @@ class Separator:
             return self._separate(inp)
 
     def benchmark(self, audio, sample_rate: int | None = None, *, seconds: float = 30.0):
-        """Time this model on this device in every precision the device runs, on ``seconds``
-        of ``audio`` (``bn.demo.path()``, say), with each mode's SNR against fp32: the answer to
+        """Time this model on this device in every mode the device runs (each precision; ONNX
+        Runtime on a CPU with the ``onnx`` extra), on ``seconds`` of ``audio``
+        (``bn.demo.path()``, say), with each mode's SNR against fp32: the answer to
         "is this speed normal?" (:func:`~bandscope_nb.separation.benchmark.benchmark`).
 
         Returns
@@ -310,6 +318,8 @@ class Separator:
             "rate": model.samplerate,
             "channels": model.audio_channels,
         }
+        if config.backend != "torch":  # absent for torch, so keys made before it stay valid
+            params["backend"] = config.backend
         return cache_key(audio=input_digest, model=model.identity, params=params), params
 
     def _separate(self, inp: Input) -> Stems:
@@ -352,6 +362,7 @@ class Separator:
             "identity": model.identity,
             "device": str(self.device),
             "batch_size": self.batch_size,
+            "backend": self.backend,
             "input": inp.name,
             "input_digest": inp.digest,
             "cache_key": key,
@@ -431,8 +442,9 @@ class Separator:
                 leave=self.progress is True,
             )
         try:
+            parts = self._parts(model, bar)
             separate_stream(
-                model.parts,
+                parts,
                 source,
                 writer,
                 device=self.device,
@@ -451,3 +463,16 @@ class Separator:
             if bar is not None:
                 bar.close()
         return writer.data if workdir is None else open_stems(workdir / "stems.f32", shape)
+
+    def _parts(self, model: LoadedModel, bar) -> list:
+        """The models the engine runs: ``model.parts``, or with ``backend="onnxruntime"`` the
+        same run by ONNX Runtime (exported on first use, said on the progress bar)."""
+        if self.backend != "onnxruntime":
+            return model.parts
+        if bar is not None:
+            desc = bar.desc
+            bar.set_description_str(f"{desc} (preparing ONNX Runtime)")
+        parts = onnx_parts(model, self.cache.graphs() if self.cache is not None else None)
+        if bar is not None:
+            bar.set_description_str(desc)
+        return parts

@@ -1,0 +1,337 @@
+"""ONNX Runtime as the CPU backend of HTDemucs models (``backend="onnxruntime"``).
+
+The network between HTDemucs' STFTs (:class:`~.htdemucs_split.HTDemucsCore`) is exported to
+ONNX once per model and run by ONNX Runtime; the STFT, mask and inverse STFT stay in torch
+(:func:`~.htdemucs_split.split_forward`), and the engine, cache and players are the same as for
+torch. Measured side by side on 2 cores (docs/benchmarks.md), this is the fastest CPU path
+(1.25-1.32x ``apply_model`` against 1.09-1.26x with torch, at 81 dB from it).
+
+An exported graph is checked against torch on random input before it is first used (at
+least :data:`MIN_SNR_DB`) and written atomically, under the result cache's ``graphs/`` folder when a
+cache is in use (named by a key over the model's weights and the exporting versions), else
+only into a temporary folder. Sessions are kept per process.
+
+Needs the ``onnx`` extra: ``pip install 'bandscope-nb[onnx]'`` (onnxruntime, onnx, onnxscript;
+checked by :func:`~.devices.check_backend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParameterError, SeparationError
+
+__all__ = ["MIN_SNR_DB", "OnnxHTDemucs", "check_model", "onnx_parts"]
+
+#: Least agreement, in dB SNR, between ONNX Runtime's and torch's core on a check input.
+MIN_SNR_DB = 60.0
+#: Bumped whenever :class:`~.htdemucs_split.HTDemucsCore` or the export changes: graphs made
+#: by an earlier one are not reused.
+GRAPH_FORMAT = 2
+#: ONNX opset of the export: 23 has an ``Attention`` operator, which :func:`_flash_attention`
+#: hands to ONNX Runtime's own multi-head attention.
+OPSET = 23
+#: Sessions kept per process, by graph key (the most recent few).
+_SESSIONS: dict[str, object] = {}
+_KEEP = 4
+_LOCK = threading.Lock()
+
+
+def check_model(loaded) -> None:
+    """Check that every part of ``loaded`` (a :class:`~.loaded.LoadedModel`) is an HTDemucs,
+    the one architecture this backend exports.
+
+    Raises
+    ------
+    ParameterError
+        Naming the model and the part's class.
+    """
+    from demucs.htdemucs import HTDemucs
+
+    for model, _ in loaded.parts:
+        if not isinstance(model, HTDemucs):
+            raise ParameterError(
+                f"backend='onnxruntime' runs HTDemucs models; {loaded.name} is "
+                f"{type(model).__name__}. Use backend='torch'."
+            )
+
+
+class OnnxHTDemucs:
+    """An HTDemucs whose network runs in ONNX Runtime: called like the model (evaluation
+    mode), with its ``samplerate``, ``segment``, ``sources`` and ``audio_channels``.
+
+    ``wrapped`` is the torch model (its STFTs run in torch; the engine sizes chunks by it).
+    """
+
+    def __init__(self, model, session):
+        self.wrapped, self.session = model, session
+        for name in ("samplerate", "segment", "sources", "audio_channels"):
+            setattr(self, name, getattr(model, name))
+
+    def valid_length(self, length: int) -> int:
+        return self.wrapped.valid_length(length)
+
+    def __call__(self, mix):
+        from .htdemucs_split import split_forward
+
+        return split_forward(self.wrapped, self._core, mix)
+
+    def _core(self, mix, mag):
+        import torch
+
+        x, xt = self.session.run(
+            None, {"mix": np.ascontiguousarray(mix.numpy()), "mag": np.ascontiguousarray(mag)}
+        )
+        return torch.from_numpy(x), torch.from_numpy(xt)
+
+
+def onnx_parts(loaded, folder: Path | None) -> list:
+    """``loaded``'s parts with each HTDemucs run by ONNX Runtime (exported, checked and
+    written to ``folder`` on first use; ``folder=None`` keeps no file).
+
+    Raises
+    ------
+    ParameterError
+        A part is not an HTDemucs.
+    SeparationError
+        ONNX Runtime's output disagrees with torch's (below :data:`MIN_SNR_DB`).
+    """
+    check_model(loaded)
+    parts = []
+    for index, (model, weights) in enumerate(loaded.parts):
+        key = _graph_key(loaded.identity, index)
+        with _LOCK:
+            session = _SESSIONS.get(key)
+            if session is None:
+                session = _load_or_export(model, key, loaded.name, folder)
+                while len(_SESSIONS) >= _KEEP:
+                    _SESSIONS.pop(next(iter(_SESSIONS)))
+                _SESSIONS[key] = session
+        parts.append((OnnxHTDemucs(model, session), weights))
+    return parts
+
+
+def _graph_key(identity: str, index: int) -> str:
+    import demucs
+    import onnx
+    import onnxscript
+    import torch
+
+    from .cache import cache_key
+
+    return cache_key(
+        graph=GRAPH_FORMAT,
+        model=identity,
+        part=index,
+        torch=torch.__version__,
+        demucs=demucs.__version__,
+        onnx=onnx.__version__,
+        onnxscript=onnxscript.__version__,
+    )
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()  # as torch would use
+    # no busy-waiting between runs: the engine's reader and writer threads share the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _load_or_export(model, key: str, name: str, folder: Path | None):
+    """A session for ``model``'s core: from ``folder/<key>.onnx`` when it is there and loads,
+    else exported (into ``folder`` or a temporary folder) and checked first."""
+    if folder is not None:
+        path = folder / f"{key}.onnx"
+        if path.is_file() and not path.is_symlink():
+            try:
+                return _session(path)
+            except Exception as exc:  # a damaged file: made again below
+                warnings.warn(
+                    f"The exported graph {path} does not load ({exc}); exporting it again.",
+                    stacklevel=4,
+                )
+        folder.mkdir(parents=True, exist_ok=True)
+        return _export_checked(model, name, folder, path)
+    with tempfile.TemporaryDirectory(prefix="bandscope-onnx-") as tmp:
+        return _export_checked(model, name, Path(tmp), Path(tmp) / f"{key}.onnx")
+
+
+def _export_checked(model, name: str, folder: Path, path: Path):
+    """Export ``model``'s core into a temporary file in ``folder``, check it against torch,
+    then rename it to ``path``; a graph that fails the check is deleted."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".onnx")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        mix, mag = _example(model)
+        try:
+            _export(model, mix, mag, tmp)
+            session = _session(tmp)
+        except Exception as exc:
+            raise SeparationError(
+                f"Could not export {name} to ONNX ({type(exc).__name__}: {exc}); use "
+                "backend='torch'."
+            ) from exc
+        snr = _agreement(model, session, mix, mag)
+        if snr < MIN_SNR_DB:
+            raise SeparationError(
+                f"ONNX Runtime's result for {name} differs from torch's ({snr:.1f} dB SNR, "
+                f"below {MIN_SNR_DB:g} dB); use backend='torch'."
+            )
+        os.replace(tmp, path)
+        return session
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _example(model):
+    """A seeded check input at the training length, two rows (a batch of one would fix the
+    graph's batch size at 1)."""
+    import torch
+
+    frames = int(model.segment * model.samplerate)
+    generator = torch.Generator().manual_seed(0)
+    mix = 0.1 * torch.randn(2, model.audio_channels, frames, generator=generator)
+    with torch.inference_mode():
+        mag = model._magnitude(model._spec(mix)).contiguous()
+    return mix, mag
+
+
+def _export(model, mix, mag, path: Path) -> None:
+    """torch's ONNX exporter on the core, with its progress lines and warnings kept quiet."""
+    import torch
+
+    from .htdemucs_split import HTDemucsCore
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    quiet = io.StringIO()
+    with (
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+        warnings.catch_warnings(),
+        _logging_off(),
+        torch.no_grad(),
+    ):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            HTDemucsCore(model).eval(),
+            (mix, mag),
+            str(path),
+            dynamo=True,
+            verbose=False,
+            input_names=["mix", "mag"],
+            output_names=["x", "xt"],
+            dynamic_shapes=({0: batch}, {0: batch}),
+            external_data=False,
+            opset_version=OPSET,
+        )
+    _flash_attention(path)
+
+
+def _flash_attention(path: Path) -> int:
+    """Rewrite the graph at ``path``: each plain ONNX ``Attention`` over 4-D ``(batch, heads,
+    length, size)`` tensors becomes ONNX Runtime's ``com.microsoft.MultiHeadAttention``,
+    whose CPU kernel is a flash attention (the plain one multiplies out every score matrix:
+    about 5 % of a full-size HTDemucs chunk, measured side by side). Returns how many."""
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(str(path))
+    shapes = {
+        info.name: [d.dim_value if d.HasField("dim_value") else None for d in _dims(info)]
+        for info in [*graph.graph.value_info, *graph.graph.input]
+    }
+    nodes, done = [], 0
+    for node in graph.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = not attrs.get("is_causal") and not attrs.get("softcap")
+        plain = plain and not attrs.get("qk_matmul_output_mode")
+        dims = [shapes.get(name) for name in node.input]
+        if (
+            node.op_type != "Attention"
+            or len(node.input) != 3
+            or len(node.output) != 1
+            or not plain
+            or any(d is None or len(d) != 4 for d in dims)
+            or not dims[0][1]
+        ):
+            nodes.append(node)
+            continue
+        heads, name = dims[0][1], f"bandscope_mha_{done}"
+        graph.graph.initializer.extend(
+            [
+                helper.make_tensor(f"{name}_3d", onnx.TensorProto.INT64, [3], [0, 0, -1]),
+                helper.make_tensor(f"{name}_4d", onnx.TensorProto.INT64, [4], [0, 0, heads, -1]),
+            ]
+        )
+        flat = []
+        for i, tensor in enumerate(node.input):  # (B, N, S, H) -> (B, S, N * H)
+            nodes.append(helper.make_node("Transpose", [tensor], [f"{name}_t{i}"], perm=BNSH))
+            nodes.append(
+                helper.make_node("Reshape", [f"{name}_t{i}", f"{name}_3d"], [f"{name}_{i}"])
+            )
+            flat.append(f"{name}_{i}")
+        scale = {"scale": attrs["scale"]} if "scale" in attrs else {}
+        nodes += [
+            helper.make_node(
+                "MultiHeadAttention", flat, [f"{name}_out"], domain="com.microsoft",
+                num_heads=heads, **scale,
+            ),
+            helper.make_node("Reshape", [f"{name}_out", f"{name}_4d"], [f"{name}_o4"]),
+            helper.make_node("Transpose", [f"{name}_o4"], [node.output[0]], perm=BNSH),
+        ]  # fmt: skip
+        done += 1
+    if done:
+        del graph.graph.node[:]
+        graph.graph.node.extend(nodes)
+        if not any(o.domain == "com.microsoft" for o in graph.opset_import):
+            graph.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        onnx.save(graph, str(path))
+    return done
+
+
+#: Swaps the heads and length axes (its own inverse).
+BNSH = [0, 2, 1, 3]
+
+
+def _dims(info):
+    return info.type.tensor_type.shape.dim
+
+
+@contextlib.contextmanager
+def _logging_off():
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _agreement(model, session, mix, mag) -> float:
+    """SNR in dB of ONNX Runtime's core output against torch's, on ``mix``."""
+    import torch
+
+    from .htdemucs_split import HTDemucsCore
+
+    with torch.inference_mode():
+        expected = [t.numpy().astype(np.float64) for t in HTDemucsCore(model)(mix, mag)]
+    got = session.run(None, {"mix": mix.numpy(), "mag": mag.numpy()})
+    error = sum(float(np.sum((e - g) ** 2)) for e, g in zip(expected, got, strict=True))
+    power = sum(float(np.sum(e**2)) for e in expected)
+    return float("inf") if error == 0 else 10 * float(np.log10(max(power, 1e-30) / error))

@@ -1,0 +1,208 @@
+"""backend="onnxruntime": HTDemucs' network exported to ONNX and run by ONNX Runtime (CPU).
+
+Real tiny HTDemucs models with random weights, a real export and real ONNX Runtime sessions;
+the reference is the same model run by torch.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import soundfile as sf
+import torch
+from helpers import RATE, noise, snr_db, tiny_hdemucs, tiny_htdemucs
+
+import bandscope_nb as bn
+from bandscope_nb.cli import main
+from bandscope_nb.separation import onnx_backend
+from bandscope_nb.separation.devices import check_backend
+from bandscope_nb.separation.htdemucs_split import HTDemucsCore, split_forward
+from bandscope_nb.separation.modelfiles import save_safetensors
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """The inputs of every ONNX Runtime run, recorded (the real run still happens)."""
+    seen = []
+    real = onnxruntime.InferenceSession.run
+
+    def run(self, outputs, feeds, *args, **kwargs):
+        seen.append({name: value.shape for name, value in feeds.items()})
+        return real(self, outputs, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", run)
+    return seen
+
+
+@pytest.fixture
+def exports(monkeypatch):
+    """A fresh process-wide session store, and a count of real exports."""
+    monkeypatch.setattr(onnx_backend, "_SESSIONS", {})
+    count = []
+    real = onnx_backend._export
+
+    def export(*args):
+        count.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(onnx_backend, "_export", export)
+    return count
+
+
+def _separate(model, audio, **options):
+    options = {"device": "cpu", "cache": False, "progress": False, **options}
+    return np.asarray(bn.Separator(model, **options).separate(audio, RATE).data)
+
+
+@pytest.mark.parametrize("bottom_channels", [0, 8])
+def test_the_split_forward_is_htdemucs_forward_bit_for_bit(bottom_channels):
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(1)
+    net = HTDemucs(
+        ["a", "b"], channels=4, depth=2, nfft=512, t_layers=1, t_heads=1, dconv_mode=0,
+        bottom_channels=bottom_channels, segment=1,
+    ).eval()  # fmt: skip
+    core = HTDemucsCore(net)
+    with torch.inference_mode():
+        for frames in (RATE, 30_000):  # the training length, and a short chunk padded to it
+            mix = torch.randn(2, 2, frames)
+            assert torch.equal(split_forward(net, core, mix), net(mix))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"segment": 0.5, "batch_size": 3}, {"shifts": 1, "overlap": 0.5}],
+    ids=["default", "short-segment-batched", "shifted"],
+)
+def test_onnxruntime_separates_like_torch(options, runs):
+    model, audio = tiny_htdemucs(), noise(3.3)
+    reference = _separate(model, audio, **options)
+    _separate(model, audio, backend="onnxruntime", **options)  # exported and checked once
+    runs.clear()
+    got = _separate(model, audio, backend="onnxruntime", **options)
+    assert got.shape == reference.shape
+    assert snr_db(reference, got) >= onnx_backend.MIN_SNR_DB
+    # the network really ran in ONNX Runtime, at the training length, batched as asked
+    batch = options.get("batch_size", 1)
+    assert runs and all(shapes["mix"][1:] == (2, RATE) for shapes in runs)
+    assert max(shapes["mix"][0] for shapes in runs) == batch
+
+
+def test_a_bag_of_htdemucs_runs_each_part_in_onnxruntime(runs):
+    from demucs.apply import BagOfModels
+
+    bag = BagOfModels([tiny_htdemucs(0), tiny_htdemucs(1)], weights=[[1, 1, 1, 1], [3, 1, 1, 1]])
+    audio = noise(2.0)
+    reference = _separate(bag, audio)
+    got = _separate(bag, audio, backend="onnxruntime")
+    assert snr_db(reference, got) >= onnx_backend.MIN_SNR_DB
+    assert len({id(s) for s in onnx_backend._SESSIONS.values()}) >= 2
+
+
+def test_the_graph_is_checked_written_once_and_reused(tmp_path, exports, runs):
+    model = tiny_htdemucs()
+    _separate(model, noise(2.0), backend="onnxruntime", cache=tmp_path / "c")
+    graphs = list((tmp_path / "c" / "graphs").iterdir())
+    assert [g.suffix for g in graphs] == [".onnx"] and len(exports) == 1
+    assert len(graphs[0].stem) == 40  # named by its key; no unfinished export left beside it
+    ops = {node.op_type for node in onnx.load(str(graphs[0])).graph.node}
+    assert "MultiHeadAttention" in ops and "Attention" not in ops  # ONNX Runtime's own kernel
+    onnx_backend._SESSIONS.clear()  # as a new process: the file is read, not exported again
+    runs.clear()
+    audio = noise(2.0, seed=1)  # other audio: not a result-cache hit
+    again = _separate(model, audio, backend="onnxruntime", cache=tmp_path / "c")
+    assert len(exports) == 1 and runs
+    assert snr_db(_separate(model, audio), again) >= onnx_backend.MIN_SNR_DB
+    # the result cache keeps torch's and ONNX Runtime's stems apart; torch's key is unchanged
+    torch_sep = bn.Separator(model, device="cpu", cache=False)
+    onnx_sep = bn.Separator(model, device="cpu", backend="onnxruntime", cache=False)
+    (torch_key, torch_params), (onnx_key, onnx_params) = (
+        s.cache_key("0" * 40) for s in (torch_sep, onnx_sep)
+    )
+    assert torch_key != onnx_key and "backend" not in torch_params
+    assert onnx_params["backend"] == "onnxruntime"
+    assert bn.ResultCache(tmp_path / "c").clear() == 2 and not any(
+        (tmp_path / "c" / "graphs").iterdir()
+    )
+
+
+def test_a_damaged_graph_is_exported_again(tmp_path, exports):
+    model, audio = tiny_htdemucs(), noise(1.5, seed=1)
+    _separate(model, noise(1.5), backend="onnxruntime", cache=tmp_path / "c")
+    (graph,) = (tmp_path / "c" / "graphs").iterdir()
+    graph.write_bytes(b"not a graph")
+    onnx_backend._SESSIONS.clear()
+    with pytest.warns(UserWarning, match="does not load"):
+        got = _separate(model, audio, backend="onnxruntime", cache=tmp_path / "c")
+    assert len(exports) == 2 and graph.stat().st_size > 1000
+    assert snr_db(_separate(model, audio), got) >= onnx_backend.MIN_SNR_DB
+
+
+def test_a_graph_that_disagrees_with_torch_is_refused_and_not_kept(tmp_path, exports, monkeypatch):
+    monkeypatch.setattr(onnx_backend, "MIN_SNR_DB", 1000.0)  # no real graph is this exact
+    with pytest.raises(bn.SeparationError, match=r"differs from torch's .* dB SNR"):
+        _separate(tiny_htdemucs(), noise(1.5), backend="onnxruntime", cache=tmp_path / "c")
+    assert len(exports) == 1
+    assert not any((tmp_path / "c" / "graphs").iterdir())  # neither the graph nor a temp file
+    assert not any((tmp_path / "c").rglob("stems.f32")) and not onnx_backend._SESSIONS
+
+
+def test_without_a_cache_no_graph_is_kept(tmp_path, monkeypatch, exports):
+    monkeypatch.setenv("BANDSCOPE_CACHE_DIR", str(tmp_path / "default"))
+    _separate(tiny_htdemucs(), noise(1.5), backend="onnxruntime", cache=False)
+    assert len(exports) == 1 and not (tmp_path / "default").exists()
+
+
+def test_a_cpu_separation_leaves_the_callers_weights_trainable():
+    model = tiny_htdemucs()
+    _separate(model, noise(1.0))
+    assert not any(p.is_inference() for p in model.parameters())
+
+
+def test_options_are_checked_before_any_model_is_loaded(monkeypatch):
+    with pytest.raises(bn.ParameterError, match="Invalid backend: 'onnx'; give one of torch"):
+        bn.Separator("htdemucs", device="cpu", backend="onnx")
+    with pytest.raises(bn.ParameterError, match="runs fp32 only"):
+        bn.Separator("htdemucs", device="cpu", backend="onnxruntime", precision="bf16")
+    with pytest.raises(bn.DeviceError, match="runs on the CPU, not cuda"):
+        check_backend(torch.device("cuda"), "fp32", "onnxruntime")
+    with pytest.raises(bn.ParameterError, match="runs fp32 only"):
+        bn.separate_many([bn.demo.path("bass")], backend="onnxruntime", precision="bf16")
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else find(name)
+    )
+    with pytest.raises(bn.MissingDependencyError, match=r"needs onnxscript: pip install"):
+        bn.Separator("htdemucs", device="cpu", backend="onnxruntime")
+
+
+def test_other_architectures_are_refused_before_anything_runs(tmp_path, exports, runs):
+    sep = bn.Separator(tiny_hdemucs(), device="cpu", backend="onnxruntime", cache=tmp_path / "c")
+    with pytest.raises(bn.ParameterError, match=r"runs HTDemucs models; .* is HDemucs"):
+        sep.separate(noise(1.0), RATE)
+    assert not exports and not runs and not (tmp_path / "c").exists()
+
+
+def test_the_command_line_separates_with_onnxruntime(tmp_path, runs):
+    model = save_safetensors(tiny_htdemucs(), tmp_path / "tiny.safetensors")
+    sf.write(tmp_path / "one.wav", noise(1.0).T, RATE)
+    args = ["separate", "--model", model, "--device", "cpu", "--backend", "onnxruntime"]
+    assert (
+        main([str(a) for a in [*args, "--no-cache", "-o", tmp_path / "out", tmp_path / "one.wav"]])
+        == 0
+    )
+    provenance = json.loads((tmp_path / "out" / "one" / ".bandscope.json").read_text())
+    assert provenance["backend"] == "onnxruntime" and runs
+    assert sorted(p.name for p in (tmp_path / "out" / "one").glob("*.flac")) == [
+        "bass.flac",
+        "drums.flac",
+        "other.flac",
+        "vocals.flac",
+    ]
