@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import helpers
 import numpy as np
 import onnx
 import onnxruntime
@@ -206,3 +207,113 @@ def test_the_command_line_separates_with_onnxruntime(tmp_path, runs):
         "other.flac",
         "vocals.flac",
     ]
+
+
+def test_a_graph_that_cannot_be_kept_is_exported_for_the_process_only(tmp_path, exports, runs):
+    root = tmp_path / "c"
+    bn.ResultCache(root).lock("0" * 40)  # makes the cache folder
+    (root / "graphs").write_text("not a folder")  # a foreign file where the graphs go
+    model, audio = tiny_htdemucs(), noise(1.5)
+    with pytest.warns(UserWarning, match="Could not keep .* exported graph in the cache folder"):
+        got = _separate(model, audio, backend="onnxruntime", cache=root)
+    assert (root / "graphs").read_text() == "not a folder" and len(exports) == 1 and runs
+    assert snr_db(_separate(model, audio), got) >= onnx_backend.MIN_SNR_DB
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch, exports):
+    import errno
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(onnx_backend, "atomic_path", full)
+    model, audio = tiny_htdemucs(), noise(1.0)
+    with pytest.raises(bn.SeparationError, match=r"exported graph to a temporary folder .* disk"):
+        _separate(model, audio, backend="onnxruntime")
+    with (
+        pytest.warns(UserWarning, match="for this process only"),
+        pytest.raises(bn.SeparationError, match="No space left"),
+    ):
+        _separate(model, audio, backend="onnxruntime", cache=tmp_path / "c")
+    assert not any((tmp_path / "c" / "graphs").iterdir())
+    assert not any((tmp_path / "c").rglob("stems.f32")) and not onnx_backend._SESSIONS
+
+
+def test_a_stored_graph_is_checked_again_when_a_process_loads_it(tmp_path, exports):
+    root = tmp_path / "c"
+    _separate(tiny_htdemucs(0), noise(1.0), backend="onnxruntime", cache=root)
+    (first,) = (root / "graphs").iterdir()
+    other = tiny_htdemucs(1)  # another model; give it the first one's graph under its key
+    _separate(other, noise(1.0), backend="onnxruntime", cache=root)
+    (second,) = set((root / "graphs").iterdir()) - {first}
+    first.replace(second)
+    onnx_backend._SESSIONS.clear()
+    audio = noise(1.0, seed=2)
+    with pytest.warns(UserWarning, match="disagrees with torch"):
+        got = _separate(other, audio, backend="onnxruntime", cache=root)
+    assert len(exports) == 3 and snr_db(_separate(other, audio), got) >= onnx_backend.MIN_SNR_DB
+
+
+def test_constructor_options_without_weights_get_graphs_of_their_own(exports):
+    from demucs.htdemucs import HTDemucs
+
+    def build(**extra):
+        torch.manual_seed(0)
+        options = dict(channels=4, depth=2, nfft=512, t_layers=1, t_heads=1, dconv_mode=0)
+        return HTDemucs(list(helpers.SOURCES), segment=1, bottom_channels=0, **options, **extra)
+
+    plain, scaled = build().eval(), build(freq_emb=0.5).eval()
+    audio = noise(1.0)
+    _separate(plain, audio, backend="onnxruntime")
+    got = _separate(scaled, audio, backend="onnxruntime")
+    assert len(exports) == 2 and snr_db(_separate(scaled, audio), got) >= onnx_backend.MIN_SNR_DB
+
+
+def test_models_that_do_not_pad_to_their_training_length_are_refused(exports):
+    from demucs.htdemucs import HTDemucs
+
+    options = dict(channels=4, depth=2, nfft=512, t_layers=1, t_heads=1, dconv_mode=0)
+    net = HTDemucs(
+        list(helpers.SOURCES), bottom_channels=0, segment=1, use_train_segment=False, **options
+    ).eval()
+    with pytest.raises(bn.ParameterError, match="use_train_segment=False"):
+        _separate(net, noise(1.0), backend="onnxruntime")
+    assert not exports
+
+
+def test_a_model_made_in_inference_mode_still_separates_with_torch():
+    with torch.inference_mode():
+        model = tiny_htdemucs(4)
+    got = _separate(model, noise(1.0))
+    assert got.shape == (4, 2, RATE) and np.isfinite(got).all()
+
+
+def test_auto_device_means_the_cpu_for_onnxruntime(monkeypatch):
+    from bandscope_nb.separation import devices
+
+    asked = []
+    real = devices.resolve_device
+    monkeypatch.setattr(devices, "resolve_device", lambda name: asked.append(name) or real(name))
+    sep = bn.Separator(tiny_htdemucs(), backend="onnxruntime", cache=False)
+    assert asked == ["cpu"] and sep.device.type == "cpu"
+
+
+def test_the_cache_counts_its_graphs_and_keeps_an_unfinished_one_until_it_is_stale(
+    tmp_path, exports
+):
+    import os
+    import time
+
+    root = tmp_path / "c"
+    _separate(tiny_htdemucs(), noise(1.0), backend="onnxruntime", cache=root)
+    cache = bn.ResultCache(root)
+    (graph,) = (root / "graphs").iterdir()
+    assert cache.info()["graphs_bytes"] == graph.stat().st_size
+    young, old = (root / "graphs" / f".{'a' * 40}.onnx.{tag}.part" for tag in ("x1", "x2"))
+    young.write_bytes(b"being written")
+    old.write_bytes(b"left by a killed process")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    cache.graphs()  # sweeps what a killed process left
+    assert young.exists() and not old.exists()
+    cache.clear()  # another process may still be writing the young one
+    assert sorted(p.name for p in (root / "graphs").iterdir()) == [young.name]

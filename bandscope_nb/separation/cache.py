@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..digests import content_digest, file_digest, sampled_digest
-from ..errors import ParameterError
+from ..errors import CacheError, ParameterError
 from ..files import file_stamp
 from ..names import as_path
 from .cache_root import KEY, MARKER, claim, default_root
@@ -51,10 +51,11 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 20 * 1024**3
 #: The file that marks a folder as a bandscope cache.
 _STAGE_PREFIX = "stage-"
-#: The folder of exported graphs, and the names of the files in it the cache made (a key, or
-#: an export that never finished).
+#: The folder of exported graphs, and the names of the files in it the cache made: a graph
+#: named by its key, or one being written (:func:`~bandscope_nb.files.atomic_path`'s name).
 GRAPHS = "graphs"
-_GRAPH = re.compile(r"[0-9a-f]{40}\.onnx|\.export-\w+\.onnx")
+_GRAPH = re.compile(r"[0-9a-f]{40}\.onnx")
+_GRAPH_PART = re.compile(r"\.[0-9a-f]{40}\.onnx\.\w+\.part")
 _STALE_SECONDS = 24 * 3600
 #: Entries whose every byte this process has checked (or written), by :func:`_entry_stamp`: the
 #: first read of an entry in a process checks its full digest, later reads its size and sampled
@@ -65,6 +66,13 @@ _VERIFIED: set[tuple] = set()
 def _entry_stamp(folder: Path) -> tuple:
     """An entry's folder and what changes when its data file is rewritten or replaced."""
     return (str(folder), file_stamp(folder / "stems.f32"))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
 
 
 def cache_key(**parts) -> str:
@@ -147,11 +155,40 @@ class ResultCache:
         return FileLock(str(self.root / "locks" / f"{self._dir(key).name}.lock"))
 
     def graphs(self) -> Path:
-        """The folder of exported network graphs (:mod:`.onnx_backend`), made if missing."""
+        """The folder of exported network graphs (:mod:`.onnx_backend`), made if missing;
+        graphs a killed process left half-written (a day old) are removed here.
+
+        Raises
+        ------
+        CacheError
+            ``graphs`` is there but is not a folder (or is a symlink).
+        """
         self._ours(create=True)
         folder = self.root / GRAPHS
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise CacheError(f"{folder} is not a folder the cache made; remove it.")
         folder.mkdir(exist_ok=True)
+        for path in self._graph_files(stale_parts_only=True):
+            path.unlink(missing_ok=True)
         return folder
+
+    def _graph_files(self, *, stale_parts_only: bool = False) -> list[Path]:
+        """Files in ``graphs/`` this cache made: the graphs and their unfinished writes
+        (only those a day old, as nothing is still writing them, with ``stale_parts_only``)."""
+        folder = self.root / GRAPHS
+        if not folder.is_dir() or folder.is_symlink():
+            return []
+        found = []
+        for path in folder.iterdir():
+            try:
+                if _GRAPH_PART.fullmatch(path.name) and path.is_file():
+                    if time.time() - path.stat().st_mtime > _STALE_SECONDS:
+                        found.append(path)
+                elif _GRAPH.fullmatch(path.name) and not stale_parts_only:
+                    found.append(path)
+            except OSError:
+                continue
+        return found
 
     def get(self, key: str) -> CacheEntry | None:
         """The complete, verified entry for ``key``, or None (a corrupt or unusable entry is
@@ -310,6 +347,7 @@ class ResultCache:
             "entries": len(entries),
             "bytes": sum(size for _, size, _ in entries),
             "staging_bytes": staging,
+            "graphs_bytes": sum(_size(p) for p in self._graph_files()),
             "max_bytes": self.max_bytes,
         }
 
@@ -337,11 +375,8 @@ class ResultCache:
                 folder.parent.rmdir()
         for folder in self._staged():
             shutil.rmtree(folder, ignore_errors=True)
-        graphs = self.root / GRAPHS
-        if graphs.is_dir() and not graphs.is_symlink():
-            for graph in graphs.iterdir():
-                if _GRAPH.fullmatch(graph.name) and graph.is_file():
-                    graph.unlink(missing_ok=True)
+        for graph in self._graph_files():  # a graph still being written is left alone
+            graph.unlink(missing_ok=True)
         locks = self.root / "locks"
         if locks.is_dir():
             for lock in locks.iterdir():

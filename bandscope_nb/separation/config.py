@@ -80,7 +80,8 @@ class SeparationConfig:
         little fidelity for speed on GPUs (docs/benchmarks.md has the measured fidelity).
     backend : {"torch", "onnxruntime"}
         What runs the network: ``"torch"``, or ``"onnxruntime"`` (CPU, fp32, HTDemucs models;
-        ``pip install 'bandscope-nb[onnx]'``): faster on CPUs, checked against torch.
+        ``pip install 'bandscope-nb[onnx]'``): faster on CPUs, checked against torch; with it
+        ``device="auto"`` is the CPU.
 
     Raises
     ------

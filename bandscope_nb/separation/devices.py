@@ -214,6 +214,7 @@ def check_run(config):
     """The ``torch.device`` a :class:`~.config.SeparationConfig` names, checked with its
     precision and backend (:func:`resolve_device`, :func:`check_precision`,
     :func:`check_backend`): what every entry point checks before loading anything.
+    ``device="auto"`` with ``backend="onnxruntime"`` is the CPU (the one it runs on).
 
     Examples
     --------
@@ -221,7 +222,8 @@ def check_run(config):
     >>> check_run(SeparationConfig(device="cpu"))
     device(type='cpu')
     """
-    device = resolve_device(config.device)
+    onnx_auto = config.backend == "onnxruntime" and config.device == "auto"
+    device = resolve_device("cpu" if onnx_auto else config.device)  # ONNX Runtime: the CPU
     check_precision(device, config.precision)
     check_backend(device, config.precision, config.backend)
     return device

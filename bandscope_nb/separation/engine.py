@@ -290,7 +290,11 @@ def _cpu_layout(parts, device):
 
     for model, _ in parts:
         if isinstance(model, (HDemucs, HTDemucs)):
-            model.to(memory_format=torch.channels_last)
+            # weights made in inference mode can only be replaced in inference mode; others
+            # are converted outside it, so they stay trainable and exportable
+            inference = any(p.is_inference() for p in model.parameters())
+            with torch.inference_mode(inference):
+                model.to(memory_format=torch.channels_last)
     mha = torch.backends.mha
     fast = mha.get_fastpath_enabled()
     mha.set_fastpath_enabled(False)

@@ -6,10 +6,11 @@ ONNX once per model and run by ONNX Runtime; the STFT, mask and inverse STFT sta
 torch. Measured side by side on 2 cores (docs/benchmarks.md), this is the fastest CPU path
 (1.25-1.32x ``apply_model`` against 1.09-1.26x with torch, at 81 dB from it).
 
-An exported graph is checked against torch on random input before it is first used (at
-least :data:`MIN_SNR_DB`) and written atomically, under the result cache's ``graphs/`` folder when a
-cache is in use (named by a key over the model's weights and the exporting versions), else
-only into a temporary folder. Sessions are kept per process.
+An exported graph is checked against torch on random input before it is used (at least
+:data:`MIN_SNR_DB`; again in each process that loads it) and written atomically, under the
+result cache's ``graphs/`` folder when a cache is in use (named by a key over the model's
+weights, its constructor options and the exporting versions), else only into a temporary
+folder. Sessions are kept per process.
 
 Needs the ``onnx`` extra: ``pip install 'bandscope-nb[onnx]'`` (onnxruntime, onnx, onnxscript;
 checked by :func:`~.devices.check_backend`).
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
+import re
 import tempfile
 import threading
 import warnings
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParameterError, SeparationError
+from ..files import atomic_path
 
 __all__ = ["MIN_SNR_DB", "OnnxHTDemucs", "check_model", "onnx_parts"]
 
@@ -62,6 +64,12 @@ def check_model(loaded) -> None:
             raise ParameterError(
                 f"backend='onnxruntime' runs HTDemucs models; {loaded.name} is "
                 f"{type(model).__name__}. Use backend='torch'."
+            )
+        if not model.use_train_segment:  # its input length varies: not one exported graph
+            raise ParameterError(
+                f"backend='onnxruntime' runs HTDemucs models that pad every chunk to their "
+                f"training length; {loaded.name} has use_train_segment=False. Use "
+                "backend='torch'."
             )
 
 
@@ -108,7 +116,7 @@ def onnx_parts(loaded, folder: Path | None) -> list:
     check_model(loaded)
     parts = []
     for index, (model, weights) in enumerate(loaded.parts):
-        key = _graph_key(loaded.identity, index)
+        key = _graph_key(model, loaded.identity, index)
         with _LOCK:
             session = _SESSIONS.get(key)
             if session is None:
@@ -120,9 +128,10 @@ def onnx_parts(loaded, folder: Path | None) -> list:
     return parts
 
 
-def _graph_key(identity: str, index: int) -> str:
+def _graph_key(model, identity: str, index: int) -> str:
     import demucs
     import onnx
+    import onnxruntime
     import onnxscript
     import torch
 
@@ -131,7 +140,10 @@ def _graph_key(identity: str, index: int) -> str:
     return cache_key(
         graph=GRAPH_FORMAT,
         model=identity,
+        # constructor options that change the forward pass but no weight (freq_emb's scale)
+        init=getattr(model, "_init_args_kwargs", None),
         part=index,
+        onnxruntime=onnxruntime.__version__,
         torch=torch.__version__,
         demucs=demucs.__version__,
         onnx=onnx.__version__,
@@ -153,38 +165,40 @@ def _session(path: Path):
 
 
 def _load_or_export(model, key: str, name: str, folder: Path | None):
-    """A session for ``model``'s core: from ``folder/<key>.onnx`` when it is there and loads,
-    else exported (into ``folder`` or a temporary folder) and checked first."""
-    if folder is not None:
-        path = folder / f"{key}.onnx"
-        if path.is_file() and not path.is_symlink():
-            try:
-                return _session(path)
-            except Exception as exc:  # a damaged file: made again below
-                warnings.warn(
-                    f"The exported graph {path} does not load ({exc}); exporting it again.",
-                    stacklevel=4,
-                )
-        folder.mkdir(parents=True, exist_ok=True)
-        return _export_checked(model, name, folder, path)
-    with tempfile.TemporaryDirectory(prefix="bandscope-onnx-") as tmp:
-        return _export_checked(model, name, Path(tmp), Path(tmp) / f"{key}.onnx")
+    """A session for ``model``'s core: from ``folder/<key>.onnx`` when it is there, loads and
+    agrees with torch, else exported (into ``folder`` or a temporary folder) and checked."""
+    mix, mag = _example(model)
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="bandscope-onnx-") as tmp:
+            return _export_checked(model, name, Path(tmp) / f"{key}.onnx", mix, mag)
+    path = folder / f"{key}.onnx"
+    if path.is_file() and not path.is_symlink():
+        try:
+            session = _session(path)
+        except Exception as exc:  # a damaged file: made again below
+            problem = f"does not load ({_plain(exc)})"
+        else:  # checked in every process that uses it, as when it was made
+            snr = _agreement(model, session, mix, mag)
+            if snr >= MIN_SNR_DB:
+                return session
+            problem = f"disagrees with torch ({snr:.1f} dB SNR)"
+        warnings.warn(f"The exported graph {path} {problem}; exporting it again.", stacklevel=4)
+    return _export_checked(model, name, path, mix, mag)
 
 
-def _export_checked(model, name: str, folder: Path, path: Path):
-    """Export ``model``'s core into a temporary file in ``folder``, check it against torch,
-    then rename it to ``path``; a graph that fails the check is deleted."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".onnx")
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        mix, mag = _example(model)
+def _export_checked(model, name: str, path: Path, mix, mag):
+    """Export ``model``'s core to ``path`` through a temporary file beside it, renamed into
+    place only once ONNX Runtime loads it and agrees with torch on ``mix``; a graph that
+    fails is deleted. A failed write is an :class:`OSError`, as it came."""
+    with atomic_path(path) as tmp:
         try:
             _export(model, mix, mag, tmp)
             session = _session(tmp)
+        except OSError:
+            raise
         except Exception as exc:
             raise SeparationError(
-                f"Could not export {name} to ONNX ({type(exc).__name__}: {exc}); use "
+                f"Could not export {name} to ONNX ({type(exc).__name__}: {_plain(exc)}); use "
                 "backend='torch'."
             ) from exc
         snr = _agreement(model, session, mix, mag)
@@ -193,10 +207,12 @@ def _export_checked(model, name: str, folder: Path, path: Path):
                 f"ONNX Runtime's result for {name} differs from torch's ({snr:.1f} dB SNR, "
                 f"below {MIN_SNR_DB:g} dB); use backend='torch'."
             )
-        os.replace(tmp, path)
-        return session
-    finally:
-        tmp.unlink(missing_ok=True)
+    return session
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception's message without terminal colour codes (torch's exporter adds them)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
 
 
 def _example(model):

@@ -469,10 +469,31 @@ class Separator:
         same run by ONNX Runtime (exported on first use, said on the progress bar)."""
         if self.backend != "onnxruntime":
             return model.parts
-        if bar is not None:
-            desc = bar.desc
-            bar.set_description_str(f"{desc} (preparing ONNX Runtime)")
-        parts = onnx_parts(model, self.cache.graphs() if self.cache is not None else None)
-        if bar is not None:
+        if bar is None:
+            return self._onnx_parts(model)
+        desc = bar.desc
+        bar.set_description_str(f"{desc} (preparing ONNX Runtime)")
+        try:
+            return self._onnx_parts(model)
+        finally:
             bar.set_description_str(desc)
-        return parts
+
+    def _onnx_parts(self, model: LoadedModel) -> list:
+        """:func:`.onnx_parts` with the graphs kept in the cache folder; where that cannot be
+        written (a full disk, a foreign ``graphs`` file), announced, in a temporary one."""
+        if self.cache is not None:
+            try:
+                return onnx_parts(model, self.cache.graphs())
+            except OSError as exc:
+                warnings.warn(
+                    f"Could not keep {model.name}'s exported graph in the cache folder "
+                    f"{self.cache.root} ({exc}); exporting it for this process only.",
+                    stacklevel=5,
+                )
+        try:
+            return onnx_parts(model, None)
+        except OSError as exc:
+            raise SeparationError(
+                f"Could not write {model.name}'s exported graph to a temporary folder ({exc}); "
+                "free some disk space or use backend='torch'."
+            ) from exc
