@@ -19,6 +19,7 @@ from helpers import RATE, noise, snr_db, tiny_hdemucs, tiny_htdemucs
 
 import bandscope_nb as bn
 from bandscope_nb.cli import main
+from bandscope_nb.digests import sha256_file
 from bandscope_nb.separation import onnx_backend
 from bandscope_nb.separation.devices import check_backend
 from bandscope_nb.separation.htdemucs_split import HTDemucsCore, split_forward
@@ -105,19 +106,24 @@ def test_a_bag_of_htdemucs_runs_each_part_in_onnxruntime(runs):
     assert len({id(s) for s in onnx_backend._SESSIONS.values()}) >= 2
 
 
-def test_the_graph_is_checked_written_once_and_reused(tmp_path, exports, runs):
+def test_the_graph_is_checked_written_once_and_reused(tmp_path, exports, runs, monkeypatch):
+    checks = []
+    real_check = onnx_backend._agreement
+    monkeypatch.setattr(onnx_backend, "_agreement", lambda *a: checks.append(1) or real_check(*a))
     model = tiny_htdemucs()
     _separate(model, noise(2.0), backend="onnxruntime", cache=tmp_path / "c")
-    graphs = list((tmp_path / "c" / "graphs").iterdir())
-    assert [g.suffix for g in graphs] == [".onnx"] and len(exports) == 1
-    assert len(graphs[0].stem) == 40  # named by its key; no unfinished export left beside it
-    ops = {node.op_type for node in onnx.load(str(graphs[0])).graph.node}
+    graph, record = sorted((tmp_path / "c" / "graphs").iterdir(), key=lambda p: p.suffix != ".onnx")
+    assert (graph.suffix, record.suffix, len(exports), len(checks)) == (".onnx", ".json", 1, 1)
+    assert len(graph.stem) == 40 and record.stem == graph.stem  # named by its key, no temp left
+    passed = json.loads(record.read_text())
+    assert passed["sha256"] == sha256_file(graph) and passed["snr_db"] >= onnx_backend.MIN_SNR_DB
+    ops = {node.op_type for node in onnx.load(str(graph)).graph.node}
     assert "MultiHeadAttention" in ops and "Attention" not in ops  # ONNX Runtime's own kernel
-    onnx_backend._SESSIONS.clear()  # as a new process: the file is read, not exported again
-    runs.clear()
+    onnx_backend._SESSIONS.clear()  # as a new process: the file is read, not exported again,
+    runs.clear()  # and its bytes match the record, so it is not checked again either
     audio = noise(2.0, seed=1)  # other audio: not a result-cache hit
     again = _separate(model, audio, backend="onnxruntime", cache=tmp_path / "c")
-    assert len(exports) == 1 and runs
+    assert len(exports) == 1 and len(checks) == 1 and runs
     assert snr_db(_separate(model, audio), again) >= onnx_backend.MIN_SNR_DB
     # the result cache keeps torch's and ONNX Runtime's stems apart; torch's key is unchanged
     torch_sep = bn.Separator(model, device="cpu", cache=False)
@@ -135,7 +141,7 @@ def test_the_graph_is_checked_written_once_and_reused(tmp_path, exports, runs):
 def test_a_damaged_graph_is_exported_again(tmp_path, exports):
     model, audio = tiny_htdemucs(), noise(1.5, seed=1)
     _separate(model, noise(1.5), backend="onnxruntime", cache=tmp_path / "c")
-    (graph,) = (tmp_path / "c" / "graphs").iterdir()
+    (graph,) = (tmp_path / "c" / "graphs").glob("*.onnx")
     graph.write_bytes(b"not a graph")
     onnx_backend._SESSIONS.clear()
     with pytest.warns(UserWarning, match="does not load"):
@@ -242,11 +248,11 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch, 
 def test_a_stored_graph_is_checked_again_when_a_process_loads_it(tmp_path, exports):
     root = tmp_path / "c"
     _separate(tiny_htdemucs(0), noise(1.0), backend="onnxruntime", cache=root)
-    (first,) = (root / "graphs").iterdir()
+    (first,) = (root / "graphs").glob("*.onnx")
     other = tiny_htdemucs(1)  # another model; give it the first one's graph under its key
     _separate(other, noise(1.0), backend="onnxruntime", cache=root)
-    (second,) = set((root / "graphs").iterdir()) - {first}
-    first.replace(second)
+    (second,) = set((root / "graphs").glob("*.onnx")) - {first}
+    first.replace(second)  # its record's digest no longer matches: checked against torch
     onnx_backend._SESSIONS.clear()
     audio = noise(1.0, seed=2)
     with pytest.warns(UserWarning, match="disagrees with torch"):
@@ -307,8 +313,8 @@ def test_the_cache_counts_its_graphs_and_keeps_an_unfinished_one_until_it_is_sta
     root = tmp_path / "c"
     _separate(tiny_htdemucs(), noise(1.0), backend="onnxruntime", cache=root)
     cache = bn.ResultCache(root)
-    (graph,) = (root / "graphs").iterdir()
-    assert cache.info()["graphs_bytes"] == graph.stat().st_size
+    files = list((root / "graphs").iterdir())
+    assert cache.info()["graphs_bytes"] == sum(p.stat().st_size for p in files) > 1000
     young, old = (root / "graphs" / f".{'a' * 40}.onnx.{tag}.part" for tag in ("x1", "x2"))
     young.write_bytes(b"being written")
     old.write_bytes(b"left by a killed process")

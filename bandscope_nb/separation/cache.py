@@ -52,10 +52,11 @@ DEFAULT_MAX_BYTES = 20 * 1024**3
 #: The file that marks a folder as a bandscope cache.
 _STAGE_PREFIX = "stage-"
 #: The folder of exported graphs, and the names of the files in it the cache made: a graph
-#: named by its key, or one being written (:func:`~bandscope_nb.files.atomic_path`'s name).
+#: named by its key and the record of its check, or one being written
+#: (:func:`~bandscope_nb.files.atomic_path`'s name).
 GRAPHS = "graphs"
-_GRAPH = re.compile(r"[0-9a-f]{40}\.onnx")
-_GRAPH_PART = re.compile(r"\.[0-9a-f]{40}\.onnx\.\w+\.part")
+_GRAPH = re.compile(r"[0-9a-f]{40}\.(onnx|json)")
+_GRAPH_PART = re.compile(r"\.[0-9a-f]{40}\.(onnx|json)\.\w+\.part")
 _STALE_SECONDS = 24 * 3600
 #: Entries whose every byte this process has checked (or written), by :func:`_entry_stamp`: the
 #: first read of an entry in a process checks its full digest, later reads its size and sampled
