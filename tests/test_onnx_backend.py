@@ -7,6 +7,7 @@ the reference is the same model run by torch.
 from __future__ import annotations
 
 import json
+import os
 
 import helpers
 import numpy as np
@@ -121,9 +122,11 @@ def test_the_graph_is_checked_written_once_and_reused(tmp_path, exports, runs, m
     assert "MultiHeadAttention" in ops and "Attention" not in ops  # ONNX Runtime's own kernel
     onnx_backend._SESSIONS.clear()  # as a new process: the file is read, not exported again,
     runs.clear()  # and its bytes match the record, so it is not checked again either
+    os.utime(graph, (1, 1))
     audio = noise(2.0, seed=1)  # other audio: not a result-cache hit
     again = _separate(model, audio, backend="onnxruntime", cache=tmp_path / "c")
     assert len(exports) == 1 and len(checks) == 1 and runs
+    assert graph.stat().st_mtime > 1  # its last use, for the cache's size cap
     assert snr_db(_separate(model, audio), again) >= onnx_backend.MIN_SNR_DB
     # the result cache keeps torch's and ONNX Runtime's stems apart; torch's key is unchanged
     torch_sep = bn.Separator(model, device="cpu", cache=False)
@@ -307,7 +310,6 @@ def test_auto_device_means_the_cpu_for_onnxruntime(monkeypatch):
 def test_the_cache_counts_its_graphs_and_keeps_an_unfinished_one_until_it_is_stale(
     tmp_path, exports
 ):
-    import os
     import time
 
     root = tmp_path / "c"
@@ -323,3 +325,14 @@ def test_the_cache_counts_its_graphs_and_keeps_an_unfinished_one_until_it_is_sta
     assert young.exists() and not old.exists()
     cache.clear()  # another process may still be writing the young one
     assert sorted(p.name for p in (root / "graphs").iterdir()) == [young.name]
+
+
+def test_graphs_are_under_the_cache_size_cap_least_recently_used_first(tmp_path, exports):
+    root = tmp_path / "c"
+    _separate(tiny_htdemucs(), noise(1.0), backend="onnxruntime", cache=root)
+    (graph,) = (root / "graphs").glob("*.onnx")
+    entries = bn.ResultCache(root).info()["bytes"]
+    os.utime(graph, (1, 1))  # used long before the entry
+    cache = bn.ResultCache(root, max_bytes=entries)  # room for the entry alone
+    assert cache.evict() == 1
+    assert not any((root / "graphs").iterdir()) and cache.info()["entries"] == 1

@@ -323,19 +323,39 @@ class ResultCache:
         return sorted(found)
 
     def evict(self, *, keep: str | None = None) -> int:
-        """Delete least recently used entries until the cache fits ``max_bytes``; return count."""
-        entries = self._all()
-        total = sum(size for _, size, _ in entries)
+        """Delete least recently used entries and exported graphs until the cache fits
+        ``max_bytes`` (the entry ``keep`` stays); return how many went."""
+        items = [(used, size, [folder]) for used, size, folder in self._all()]
+        items += self._graph_items()
+        total = sum(size for _, size, _ in items)
         removed = 0
-        for _, size, folder in entries:
+        for _, size, paths in sorted(items, key=lambda item: item[0]):
             if total <= self.max_bytes:
                 break
-            if folder.name == keep:
+            if paths[0].name == keep:
                 continue
-            shutil.rmtree(folder, ignore_errors=True)
+            for path in paths:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
             total -= size
             removed += 1
         return removed
+
+    def _graph_items(self) -> list[tuple[float, int, list[Path]]]:
+        """``(last use, bytes, [graph, record])`` of each exported graph (its last use is its
+        file's time, which :mod:`.onnx_backend` touches when it loads it)."""
+        items = []
+        for graph in self._graph_files():
+            if graph.suffix != ".onnx":
+                continue
+            files = [graph, graph.with_suffix(".json")]
+            try:
+                items.append((graph.stat().st_mtime, sum(_size(f) for f in files), files))
+            except OSError:
+                continue
+        return items
 
     def info(self) -> dict:
         """Root, entry count, bytes used by entries and by staging folders, and the size cap."""

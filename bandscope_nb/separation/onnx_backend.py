@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -185,6 +186,8 @@ def _load_or_export(model, key: str, name: str, folder: Path | None):
             problem = f"does not load ({_plain(exc)})"
         else:
             if _passed(path):
+                with contextlib.suppress(OSError):  # its last use, for the cache's size cap
+                    os.utime(path)
                 return session
             snr = _agreement(model, session, mix, mag)
             if snr >= MIN_SNR_DB:
