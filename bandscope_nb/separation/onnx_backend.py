@@ -318,6 +318,7 @@ def _flash_attention(path: Path) -> int:
             or not plain
             or any(d is None or len(d) != 4 for d in dims)
             or not dims[0][1]
+            or len({d[1] for d in dims}) != 1  # as many key and value heads as query heads
         ):
             nodes.append(node)
             continue
