@@ -61,20 +61,9 @@ def _workers(text: str) -> int:
 
 def _config(args):
     """The run options given on the command line, as one checked :class:`SeparationConfig`."""
-    from .separation.config import SeparationConfig
+    from .separation.config import OPTION_NAMES, SeparationConfig
 
-    fields = (
-        "model",
-        "device",
-        "segment",
-        "overlap",
-        "shifts",
-        "seed",
-        "batch_size",
-        "precision",
-        "backend",
-    )
-    return SeparationConfig(**{f: getattr(args, f) for f in fields if hasattr(args, f)})
+    return SeparationConfig(**{f: getattr(args, f) for f in OPTION_NAMES if hasattr(args, f)})
 
 
 def _cmd_separate(args) -> int:

@@ -14,23 +14,13 @@ import itertools
 from dataclasses import dataclass
 
 from ..errors import ParameterError
-from ..separation.config import SeparationConfig
+from ..separation.config import OPTION_NAMES, SeparationConfig
 from ..separation.model_rules import RECIPE_OPTIONS, check_recipe_options
 from ..stems import Stems
 
 __all__ = ["CONFIG_OPTIONS", "RunSpec", "check_runs", "parse_run", "parse_value", "sweep"]
 
-CONFIG_OPTIONS = (
-    "model",
-    "device",
-    "segment",
-    "overlap",
-    "shifts",
-    "seed",
-    "batch_size",
-    "precision",
-    "backend",
-)
+CONFIG_OPTIONS = OPTION_NAMES
 SOURCE_OPTIONS = ("repo", "sha256")
 OPTIONS = (*CONFIG_OPTIONS, *SOURCE_OPTIONS, *RECIPE_OPTIONS)
 

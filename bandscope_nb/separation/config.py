@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULTS",
     "MAX_BATCH_SIZE",
     "MAX_SHIFTS",
+    "OPTION_NAMES",
     "PRECISIONS",
     "REPORT_DEFAULTS",
     "SeparationConfig",
@@ -170,6 +171,8 @@ class SeparationConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: The options' names, in order: what the command line, comparison runs and reports accept.
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SeparationConfig))
 #: The defaults of every entry point.
 DEFAULTS = SeparationConfig()
 #: Reports' and the demo's: ``model="auto"`` (htdemucs when its weights are here, else the bundled
