@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DeviceError, ParameterError
 
-__all__ = ["BenchmarkResult", "benchmark"]
+__all__ = ["BenchmarkResult", "benchmark", "snr_db"]
 
 _WARMUP_SECONDS = 1.0
 MAX_BENCH_SECONDS = 600.0
@@ -66,7 +66,8 @@ def _mode(row: dict) -> str:
     return row["precision"] if backend == "torch" else f"{row['precision']} {backend}"
 
 
-def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """SNR in dB of ``estimate`` against ``reference``, in float64 (``inf`` when equal)."""
     error = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
     power = float(np.sum(reference.astype(np.float64) ** 2))
     return float("inf") if error == 0 else 10 * float(np.log10(max(power, 1e-30) / error))
@@ -133,7 +134,7 @@ def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: floa
                 "backend": backend,
                 "seconds": elapsed,
                 "realtime": seconds / elapsed,
-                "snr_db": _snr(reference, data),
+                "snr_db": snr_db(reference, data),
             }
         )
     model = separator.model.name

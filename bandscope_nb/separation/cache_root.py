@@ -118,8 +118,8 @@ def claim(root: Path, entries: Path, *, create: bool) -> bool:
 
 
 def _no_links(root: Path, entries: Path) -> None:
-    """Refuse a cache whose own folders (``v1``, ``tmp``, ``locks``, a shard) are symlinks:
-    deleting through one would delete whatever it points at."""
+    """Refuse a cache whose own folders (``v1``, ``tmp``, ``locks``, ``graphs``, a shard) are
+    symlinks: deleting through one would delete whatever it points at."""
     dirs = [entries, root / "tmp", root / "locks", root / "graphs"]
     if entries.is_dir():
         dirs += list(entries.iterdir())
