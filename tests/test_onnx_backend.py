@@ -96,6 +96,27 @@ def test_onnxruntime_separates_like_torch(options, runs):
     assert max(shapes["mix"][0] for shapes in runs) == batch
 
 
+def test_group_norms_of_dconv_layers_run_as_layer_norms(tmp_path, exports):
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(2)
+    model = HTDemucs(
+        helpers.SOURCES, channels=8, depth=2, nfft=512, t_layers=1, t_heads=1, dconv_mode=3,
+        dconv_comp=2,
+        bottom_channels=0, segment=1,
+    ).eval()  # fmt: skip
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) > 8 and {m.num_groups for m in norms} == {1}
+    for norm in norms:  # away from the identity a freshly made norm starts as
+        torch.nn.init.normal_(norm.weight, 1.0, 0.5), torch.nn.init.normal_(norm.bias, 0.0, 0.5)
+    audio = noise(2.0, seed=3)
+    got = _separate(model, audio, backend="onnxruntime", cache=tmp_path / "c")
+    assert snr_db(_separate(model, audio), got) >= onnx_backend.MIN_SNR_DB
+    (graph,) = (tmp_path / "c" / "graphs").glob("*.onnx")
+    ops = [node.op_type for node in onnx.load(str(graph)).graph.node]
+    assert "GroupNormalization" not in ops and ops.count("LayerNormalization") >= len(norms)
+
+
 def test_a_bag_of_htdemucs_runs_each_part_in_onnxruntime(runs):
     from demucs.apply import BagOfModels
 
@@ -120,6 +141,7 @@ def test_the_graph_is_checked_written_once_and_reused(tmp_path, exports, runs, m
     assert passed["sha256"] == sha256_file(graph) and passed["snr_db"] >= onnx_backend.MIN_SNR_DB
     ops = {node.op_type for node in onnx.load(str(graph)).graph.node}
     assert "MultiHeadAttention" in ops and "Attention" not in ops  # ONNX Runtime's own kernel
+    assert "LayerNormalization" in ops and "GroupNormalization" not in ops  # one kernel each
     onnx_backend._SESSIONS.clear()  # as a new process: the file is read, not exported again,
     runs.clear()  # and its bytes match the record, so it is not checked again either
     os.utime(graph, (1, 1))

@@ -40,7 +40,7 @@ __all__ = ["MIN_SNR_DB", "OnnxHTDemucs", "check_model", "onnx_parts"]
 MIN_SNR_DB = 60.0
 #: Bumped whenever :class:`~.htdemucs_split.HTDemucsCore` or the export changes: graphs made
 #: by an earlier one are not reused.
-GRAPH_FORMAT = 2
+GRAPH_FORMAT = 3
 #: ONNX opset of the export: 23 has an ``Attention`` operator, which :func:`_flash_attention`
 #: hands to ONNX Runtime's own multi-head attention.
 OPSET = 23
@@ -289,25 +289,34 @@ def _export(model, mix, mag, path: Path) -> None:
             external_data=False,
             opset_version=OPSET,
         )
-    _flash_attention(path)
+    _for_ort(path)
 
 
-def _flash_attention(path: Path) -> int:
-    """Rewrite the graph at ``path``: each plain ONNX ``Attention`` over 4-D ``(batch, heads,
-    length, size)`` tensors becomes ONNX Runtime's ``com.microsoft.MultiHeadAttention``,
-    whose CPU kernel is a flash attention (the plain one multiplies out every score matrix:
-    about 5 % of a full-size HTDemucs chunk, measured side by side). Returns how many."""
+def _for_ort(path: Path) -> None:
+    """Rewrite the exported graph at ``path`` for ONNX Runtime's CPU kernels:
+    :func:`_flash_attention` and :func:`_layer_norms`."""
     import onnx
-    from onnx import helper
 
     graph = onnx.load(str(path))
     shapes = {
         info.name: [d.dim_value if d.HasField("dim_value") else None for d in _dims(info)]
         for info in [*graph.graph.value_info, *graph.graph.input]
     }
+    if _flash_attention(graph, shapes) + _layer_norms(graph, shapes):
+        onnx.save(graph, str(path))
+
+
+def _flash_attention(graph, shapes: dict) -> int:
+    """Each plain ONNX ``Attention`` over 4-D ``(batch, heads, length, size)`` tensors in
+    ``graph`` becomes ONNX Runtime's ``com.microsoft.MultiHeadAttention``, whose CPU kernel is
+    a flash attention (the plain one multiplies out every score matrix: about 5 % of a
+    full-size HTDemucs chunk, measured side by side). Returns how many."""
+    import onnx
+    from onnx import helper
+
     nodes, done = [], 0
     for node in graph.graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = _attributes(node)
         plain = not attrs.get("is_causal") and not attrs.get("softcap")
         plain = plain and not attrs.get("qk_matmul_output_mode")
         dims = [shapes.get(name) for name in node.input]
@@ -351,8 +360,51 @@ def _flash_attention(path: Path) -> int:
         graph.graph.node.extend(nodes)
         if not any(o.domain == "com.microsoft" for o in graph.opset_import):
             graph.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-        onnx.save(graph, str(path))
     return done
+
+
+def _layer_norms(graph, shapes: dict) -> int:
+    """Each ``GroupNormalization`` with one group over ``(batch, channels, ...)`` in ``graph``
+    becomes a ``LayerNormalization`` over all axes after the batch, with the per-channel
+    scale and bias reshaped to broadcast over them (the same arithmetic: one group normalises
+    all of a row). ONNX Runtime has no kernel of its own for ``GroupNormalization`` and runs
+    its definition, a dozen passes over the tensor; HTDemucs has one in each DConv layer and
+    transformer layer (about 5 % of a full-size chunk, measured side by side). Returns how
+    many."""
+    import onnx
+    from onnx import helper
+
+    nodes, done = [], 0
+    for node in graph.graph.node:
+        rank = len(shapes.get(node.input[0]) or ())
+        groups = _attributes(node).get("num_groups")
+        if node.op_type != "GroupNormalization" or groups != 1 or rank < 3 or len(node.input) != 3:
+            nodes.append(node)
+            continue
+        name = f"bandscope_ln_{done}"
+        shape = [-1] + [1] * (rank - 2)  # (C,) -> (C, 1, ...)
+        graph.graph.initializer.append(
+            helper.make_tensor(f"{name}_shape", onnx.TensorProto.INT64, [len(shape)], shape)
+        )
+        nodes += [
+            helper.make_node("Reshape", [node.input[1], f"{name}_shape"], [f"{name}_scale"]),
+            helper.make_node("Reshape", [node.input[2], f"{name}_shape"], [f"{name}_bias"]),
+            helper.make_node(
+                "LayerNormalization", [node.input[0], f"{name}_scale", f"{name}_bias"],
+                list(node.output), axis=1, epsilon=_attributes(node).get("epsilon", 1e-5),
+            ),
+        ]  # fmt: skip
+        done += 1
+    if done:
+        del graph.graph.node[:]
+        graph.graph.node.extend(nodes)
+    return done
+
+
+def _attributes(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 #: Swaps the heads and length axes (its own inverse).
