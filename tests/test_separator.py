@@ -393,3 +393,68 @@ def test_a_cache_hit_reports_what_computed_the_stems(ht_model, tmp_path):
     assert first.separate(x, RATE).info["batch_size"] == 1
     hit = again.separate(x, RATE)
     assert hit.info["cached"] and hit.info["batch_size"] == 1
+
+
+def _changed_in_place(model, scale=0.5):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "uncached"])
+def test_weights_changed_in_place_are_separated_with_not_served_from_before(cache, tmp_path):
+    """A Separator kept across training steps uses the module's weights as they are at each
+    call: no stems of the old weights come back from the result cache, and none of the new
+    ones are stored under the old weights' identity."""
+    model, audio = tiny_htdemucs(), noise(1.5)
+    store = tmp_path / "c" if cache else False
+    sep = bn.Separator(model, device="cpu", cache=store, progress=False)
+    before, key_before = np.asarray(sep.separate(audio, RATE).data), sep.cache_key("0" * 40)[0]
+    _changed_in_place(model)
+    after = np.asarray(sep.separate(audio, RATE).data)
+    fresh = np.asarray(
+        bn.Separator(model, device="cpu", cache=False, progress=False).separate(audio, RATE).data
+    )
+    assert np.array_equal(after, fresh) and not np.allclose(after, before)
+    assert sep.cache_key("0" * 40)[0] != key_before
+    _changed_in_place(model, 2.0)  # back to the first weights: the first stems again
+    assert np.allclose(np.asarray(sep.separate(audio, RATE).data), before, atol=1e-6)
+
+
+def test_weights_changed_behind_autograds_back_are_seen_and_files_are_not_hashed_again(
+    monkeypatch, tmp_path
+):
+    """``p.data.mul_()`` leaves no trace in a tensor's version counter: the weights themselves
+    are compared. A model loaded from a file is the caller's only through the file."""
+    from bandscope_nb.separation import loaded
+
+    model, audio = tiny_htdemucs(), noise(1.0)
+    sep = bn.Separator(model, device="cpu", cache=False, progress=False)
+    key = sep.cache_key("0" * 40)[0]
+    for p in model.parameters():
+        p.data.mul_(0.5)
+    assert sep.cache_key("0" * 40)[0] != key
+    path = tmp_path / "tiny.safetensors"
+    save_safetensors(model, path)
+    from_file = bn.Separator(path, device="cpu", cache=False, progress=False)
+    from_file.separate(audio, RATE)
+    hashed = []
+    real = loaded._identity
+    monkeypatch.setattr(loaded, "_identity", lambda parts: hashed.append(1) or real(parts))
+    from_file.separate(audio, RATE)
+    sep.separate(audio, RATE)
+    assert len(hashed) == 1  # the module, once per separation; not the file's model
+
+
+def test_weights_made_and_changed_in_inference_mode_are_seen():
+    """Inference tensors keep no version counter: their digest is compared instead."""
+    with torch.inference_mode():
+        model = tiny_htdemucs()
+    audio = noise(1.0)
+    sep = bn.Separator(model, device="cpu", cache=False, progress=False)
+    key = sep.cache_key("0" * 40)[0]
+    with torch.inference_mode():
+        _changed_in_place(model)
+    assert sep.cache_key("0" * 40)[0] != key
+    fresh = bn.Separator(model, device="cpu", cache=False, progress=False).separate(audio, RATE)
+    assert np.array_equal(np.asarray(sep.separate(audio, RATE).data), np.asarray(fresh.data))

@@ -197,7 +197,11 @@ class Separator:
 
     @property
     def model(self) -> LoadedModel:
-        """The loaded model (loaded on first use, once per process and device)."""
+        """The loaded model (loaded on first use, once per process and device). A module passed
+        as ``model`` is used as it is at each use: when its weights have changed in place since
+        (a training step), it is loaded again, with the identity of its new weights."""
+        if self._model is not None and self._model.stale():
+            self._model = None
         if self._model is None:
             loaded = self._load()
             if self.segment is not None and self.segment > loaded.max_segment:
@@ -305,7 +309,10 @@ class Separator:
         >>> len(key), params["overlap"], params["device_type"]
         (40, 0.25, 'cpu')
         """
-        model, config = self.model, self.config
+        return self._key(input_digest, self.model)
+
+    def _key(self, input_digest: str, model: LoadedModel) -> tuple[str, dict]:
+        config = self.config
         params = {  # everything that changes the stems, from the config and the model
             "segment": config.segment,
             "overlap": config.overlap,
@@ -355,7 +362,7 @@ class Separator:
 
     def _info(self, inp: Input, model: LoadedModel) -> tuple[str, dict]:
         """The result's cache key and the provenance its :class:`Stems` carry."""
-        key, params = self.cache_key(inp.digest)
+        key, params = self._key(inp.digest, model)
         info = {
             "model": model.name,
             "origin": model.origin,
