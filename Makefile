@@ -57,6 +57,7 @@ test: setup system-deps
 
 bench: setup
 	$(BIN)/python benchmarks/bench_engine.py --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_engine.py --silence-only --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_batch.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_display.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_metrics.py --write docs/benchmarks.md

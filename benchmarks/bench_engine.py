@@ -68,11 +68,12 @@ def write_noise(path: Path, minutes: float) -> None:
             f.write((0.1 * rng.standard_normal((n, 2))).astype(np.float32))
 
 
-def throughput_repeated(repeats: int) -> dict:
+def throughput_repeated(repeats: int, gap: float = 0.0) -> dict:
     """The engines alternately (``apply_model``, the Separator with torch, and with ONNX
     Runtime), ``repeats`` times each after one warm-up each: medians (this machine's timings
     drift by 10-20 % between minutes, so a single run each can mislead). ONNX Runtime's warm-up
-    includes its one-time export and check, timed apart."""
+    includes its one-time export and check, timed apart. The input is the demo song; with
+    ``gap`` seconds, the demo song twice with that much digital silence between."""
     import statistics
 
     import torch
@@ -81,6 +82,9 @@ def throughput_repeated(repeats: int) -> dict:
     import bandscope_nb as bn
 
     samples = bn.demo.load()[0].samples
+    if gap:
+        silence = np.zeros((samples.shape[0], int(gap * RATE)), np.float32)
+        samples = np.concatenate([samples, silence, samples], axis=1)
     model = full_htdemucs()
     torch.set_num_threads(os.cpu_count() or 1)
     sep = bn.Separator(model, device="cpu", cache=False, progress=False)
@@ -114,6 +118,7 @@ def throughput_repeated(repeats: int) -> dict:
         return 10 * np.log10(np.sum(out["apply_model"] ** 2) / err) if err else float("inf")
 
     return {
+        "gap_s": gap,
         "audio_s": samples.shape[1] / RATE,
         **{f"{name}_s": statistics.median(t) for name, t in times.items()},
         "snr_db": snr("ours"),
@@ -160,6 +165,31 @@ def throughput_lines(tp: dict) -> list[str]:
         f"bandscope-nb is {ratio:.2f}x `apply_model` with torch{onnx_ratio} (goal: 1.35x). "
         f"Agreement with `apply_model`'s output: {tp['snr_db']:.1f} dB SNR with torch"
         f"{onnx_snr} (target >= 60 dB).{onnx_first}",
+    ]
+
+
+def silence_lines(tp: dict) -> list[str]:
+    def row(name, key):
+        return f"| {name} | {tp[key]:.1f} | {tp['apply_model_s'] / tp[key]:.2f}x |"
+
+    return [
+        "## Digital silence: chunks of zeros are not run",
+        "",
+        f"The demo song, {tp['gap_s']:.0f} s of digital silence, the demo song again "
+        f"({tp['audio_s']:.0f} s); full-size HTDemucs (random weights), CPU, `shifts=0`, "
+        f"`overlap=0.25`; median of {tp['repeats']} runs each, alternating, "
+        f"{time.strftime('%Y-%m-%d')}. The chunks that lie wholly in the silence go through "
+        "no network: HTDemucs returns exact zeros for them (`keeps_silence`); `apply_model` "
+        "runs them.",
+        "",
+        "| engine | seconds | vs `apply_model` |",
+        "|---|---:|---:|",
+        row("demucs `apply_model`", "apply_model_s"),
+        row("bandscope-nb `Separator`", "ours_s"),
+        row('bandscope-nb `Separator(backend="onnxruntime")`', "onnx_s"),
+        "",
+        f"Agreement with `apply_model`'s output: {tp['snr_db']:.1f} dB SNR with torch, "
+        f"{tp['onnx_snr_db']:.1f} dB with ONNX Runtime.",
     ]
 
 
@@ -300,8 +330,16 @@ def main() -> None:
     parser.add_argument(
         "--throughput-only", action="store_true", help="rewrite only the throughput section"
     )
+    parser.add_argument(
+        "--silence-only", action="store_true", help="rewrite only the digital-silence section"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per engine (throughput)")
     args = parser.parse_args()
+    if args.silence_only:
+        from bench_sections import publish
+
+        publish(silence_lines(throughput_repeated(args.repeats, gap=20.0)), args.write)
+        return
     if args.throughput_only:
         from bench_sections import publish
 

@@ -92,6 +92,70 @@ def test_chunks_with_one_network_input_length_share_a_batch(make, calls, tmp_pat
         assert snr_db(ref[k], out[k]) >= 60
 
 
+def _tiny_masknet():
+    from bandscope_nb.training import MaskNet
+
+    torch.manual_seed(0)
+    return MaskNet(hidden=16, segment=1.0).eval()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("make", [tiny_htdemucs, tiny_hdemucs, _tiny_masknet])
+def test_chunks_of_exact_silence_are_not_run_and_the_stems_are_the_same(
+    make, batch_size, tmp_path, monkeypatch
+):
+    """1 s of noise, 4 s of digital silence, 1.3 s of noise: the network sees only the chunks
+    with a sample that is not zero, and the stems are those of running them all (bit for bit
+    one chunk at a time)."""
+    from bandscope_nb.separation import engine
+
+    x = np.concatenate(
+        [noise(1.0), np.zeros((2, 4 * RATE), np.float32), noise(1.3, seed=1)], axis=1
+    )
+    model, seen = make(), []
+    model.register_forward_pre_hook(
+        lambda _m, args: (
+            seen.append(int((args[0].abs().amax(dim=(1, 2)) == 0).sum()))
+            or seen.append(-len(args[0]))
+        )
+    )
+    skipping = run(model, x, tmp_path, batch_size=batch_size)
+    ran, silent_ran = -sum(n for n in seen if n < 0), sum(n for n in seen if n >= 0)
+    seen.clear()
+    monkeypatch.setattr(engine, "keeps_silence", lambda _model: False)
+    (tmp_path / "all").mkdir()
+    everything = run(model, x, tmp_path / "all", batch_size=batch_size)
+    rows, silent = -sum(n for n in seen if n < 0), sum(n for n in seen if n >= 0)
+    assert everything.any()
+    if batch_size == 1:
+        assert np.array_equal(skipping, everything)
+    else:  # batches of other sizes than before: float sums in another order
+        assert all(snr_db(everything[k], skipping[k]) >= 100 for k in range(4))
+    assert silent_ran == 0 and silent >= 2 and ran == rows - silent
+
+
+def test_only_models_that_provably_keep_silence_skip_it():
+    from demucs.demucs import Demucs
+    from demucs.hdemucs import HDemucs
+
+    from bandscope_nb.separation.model_rules import keeps_silence
+
+    class Louder(HDemucs):
+        def forward(self, mix):
+            return super().forward(mix) + 1
+
+    assert keeps_silence(tiny_htdemucs()) and keeps_silence(tiny_hdemucs())
+    assert keeps_silence(_tiny_masknet())
+    assert not keeps_silence(Louder(["a"], channels=4, depth=2, segment=1))  # a subclass
+    assert not keeps_silence(HDemucs(["a"], channels=4, depth=2, segment=1, cac=False))
+    assert not keeps_silence(Demucs(["a"], channels=4, depth=2))
+    x = torch.zeros(1, 2, RATE)
+    for make in (tiny_htdemucs, tiny_hdemucs, _tiny_masknet):  # the rule, checked
+        with torch.inference_mode():
+            out = make()(x)
+        assert out.shape == (1, 4, 2, RATE) and not out.any()
+
+
 def test_seeded_shifts_match_apply_model_with_same_seed(tmp_path):
     # HDemucs draws no random numbers in its forward, so apply_model's offsets follow the seed.
     x = noise(2.2)

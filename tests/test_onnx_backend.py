@@ -117,6 +117,17 @@ def test_group_norms_of_dconv_layers_run_as_layer_norms(tmp_path, exports):
     assert "GroupNormalization" not in ops and ops.count("LayerNormalization") >= len(norms)
 
 
+def test_chunks_of_exact_silence_skip_onnxruntime_too(runs):
+    model = tiny_htdemucs()
+    audio = np.concatenate([noise(1.0), np.zeros((2, 4 * RATE), np.float32), noise(1.3)], axis=1)
+    reference = _separate(model, audio)
+    _separate(model, audio, backend="onnxruntime")  # exported and checked once
+    runs.clear()
+    got = _separate(model, audio, backend="onnxruntime")
+    # chunks of 1 s every 0.75 s: 9, of which 4 lie in the silence
+    assert len(runs) == 5 and snr_db(reference, got) >= onnx_backend.MIN_SNR_DB
+
+
 def test_a_bag_of_htdemucs_runs_each_part_in_onnxruntime(runs):
     from demucs.apply import BagOfModels
 

@@ -12,6 +12,8 @@ with per-source weights; ``shifts`` average over random time offsets of up to 0.
   and on CUDA chunks go up from pinned memory without waiting, so the host never stops the
   GPU between batches;
 - several chunks whose network input has one length go through the network in one batch;
+- a chunk whose network input is exact silence is not run through a model that provably
+  returns silence for it (:func:`~.model_rules.keeps_silence`): its output is those zeros;
 - the shift offsets come from a seeded RNG, so results are repeatable (and cacheable);
 - progress and abort go through a plain callback, with no UI here.
 """
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..errors import DeviceError, ParameterError, SeparationError
 from .demucs_constants import cached_constants
+from .model_rules import keeps_silence
 from .streams import Source, StemWriter
 
 __all__ = ["Pass", "plan_passes", "separate_stream"]
@@ -324,7 +327,23 @@ class _Forward:
         self.batch_size, self.device, self.precision = batch_size, device, precision
 
     def __call__(self, model, batch):
-        """The model's float32 output for ``batch`` (a host tensor), as a tensor on the device."""
+        """The model's float32 output for ``batch`` (a host tensor), as a tensor on the device;
+        rows of exact silence are not run when the model keeps silence (their output is
+        zeros, as the model's would be)."""
+        import torch
+
+        if not keeps_silence(model):
+            return self._run(model, batch)
+        silent = batch.abs().amax(dim=(1, 2)) == 0
+        if not silent.any():
+            return self._run(model, batch)
+        out = torch.zeros((len(batch), len(model.sources), *batch.shape[1:]), device=self.device)
+        loud = (~silent).nonzero()[:, 0]
+        if len(loud):
+            out[loud.to(self.device)] = self._run(model, batch[loud])
+        return out
+
+    def _run(self, model, batch):
         import torch
 
         oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)

@@ -28,6 +28,7 @@ __all__ = [
     "check_init",
     "check_recipe_options",
     "check_size",
+    "keeps_silence",
     "max_segment",
 ]
 
@@ -181,6 +182,39 @@ def max_segment(klass) -> float:
     """Longest segment (s) allowed for a model class (HTDemucs less: see the constants)."""
     name = getattr(klass, "__name__", str(klass))
     return MAX_HTDEMUCS_SEGMENT if name.endswith("HTDemucs") else MAX_SEGMENT
+
+
+def keeps_silence(model) -> bool:
+    """Whether ``model`` returns exact silence, as long as its input, for an input of exact
+    silence (all samples zero), so that the engine may skip such chunks with the very output.
+
+    True for these exact classes (not subclasses, whose forward pass may differ):
+    HDemucs and HTDemucs with complex-as-channels output (demucs' default, every pretrained
+    model): each branch's output is scaled by the input's standard deviation and offset by its
+    mean, both 0, and the inverse STFT of zeros is zeros; the ONNX Runtime HTDemucs, which
+    computes the same; and :class:`~.masknet.MaskNet`, whose masks multiply the input's
+    spectrogram. (A network whose own output were not finite would raise a NaN error there; a
+    skipped chunk is silent.) False for all else: their chunks always run.
+
+    Examples
+    --------
+    >>> from demucs.htdemucs import HTDemucs
+    >>> keeps_silence(HTDemucs(["a", "b"], channels=4, depth=2, segment=1))
+    True
+    >>> keeps_silence(HTDemucs(["a", "b"], channels=4, depth=2, segment=1, cac=False))
+    False
+    """
+    from demucs.hdemucs import HDemucs
+    from demucs.htdemucs import HTDemucs
+
+    from .masknet import MaskNet
+    from .onnx_backend import OnnxHTDemucs
+
+    if type(model) is OnnxHTDemucs:
+        model = model.wrapped
+    if type(model) in (HDemucs, HTDemucs):
+        return bool(model.cac)
+    return type(model) is MaskNet
 
 
 def is_number(value: Any, *, integral: bool = False) -> bool:
