@@ -326,21 +326,18 @@ class _Forward:
     def __init__(self, batch_size: int, device, precision: str = "fp32"):
         self.batch_size, self.device, self.precision = batch_size, device, precision
 
-    def __call__(self, model, batch):
-        """The model's float32 output for ``batch`` (a host tensor), as a tensor on the device;
-        rows of exact silence are not run when the model keeps silence (their output is
-        zeros, as the model's would be)."""
+    def __call__(self, model, batch, silent=()):
+        """The model's float32 output for ``batch`` (a host tensor), as a tensor on the device.
+        Rows flagged in ``silent`` (exact silence, for a model that keeps it) are not run:
+        their output is zeros, as the model's would be."""
         import torch
 
-        if not keeps_silence(model):
-            return self._run(model, batch)
-        silent = batch.abs().amax(dim=(1, 2)) == 0
-        if not silent.any():
+        if not any(silent):
             return self._run(model, batch)
         out = torch.zeros((len(batch), len(model.sources), *batch.shape[1:]), device=self.device)
-        loud = (~silent).nonzero()[:, 0]
-        if len(loud):
-            out[loud.to(self.device)] = self._run(model, batch[loud])
+        loud = [i for i, quiet in enumerate(silent) if not quiet]
+        if loud:
+            out[loud] = self._run(model, batch[loud])
         return out
 
     def _run(self, model, batch):
@@ -503,17 +500,20 @@ def _sweep(model, p: Pass, source, drain, forward, segment, overlap, power, prog
                 if _valid_length(model, min(seg_len, length - offsets[0]), segment) != valid:
                     break
                 group.append(offsets.pop(0))
-            batch, spans = forward.host_batch(len(group), source.channels, valid), []
+            batch, spans, silent = forward.host_batch(len(group), source.channels, valid), [], []
             for row, o in zip(batch.numpy(), group, strict=True):
                 clen = min(seg_len, length - o)
                 at = p.start + o - (valid - clen) // 2
                 source.read(at, at + valid, out=row)
                 spans.append((o, clen))
-            yield spans, batch
+                silent.append(skip_silence and not row.any())
+            yield spans, batch, silent
 
+    # a model that returns silence for silence is not run on chunks of it
+    skip_silence = keeps_silence(model)
     # the next batch is read (and pinned) on a thread while the network runs on this one
-    for spans, batch in _read_ahead(batches()):
-        out = forward(model, batch)
+    for spans, batch, silent in _read_ahead(batches()):
+        out = forward(model, batch, silent)
         for (o, clen), chunk in zip(spans, out, strict=True):
             ola.add(p.start + o, _center_trim(chunk, clen), weight[:clen])
         if progress is not None:

@@ -174,10 +174,9 @@ def _load_or_export(model, key: str, name: str, folder: Path | None):
     else exported (into ``folder`` or a temporary folder) and checked. A stored graph whose
     bytes match the digest written beside it when it passed the check is trusted; any other
     (no record, another digest) is checked against torch again first."""
-    mix, mag = _example(model)
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="bandscope-onnx-") as tmp:
-            return _export_checked(model, name, Path(tmp) / f"{key}.onnx", mix, mag)
+            return _export_checked(model, name, Path(tmp) / f"{key}.onnx")
     path = folder / f"{key}.onnx"
     if path.is_file() and not path.is_symlink():
         try:
@@ -189,19 +188,21 @@ def _load_or_export(model, key: str, name: str, folder: Path | None):
                 with contextlib.suppress(OSError):  # its last use, for the cache's size cap
                     os.utime(path)
                 return session
-            snr = _agreement(model, session, mix, mag)
+            snr = _agreement(model, session, *_example(model))
             if snr >= MIN_SNR_DB:
                 _record(path, snr)
                 return session
             problem = f"disagrees with torch ({snr:.1f} dB SNR)"
         warnings.warn(f"The exported graph {path} {problem}; exporting it again.", stacklevel=4)
-    return _export_checked(model, name, path, mix, mag)
+    return _export_checked(model, name, path)
 
 
-def _export_checked(model, name: str, path: Path, mix, mag):
+def _export_checked(model, name: str, path: Path):
     """Export ``model``'s core to ``path`` through a temporary file beside it, renamed into
-    place only once ONNX Runtime loads it and agrees with torch on ``mix`` (then recorded by
-    :func:`_record`); a graph that fails is deleted. A failed write is an :class:`OSError`."""
+    place only once ONNX Runtime loads it and agrees with torch on :func:`_example`'s input
+    (then recorded by :func:`_record`); a graph that fails is deleted. A failed write is an
+    :class:`OSError`."""
+    mix, mag = _example(model)
     with atomic_path(path) as tmp:
         try:
             _export(model, mix, mag, tmp)
