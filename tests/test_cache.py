@@ -119,11 +119,11 @@ def test_interrupt_leaves_no_entry(wav, tmp_path):
         def __init__(self):
             super().__init__()
             self.sources, self.samplerate, self.audio_channels, self.segment = ["a"], 44100, 2, 1
-            self.calls = 0
+            self._calls = 0  # private: a public setting that changes is a new identity
 
         def forward(self, x):
-            self.calls += 1
-            if self.calls == 2:
+            self._calls += 1
+            if self._calls == 2:
                 raise KeyboardInterrupt
             return x[:, None]
 

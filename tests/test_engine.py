@@ -112,20 +112,21 @@ def test_chunks_of_exact_silence_are_not_run_and_the_stems_are_the_same(
     x = np.concatenate(
         [noise(1.0), np.zeros((2, 4 * RATE), np.float32), noise(1.3, seed=1)], axis=1
     )
-    model, seen = make(), []
-    model.register_forward_pre_hook(
-        lambda _m, args: (
-            seen.append(int((args[0].abs().amax(dim=(1, 2)) == 0).sum()))
-            or seen.append(-len(args[0]))
-        )
-    )
+    model, seen = make(), []  # per network run: its rows, and how many of them are silent
+    real = engine._Forward._run
+
+    def observed(self, net, batch):
+        seen.append((len(batch), int((batch.abs().amax(dim=(1, 2)) == 0).sum())))
+        return real(self, net, batch)
+
+    monkeypatch.setattr(engine._Forward, "_run", observed)
     skipping = run(model, x, tmp_path, batch_size=batch_size)
-    ran, silent_ran = -sum(n for n in seen if n < 0), sum(n for n in seen if n >= 0)
+    ran, silent_ran = (sum(column) for column in zip(*seen, strict=True))
     seen.clear()
     monkeypatch.setattr(engine, "keeps_silence", lambda _model: False)
     (tmp_path / "all").mkdir()
     everything = run(model, x, tmp_path / "all", batch_size=batch_size)
-    rows, silent = -sum(n for n in seen if n < 0), sum(n for n in seen if n >= 0)
+    rows, silent = (sum(column) for column in zip(*seen, strict=True))
     assert everything.any()
     if batch_size == 1:
         assert np.array_equal(skipping, everything)
@@ -137,6 +138,7 @@ def test_chunks_of_exact_silence_are_not_run_and_the_stems_are_the_same(
 def test_only_models_that_provably_keep_silence_skip_it():
     from demucs.demucs import Demucs
     from demucs.hdemucs import HDemucs
+    from demucs.htdemucs import HTDemucs
 
     from bandscope_nb.separation.model_rules import keeps_silence
 
@@ -148,7 +150,21 @@ def test_only_models_that_provably_keep_silence_skip_it():
     assert keeps_silence(_tiny_masknet())
     assert not keeps_silence(Louder(["a"], channels=4, depth=2, segment=1))  # a subclass
     assert not keeps_silence(HDemucs(["a"], channels=4, depth=2, segment=1, cac=False))
-    assert not keeps_silence(Demucs(["a"], channels=4, depth=2))
+    assert not keeps_silence(Demucs(["a"], channels=8, depth=2))
+    drawing = HTDemucs(["a"], channels=4, depth=2, segment=1, t_sin_random_shift=200)
+    assert not keeps_silence(drawing)  # draws random numbers in each forward pass
+    hooked = tiny_htdemucs()
+    handle = hooked.register_forward_hook(lambda _m, _args, out: out + 1e-3)
+    assert not keeps_silence(hooked)
+    handle.remove()
+    assert keeps_silence(hooked)
+    hooked.forward = lambda mix: torch.ones(1)
+    assert not keeps_silence(hooked)
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *_: None)
+    try:
+        assert not keeps_silence(tiny_htdemucs())
+    finally:
+        handle.remove()
     x = torch.zeros(1, 2, RATE)
     for make in (tiny_htdemucs, tiny_hdemucs, _tiny_masknet):  # the rule, checked
         with torch.inference_mode():

@@ -458,3 +458,37 @@ def test_weights_made_and_changed_in_inference_mode_are_seen():
     assert sep.cache_key("0" * 40)[0] != key
     fresh = bn.Separator(model, device="cpu", cache=False, progress=False).separate(audio, RATE)
     assert np.array_equal(np.asarray(sep.separate(audio, RATE).data), np.asarray(fresh.data))
+
+
+def test_settings_and_classical_options_changed_in_place_are_seen(tmp_path):
+    """Not only weights: an option that changes the output (HTDemucs' freq_emb_scale, a
+    classical recipe's segment) gives a new identity, so no stems of the old one are served."""
+    from bandscope_nb.separation.classical_model import ClassicalModel
+
+    audio = noise(2.0)
+    for model, change in (
+        (tiny_htdemucs(), lambda m: setattr(m, "freq_emb_scale", 5.0)),
+        (ClassicalModel(segment=2.0), lambda m: setattr(m, "segment", 1.0)),
+    ):
+        sep = bn.Separator(model, device="cpu", cache=tmp_path / "c", progress=False)
+        sep.separate(audio, RATE)
+        change(model)
+        again = sep.separate(audio, RATE)
+        fresh = bn.Separator(model, device="cpu", cache=False, progress=False)
+        assert not again.info["cached"]
+        assert np.array_equal(np.asarray(again.data), np.asarray(fresh.separate(audio, RATE).data))
+
+
+def test_weights_changed_during_a_separation_are_not_cached(tmp_path):
+    model, audio = tiny_htdemucs(), noise(2.0)
+
+    def train_meanwhile(module, _args, _out):  # as a training thread would
+        with torch.no_grad():
+            module.decoder[-1].conv_tr.weight.add_(0.5)
+
+    handle = model.register_forward_hook(train_meanwhile)
+    sep = bn.Separator(model, device="cpu", cache=tmp_path / "c", progress=False)
+    with pytest.warns(UserWarning, match="changed while it separated"):
+        stems = sep.separate(audio, RATE)
+    handle.remove()
+    assert not stems.info["cached"] and bn.ResultCache(tmp_path / "c").info()["entries"] == 0

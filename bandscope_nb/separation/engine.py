@@ -337,7 +337,12 @@ class _Forward:
         out = torch.zeros((len(batch), len(model.sources), *batch.shape[1:]), device=self.device)
         loud = [i for i, quiet in enumerate(silent) if not quiet]
         if loud:
-            out[loud] = self._run(model, batch[loud])
+            # the loud rows moved to the front of the same (pinned) buffer, so their copy to
+            # the device need not wait; the results placed back row by row, with no index
+            # tensor to send up
+            batch[: len(loud)] = batch[loud]
+            for row, result in zip(loud, self._run(model, batch[: len(loud)]), strict=True):
+                out[row] = result
         return out
 
     def _run(self, model, batch):

@@ -3,6 +3,7 @@ origin and content identity; and building one from a module or a weights file.""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,13 @@ class LoadedModel:
     parts : list of (torch.nn.Module, list of float)
         The models of the bag with their per-source weights (one part for a single model).
     identity : str
-        Digest of every weight tensor, the bag weights and the classes: the model's identity in
-        cache keys, whatever format it was loaded from.
+        Digest of every weight tensor, the bag weights, the classes and their public plain
+        settings (:func:`_settings`): the model's identity in cache keys, whatever format it
+        was loaded from.
     module : torch.nn.Module or None
-        What the parts came from (a module the caller passed when ``origin == "module"``).
+        What the parts came from.
+    held : bool
+        Whether the caller holds ``module`` (passed it in) and so may change it.
     """
 
     name: str
@@ -39,6 +43,7 @@ class LoadedModel:
     parts: list[tuple[Any, list[float]]]
     identity: str
     module: Any = field(repr=False, default=None)
+    held: bool = False
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -53,10 +58,11 @@ class LoadedModel:
         return int(self.parts[0][0].audio_channels)
 
     def stale(self) -> bool:
-        """Whether the module the caller passed (``origin == "module"``) now holds other weights
-        than :attr:`identity` names: changed in place since it was loaded (a training step,
-        ``load_state_dict``). Hashed again on each call (about 0.1 s for a full-size HTDemucs
-        on 2 cores); models loaded from files or names are never stale.
+        """Whether the module the caller passed (:attr:`held`) now holds other weights or
+        settings than :attr:`identity` names: changed in place since it was loaded (a training
+        step, ``load_state_dict``, an option set on it). Hashed again on each call (about
+        0.1 s for a full-size HTDemucs on 2 cores); models loaded from files or names are
+        never stale.
 
         Examples
         --------
@@ -72,7 +78,7 @@ class LoadedModel:
         >>> loaded.stale()
         True
         """
-        if self.origin != "module" or self.module is None:
+        if not self.held or self.module is None:
             return False
         return _identity(_parts(self.module)) != self.identity
 
@@ -108,7 +114,7 @@ def from_module(module, name: str, origin: str) -> LoadedModel:
     for m, _ in parts:
         check_contract(m, f"Model {name}", error)
         m.eval()
-    return LoadedModel(name, origin, parts, _identity(parts), module)
+    return LoadedModel(name, origin, parts, _identity(parts), module, held=origin == "module")
 
 
 def _parts(module) -> list:
@@ -128,7 +134,30 @@ def _identity(parts) -> str:
         h.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
         segment = str(getattr(module, "segment", None))
         h.update(repr((list(module.sources), weights, segment, module.extra_repr())).encode())
+        h.update(repr(_settings(module)).encode())
         for key, tensor in module.state_dict().items():
             h.update(key.encode())
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _settings(module) -> list:
+    """Every plain setting of ``module`` and its submodules, by name: numbers, strings and
+    tuples, lists and dicts of them (options that change the output without being weights,
+    such as HTDemucs' ``freq_emb_scale`` or a recipe's options), not the training flag."""
+    found = []
+    for prefix, sub in module.named_modules():
+        for name, value in vars(sub).items():
+            if not name.startswith("_") and name != "training" and _plain(value):
+                found.append((prefix, name, value))
+    return found
+
+
+def _plain(value, depth: int = 0) -> bool:
+    if value is None or isinstance(value, (numbers.Number, str)):
+        return True
+    if depth < 3 and isinstance(value, (tuple, list)):
+        return all(_plain(v, depth + 1) for v in value)
+    if depth < 3 and isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False

@@ -193,8 +193,11 @@ def keeps_silence(model) -> bool:
     model): each branch's output is scaled by the input's standard deviation and offset by its
     mean, both 0, and the inverse STFT of zeros is zeros; the ONNX Runtime HTDemucs, which
     computes the same; and :class:`~.masknet.MaskNet`, whose masks multiply the input's
-    spectrogram. (A network whose own output were not finite would raise a NaN error there; a
-    skipped chunk is silent.) False for all else: their chunks always run.
+    spectrogram. Not when the model draws random numbers in its forward pass (HTDemucs with
+    ``t_sin_random_shift``: skipping a chunk would change the draws of the others) or has
+    forward hooks, of its own or global, or a ``forward`` of its own set on the instance (they
+    may change the output). (A network whose own output were not finite would raise a NaN
+    error there; a skipped chunk is silent.) False for all else: their chunks always run.
 
     Examples
     --------
@@ -212,9 +215,25 @@ def keeps_silence(model) -> bool:
 
     if type(model) is OnnxHTDemucs:
         model = model.wrapped
-    if type(model) in (HDemucs, HTDemucs):
-        return bool(model.cac)
-    return type(model) is MaskNet
+    if type(model) not in (HDemucs, HTDemucs, MaskNet) or _hooked(model):
+        return False
+    if type(model) is MaskNet:
+        return True
+    cross = getattr(model, "crosstransformer", None)
+    return bool(model.cac) and not getattr(cross, "sin_random_shift", 0)
+
+
+def _hooked(module) -> bool:
+    """Whether calling ``module`` runs more than its class's ``forward``: hooks of its own,
+    global hooks, or a ``forward`` set on the instance."""
+    from torch.nn.modules import module as torch_module
+
+    hooks = ("_forward_hooks", "_forward_pre_hooks")
+    return (
+        "forward" in vars(module)
+        or any(getattr(module, name, None) for name in hooks)
+        or any(getattr(torch_module, f"_global{name}", None) for name in hooks)
+    )
 
 
 def is_number(value: Any, *, integral: bool = False) -> bool:

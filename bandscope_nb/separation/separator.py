@@ -387,6 +387,13 @@ class Separator:
                     computed = True
                     with cache.staging() as folder:
                         data, info["seconds"] = self._timed_run(inp, model, folder)
+                        if model.stale():  # changed while it ran: stored under no identity
+                            warnings.warn(
+                                f"{model.name} changed while it separated {inp.name} (its "
+                                "weights or settings); the stems are not cached.",
+                                stacklevel=3,
+                            )
+                            return _result(data, model, info, cached=False)
                         meta = {"names": model.sources, "shape": data.shape, **info}
                         try:
                             entry = cache.commit(key, folder, meta)
