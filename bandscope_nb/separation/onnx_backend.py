@@ -4,7 +4,7 @@ The network between HTDemucs' STFTs (:class:`~.htdemucs_split.HTDemucsCore`) is 
 ONNX once per model and run by ONNX Runtime; the STFT, mask and inverse STFT stay in torch
 (:func:`~.htdemucs_split.split_forward`), and the engine, cache and players are the same as for
 torch. Measured side by side on 2 cores (docs/benchmarks.md), this is the fastest CPU path
-(1.25-1.32x ``apply_model`` against 1.09-1.26x with torch, at 81 dB from it).
+(1.24-1.32x ``apply_model`` against 1.07-1.26x with torch, at 81 dB from it).
 
 An exported graph is checked against torch on random input before it is used (at least
 :data:`MIN_SNR_DB`) and written atomically, with a record of its sha256 (a later process that
