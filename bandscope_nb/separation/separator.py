@@ -198,8 +198,9 @@ class Separator:
     @property
     def model(self) -> LoadedModel:
         """The loaded model (loaded on first use, once per process and device). A module passed
-        as ``model`` is used as it is at each use: when its weights have changed in place since
-        (a training step), it is loaded again, with the identity of its new weights."""
+        as ``model`` is used as it is at each use: when its weights or settings have changed in
+        place since (a training step, an option set on it), it is loaded again, with the
+        identity of what it now holds (:meth:`.LoadedModel.stale`)."""
         if self._model is not None and self._model.stale():
             self._model = None
         if self._model is None:
