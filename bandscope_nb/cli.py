@@ -268,8 +268,8 @@ def _parser() -> argparse.ArgumentParser:
             "--backend",
             choices=BACKENDS,
             default=DEFAULTS.backend,
-            help="what runs the network: torch (default) or onnxruntime (CPU, HTDemucs; "
-            "pip install 'bandscope-nb[onnx]')",
+            help="what runs the network: torch (default), onnxruntime or openvino (CPU, "
+            "HTDemucs; pip install 'bandscope-nb[onnx]' or 'bandscope-nb[openvino]')",
         )
 
     sep = sub.add_parser("separate", help="separate audio files into stems")

@@ -68,12 +68,17 @@ def write_noise(path: Path, minutes: float) -> None:
             f.write((0.1 * rng.standard_normal((n, 2))).astype(np.float32))
 
 
+#: The Separator's backends that run an exported graph: key in the results, backend, label.
+GRAPHS = (("onnx", "onnxruntime", "ONNX Runtime"), ("openvino", "openvino", "OpenVINO"))
+
+
 def throughput_repeated(repeats: int, gap: float = 0.0) -> dict:
-    """The engines alternately (``apply_model``, the Separator with torch, and with ONNX
-    Runtime), ``repeats`` times each after one warm-up each: medians (this machine's timings
-    drift by 10-20 % between minutes, so a single run each can mislead). ONNX Runtime's warm-up
-    includes its one-time export and check, timed apart. The input is the demo song; with
-    ``gap`` seconds, the demo song twice with that much digital silence between."""
+    """The engines alternately (``apply_model``, the Separator with torch, with ONNX Runtime
+    and with OpenVINO), ``repeats`` times each after one warm-up each: medians (this machine's
+    timings drift by 10-20 % between minutes, so a single run each can mislead). The graph
+    backends' warm-ups include their one-time export and check, timed apart. The input is the
+    demo song; with ``gap`` seconds, the demo song twice with that much digital silence
+    between."""
     import statistics
 
     import torch
@@ -87,26 +92,25 @@ def throughput_repeated(repeats: int, gap: float = 0.0) -> dict:
         samples = np.concatenate([samples, silence, samples], axis=1)
     model = full_htdemucs()
     torch.set_num_threads(os.cpu_count() or 1)
-    sep = bn.Separator(model, device="cpu", cache=False, progress=False)
-    ort = bn.Separator(model, device="cpu", backend="onnxruntime", cache=False, progress=False)
 
     def reference():
         with torch.inference_mode():
             mix = torch.from_numpy(samples)[None]
             return apply_model(model, mix, shifts=0, split=True, overlap=0.25)[0].numpy()
 
-    def ours():
-        return np.asarray(sep.separate(samples, RATE).data)
+    def separator(backend):
+        sep = bn.Separator(model, device="cpu", backend=backend, cache=False, progress=False)
+        return lambda: np.asarray(sep.separate(samples, RATE).data)
 
-    def onnx():
-        return np.asarray(ort.separate(samples, RATE).data)
-
-    engines = {"apply_model": reference, "ours": ours, "onnx": onnx}
+    engines = {"apply_model": reference, "ours": separator("torch")}
+    engines.update({key: separator(backend) for key, backend, _ in GRAPHS})
     times: dict = {name: [] for name in engines}
-    out = {name: run() for name, run in engines.items() if name != "onnx"}  # warm-ups
-    t0 = time.perf_counter()
-    out["onnx"] = onnx()  # its first run exports and checks the graph
-    first_onnx = time.perf_counter() - t0
+    out = {name: engines[name]() for name in ("apply_model", "ours")}  # warm-ups
+    first = {}
+    for key, _, _ in GRAPHS:  # the first run in a process exports and checks the graph
+        t0 = time.perf_counter()
+        out[key] = engines[key]()
+        first[f"{key}_first_s"] = time.perf_counter() - t0
     for _ in range(repeats):
         for name, run in engines.items():
             t0 = time.perf_counter()
@@ -122,8 +126,8 @@ def throughput_repeated(repeats: int, gap: float = 0.0) -> dict:
         "audio_s": samples.shape[1] / RATE,
         **{f"{name}_s": statistics.median(t) for name, t in times.items()},
         "snr_db": snr("ours"),
-        "onnx_snr_db": snr("onnx"),
-        "onnx_first_s": first_onnx,
+        **{f"{key}_snr_db": snr(key) for key, _, _ in GRAPHS},
+        **first,
         "repeats": repeats,
         "times": times,
     }
@@ -131,18 +135,22 @@ def throughput_repeated(repeats: int, gap: float = 0.0) -> dict:
 
 def throughput_lines(tp: dict) -> list[str]:
     ratio = tp["apply_model_s"] / tp["ours_s"]
-    onnx_row, onnx_ratio, onnx_snr, onnx_first = [], "", "", ""
-    if "onnx_s" in tp:
-        onnx_row = [
-            f'| bandscope-nb `Separator(backend="onnxruntime")` | {tp["onnx_s"]:.1f} | '
-            f"{tp['audio_s'] / tp['onnx_s']:.2f} |"
-        ]
-        onnx_ratio = f", {tp['apply_model_s'] / tp['onnx_s']:.2f}x with ONNX Runtime"
-        onnx_snr = f", {tp['onnx_snr_db']:.1f} dB with ONNX Runtime"
-        onnx_first = (
-            f" ONNX Runtime's first run in a process, which exports the network and checks it "
-            f"against torch, took {tp['onnx_first_s']:.1f} s (with a result cache the graph "
-            "is kept on disk and later processes skip the export)."
+    graph_rows, ratios, snrs, firsts = [], "", "", ""
+    for key, backend, label in GRAPHS:
+        if f"{key}_s" not in tp:
+            continue
+        graph_rows.append(
+            f'| bandscope-nb `Separator(backend="{backend}")` | {tp[f"{key}_s"]:.1f} | '
+            f"{tp['audio_s'] / tp[f'{key}_s']:.2f} |"
+        )
+        ratios += f", {tp['apply_model_s'] / tp[f'{key}_s']:.2f}x with {label}"
+        snrs += f", {tp[f'{key}_snr_db']:.1f} dB with {label}"
+        firsts += f"{', ' if firsts else ''}{label} {tp[f'{key}_first_s']:.1f} s"
+    if firsts:
+        firsts = (
+            f" The first run of each graph backend in a process exports the network and checks "
+            f"it against torch ({firsts}; with a result cache the graph is kept on disk and "
+            "later processes skip the export)."
         )
     how = (
         f"median of {tp['repeats']} runs each, alternating, after a warm-up of each"
@@ -160,11 +168,11 @@ def throughput_lines(tp: dict) -> list[str]:
         f"| demucs `apply_model` | {tp['apply_model_s']:.1f} | "
         f"{tp['audio_s'] / tp['apply_model_s']:.2f} |",
         f"| bandscope-nb `Separator` | {tp['ours_s']:.1f} | {tp['audio_s'] / tp['ours_s']:.2f} |",
-        *onnx_row,
+        *graph_rows,
         "",
-        f"bandscope-nb is {ratio:.2f}x `apply_model` with torch{onnx_ratio} (goal: 1.35x). "
+        f"bandscope-nb is {ratio:.2f}x `apply_model` with torch{ratios} (goal: 1.35x). "
         f"Agreement with `apply_model`'s output: {tp['snr_db']:.1f} dB SNR with torch"
-        f"{onnx_snr} (target >= 60 dB).{onnx_first}",
+        f"{snrs} (target >= 60 dB).{firsts}",
     ]
 
 
@@ -186,10 +194,11 @@ def silence_lines(tp: dict) -> list[str]:
         "|---|---:|---:|",
         row("demucs `apply_model`", "apply_model_s"),
         row("bandscope-nb `Separator`", "ours_s"),
-        row('bandscope-nb `Separator(backend="onnxruntime")`', "onnx_s"),
+        *(row(f'bandscope-nb `Separator(backend="{b}")`', f"{k}_s") for k, b, _ in GRAPHS),
         "",
-        f"Agreement with `apply_model`'s output: {tp['snr_db']:.1f} dB SNR with torch, "
-        f"{tp['onnx_snr_db']:.1f} dB with ONNX Runtime.",
+        f"Agreement with `apply_model`'s output: {tp['snr_db']:.1f} dB SNR with torch"
+        + "".join(f", {tp[f'{k}_snr_db']:.1f} dB with {label}" for k, _, label in GRAPHS)
+        + ".",
     ]
 
 

@@ -16,14 +16,17 @@ def test_each_cpu_mode_is_timed_and_compared_with_fp32():
     sep = bn.Separator(tiny_htdemucs(), device="cpu", progress=False)
     result = sep.benchmark((noise(1.0), RATE), seconds=2.5)  # repeated to 2.5 s
     modes = [(r["precision"], r["backend"]) for r in result.rows]
-    assert modes == [("fp32", "torch"), ("bf16", "torch"), ("fp32", "onnxruntime")]
-    fp32, bf16, onnx = result.rows
+    assert modes == [
+        ("fp32", "torch"), ("bf16", "torch"), ("fp32", "onnxruntime"), ("fp32", "openvino"),
+    ]  # fmt: skip
+    fp32, bf16, *graphs = result.rows
     assert fp32["snr_db"] == float("inf") and 20 < bf16["snr_db"] < 120
-    assert onnx_backend.MIN_SNR_DB <= onnx["snr_db"] < float("inf")
+    assert all(onnx_backend.MIN_SNR_DB <= r["snr_db"] < float("inf") for r in graphs)
     assert all(r["realtime"] == pytest.approx(2.5 / r["seconds"]) for r in result.rows)
     assert result.audio_seconds == pytest.approx(2.5) and result.device == "cpu"
     text = str(result)
     assert "fp32" in text and "bf16" in text and "fp32 onnxruntime" in text
+    assert "fp32 openvino" in text
     assert "reference" in text
     assert "<table>" in result._repr_html_()
 

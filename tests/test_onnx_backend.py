@@ -1,7 +1,8 @@
-"""backend="onnxruntime": HTDemucs' network exported to ONNX and run by ONNX Runtime (CPU).
+"""backend="onnxruntime" and "openvino": HTDemucs' network exported to ONNX and run by ONNX
+Runtime or OpenVINO (CPU).
 
-Real tiny HTDemucs models with random weights, a real export and real ONNX Runtime sessions;
-the reference is the same model run by torch.
+Real tiny HTDemucs models with random weights, a real export and real ONNX Runtime sessions
+and OpenVINO compilations; the reference is the same model run by torch.
 """
 
 from __future__ import annotations
@@ -25,19 +26,27 @@ from bandscope_nb.separation import onnx_backend
 from bandscope_nb.separation.devices import check_backend
 from bandscope_nb.separation.htdemucs_split import HTDemucsCore, split_forward
 from bandscope_nb.separation.modelfiles import save_safetensors
+from bandscope_nb.separation.openvino_session import OpenVinoSession
+
+#: The backends that run an exported graph.
+GRAPH_BACKENDS = ["onnxruntime", "openvino"]
 
 
 @pytest.fixture
 def runs(monkeypatch):
-    """The inputs of every ONNX Runtime run, recorded (the real run still happens)."""
+    """The inputs of every ONNX Runtime or OpenVINO run, recorded (the real run still
+    happens), with the runtime's name."""
     seen = []
-    real = onnxruntime.InferenceSession.run
+    for runtime, cls in (
+        ("onnxruntime", onnxruntime.InferenceSession),
+        ("openvino", OpenVinoSession),
+    ):
 
-    def run(self, outputs, feeds, *args, **kwargs):
-        seen.append({name: value.shape for name, value in feeds.items()})
-        return real(self, outputs, feeds, *args, **kwargs)
+        def run(self, outputs, feeds, *args, _real=cls.run, _runtime=runtime, **kwargs):
+            seen.append({"runtime": _runtime, **{k: v.shape for k, v in feeds.items()}})
+            return _real(self, outputs, feeds, *args, **kwargs)
 
-    monkeypatch.setattr(onnxruntime.InferenceSession, "run", run)
+        monkeypatch.setattr(cls, "run", run)
     return seen
 
 
@@ -48,12 +57,18 @@ def exports(monkeypatch):
     count = []
     real = onnx_backend._export
 
-    def export(*args):
-        count.append(args[-1])
-        return real(*args)
+    def export(*args, **kwargs):
+        count.append((args[-1], kwargs["runtime"]))
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(onnx_backend, "_export", export)
     return count
+
+
+def _conv_splits(graph) -> int:
+    """How many ``Split`` nodes of ``graph`` read a ``Conv``'s output."""
+    convs = {out for node in graph.graph.node if node.op_type == "Conv" for out in node.output}
+    return sum(n.op_type == "Split" and n.input[0] in convs for n in graph.graph.node)
 
 
 def _separate(model, audio, **options):
@@ -77,23 +92,68 @@ def test_the_split_forward_is_htdemucs_forward_bit_for_bit(bottom_channels):
             assert torch.equal(split_forward(net, core, mix), net(mix))
 
 
+@pytest.mark.parametrize(("nfft", "seconds"), [(512, 1.0), (1024, 0.7), (4096, 2.0)])
+def test_the_fast_inverse_stft_is_demucs_mask_and_istft(nfft, seconds):
+    from demucs.htdemucs import HTDemucs
+
+    from bandscope_nb.separation.htdemucs_split import inverse_stft
+
+    torch.manual_seed(nfft)
+    net = HTDemucs(
+        ["a", "b", "c"], channels=4, depth=2, nfft=nfft, t_layers=1, t_heads=1, dconv_mode=0,
+        bottom_channels=0, segment=seconds,
+    ).eval()  # fmt: skip
+    length = int(seconds * RATE)
+    with torch.inference_mode():
+        z = net._spec(torch.randn(2, 2, length))
+        x = torch.randn(2, 3, 4, *z.shape[-2:])
+        theirs = net._ispec(net._mask(z, x), length).numpy()
+    ours = inverse_stft(x.numpy(), net.hop_length, length)
+    assert ours.shape == theirs.shape == (2, 3, 2, length) and ours.dtype == np.float32
+    assert snr_db(theirs, ours) >= 120
+    with pytest.raises(ValueError, match="bins for hop"):
+        inverse_stft(x.numpy(), net.hop_length * 2, length)
+
+
+def test_split_forward_keeps_demucs_inverse_stft_for_masking_models():
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(3)
+    net = HTDemucs(
+        ["a", "b"], channels=4, depth=2, nfft=512, t_layers=1, t_heads=1, dconv_mode=0,
+        bottom_channels=0, segment=1, cac=False,
+    ).eval()  # fmt: skip
+    mix = torch.randn(1, 2, RATE)
+    with torch.inference_mode():  # cac=False masks the mixture: the fast path does not apply
+        assert torch.equal(split_forward(net, HTDemucsCore(net), mix, fast_istft=True), net(mix))
+        cac = tiny_htdemucs()
+        fast = split_forward(cac, HTDemucsCore(cac), mix, fast_istft=True)
+        assert not torch.equal(fast, cac(mix)) and snr_db(cac(mix).numpy(), fast.numpy()) > 100
+
+
 @pytest.mark.parametrize(
-    "options",
-    [{}, {"segment": 0.5, "batch_size": 3}, {"shifts": 1, "overlap": 0.5}],
-    ids=["default", "short-segment-batched", "shifted"],
+    ("backend", "options"),
+    [
+        ("onnxruntime", {}),
+        ("onnxruntime", {"segment": 0.5, "batch_size": 3}),
+        ("onnxruntime", {"shifts": 1, "overlap": 0.5}),
+        ("openvino", {}),
+        ("openvino", {"segment": 0.5, "batch_size": 3}),
+    ],
+    ids=["default", "short-segment-batched", "shifted", "openvino", "openvino-batched"],
 )
-def test_onnxruntime_separates_like_torch(options, runs):
+def test_a_graph_backend_separates_like_torch(backend, options, runs):
     model, audio = tiny_htdemucs(), noise(3.3)
     reference = _separate(model, audio, **options)
-    _separate(model, audio, backend="onnxruntime", **options)  # exported and checked once
+    _separate(model, audio, backend=backend, **options)  # exported and checked once
     runs.clear()
-    got = _separate(model, audio, backend="onnxruntime", **options)
+    got = _separate(model, audio, backend=backend, **options)
     assert got.shape == reference.shape
     assert snr_db(reference, got) >= onnx_backend.MIN_SNR_DB
-    # the network really ran in ONNX Runtime, at the training length, batched as asked
+    # the network really ran in that runtime, at the training length, batched as asked
     batch = options.get("batch_size", 1)
-    assert runs and all(shapes["mix"][1:] == (2, RATE) for shapes in runs)
-    assert max(shapes["mix"][0] for shapes in runs) == batch
+    assert runs and all(r["mix"][1:] == (2, RATE) and r["runtime"] == backend for r in runs)
+    assert max(r["mix"][0] for r in runs) == batch
 
 
 def test_group_norms_of_dconv_layers_run_as_layer_norms(tmp_path, exports):
@@ -117,13 +177,14 @@ def test_group_norms_of_dconv_layers_run_as_layer_norms(tmp_path, exports):
     assert "GroupNormalization" not in ops and ops.count("LayerNormalization") >= len(norms)
 
 
-def test_chunks_of_exact_silence_skip_onnxruntime_too(runs):
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_chunks_of_exact_silence_skip_graph_backends_too(backend, runs):
     model = tiny_htdemucs()
     audio = np.concatenate([noise(1.0), np.zeros((2, 4 * RATE), np.float32), noise(1.3)], axis=1)
     reference = _separate(model, audio)
-    _separate(model, audio, backend="onnxruntime")  # exported and checked once
+    _separate(model, audio, backend=backend)  # exported and checked once
     runs.clear()
-    got = _separate(model, audio, backend="onnxruntime")
+    got = _separate(model, audio, backend=backend)
     # chunks of 1 s every 0.75 s: 9, of which 4 lie in the silence
     assert len(runs) == 5 and snr_db(reference, got) >= onnx_backend.MIN_SNR_DB
 
@@ -174,22 +235,30 @@ def test_the_graph_is_checked_written_once_and_reused(tmp_path, exports, runs, m
     )
 
 
-def test_a_damaged_graph_is_exported_again(tmp_path, exports):
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_a_damaged_graph_is_exported_again(backend, tmp_path, exports):
     model, audio = tiny_htdemucs(), noise(1.5, seed=1)
-    _separate(model, noise(1.5), backend="onnxruntime", cache=tmp_path / "c")
+    _separate(model, noise(1.5), backend=backend, cache=tmp_path / "c")
     (graph,) = (tmp_path / "c" / "graphs").glob("*.onnx")
     graph.write_bytes(b"not a graph")
     onnx_backend._SESSIONS.clear()
     with pytest.warns(UserWarning, match="does not load"):
-        got = _separate(model, audio, backend="onnxruntime", cache=tmp_path / "c")
+        got = _separate(model, audio, backend=backend, cache=tmp_path / "c")
     assert len(exports) == 2 and graph.stat().st_size > 1000
     assert snr_db(_separate(model, audio), got) >= onnx_backend.MIN_SNR_DB
 
 
-def test_a_graph_that_disagrees_with_torch_is_refused_and_not_kept(tmp_path, exports, monkeypatch):
+@pytest.mark.parametrize(
+    ("backend", "label"), [("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO")]
+)
+def test_a_graph_that_disagrees_with_torch_is_refused_and_not_kept(
+    backend, label, tmp_path, exports, monkeypatch
+):
     monkeypatch.setattr(onnx_backend, "MIN_SNR_DB", 1000.0)  # no real graph is this exact
-    with pytest.raises(bn.SeparationError, match=r"differs from torch's .* dB SNR"):
-        _separate(tiny_htdemucs(), noise(1.5), backend="onnxruntime", cache=tmp_path / "c")
+    with pytest.raises(
+        bn.SeparationError, match=rf": {label}'s result .* differs from torch's .* dB"
+    ):
+        _separate(tiny_htdemucs(), noise(1.5), backend=backend, cache=tmp_path / "c")
     assert len(exports) == 1
     assert not any((tmp_path / "c" / "graphs").iterdir())  # neither the graph nor a temp file
     assert not any((tmp_path / "c").rglob("stems.f32")) and not onnx_backend._SESSIONS
@@ -224,6 +293,50 @@ def test_options_are_checked_before_any_model_is_loaded(monkeypatch):
     )
     with pytest.raises(bn.MissingDependencyError, match=r"needs onnxscript: pip install"):
         bn.Separator("htdemucs", device="cpu", backend="onnxruntime")
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find(name)
+    )
+    with pytest.raises(
+        bn.MissingDependencyError, match=r"'openvino' needs openvino: .*'bandscope-nb\[openvino\]'"
+    ):
+        bn.Separator("htdemucs", device="cpu", backend="openvino")
+    bn.Separator("htdemucs", device="cpu", backend="onnxruntime")  # needs no openvino
+
+
+def test_openvino_is_checked_like_onnxruntime():
+    with pytest.raises(bn.ParameterError, match="backend='openvino' runs fp32 only"):
+        bn.Separator("htdemucs", device="cpu", backend="openvino", precision="bf16")
+    with pytest.raises(bn.DeviceError, match="backend='openvino' runs on the CPU, not cuda"):
+        check_backend(torch.device("cuda"), "fp32", "openvino")
+    sep = bn.Separator(tiny_hdemucs(), device="cpu", backend="openvino", cache=False)
+    with pytest.raises(
+        bn.ParameterError, match=r"backend='openvino' runs HTDemucs models; .* is HDemucs"
+    ):
+        sep.separate(noise(1.0), RATE)
+
+
+def test_openvino_keeps_a_graph_of_its_own_and_reuses_it(tmp_path, exports, runs):
+    model, root = tiny_htdemucs(), tmp_path / "c"
+    _separate(model, noise(1.0), backend="onnxruntime", cache=root)
+    _separate(model, noise(1.0), backend="openvino", cache=root)
+    assert [runtime for _, runtime in exports] == ["onnxruntime", "openvino"]
+    graphs = {p: onnx.load(str(p)) for p in (root / "graphs").glob("*.onnx")}
+    assert len(graphs) == 2  # one per runtime, each under its own key
+    by_opset = {g.opset_import[0].version: g for g in graphs.values()}
+    # OpenVINO's is plain opset 18 (ONNX Runtime's has its own attention kernel), and its
+    # GLUs after a convolution are two convolutions (ONNX Runtime's still split one)
+    assert {node.domain for node in by_opset[18].graph.node} == {""}
+    assert "MultiHeadAttention" in {node.op_type for node in by_opset[23].graph.node}
+    glus = {opset: _conv_splits(g) for opset, g in by_opset.items()}
+    assert glus[18] == 0 and glus[23] >= 4
+    convs = {o: [n.op_type for n in g.graph.node].count("Conv") for o, g in by_opset.items()}
+    assert convs[18] == convs[23] + glus[23]
+    onnx_backend._SESSIONS.clear()  # as a new process: read from the cache folder, not exported
+    runs.clear()
+    audio = noise(1.0, seed=1)
+    got = _separate(model, audio, backend="openvino", cache=root)
+    assert len(exports) == 2 and {r["runtime"] for r in runs} == {"openvino"}
+    assert snr_db(_separate(model, audio), got) >= onnx_backend.MIN_SNR_DB
 
 
 def test_other_architectures_are_refused_before_anything_runs(tmp_path, exports, runs):
@@ -233,16 +346,18 @@ def test_other_architectures_are_refused_before_anything_runs(tmp_path, exports,
     assert not exports and not runs and not (tmp_path / "c").exists()
 
 
-def test_the_command_line_separates_with_onnxruntime(tmp_path, runs):
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_the_command_line_separates_with_a_graph_backend(backend, tmp_path, runs):
     model = save_safetensors(tiny_htdemucs(), tmp_path / "tiny.safetensors")
     sf.write(tmp_path / "one.wav", noise(1.0).T, RATE)
-    args = ["separate", "--model", model, "--device", "cpu", "--backend", "onnxruntime"]
+    args = ["separate", "--model", model, "--device", "cpu", "--backend", backend]
     assert (
         main([str(a) for a in [*args, "--no-cache", "-o", tmp_path / "out", tmp_path / "one.wav"]])
         == 0
     )
     provenance = json.loads((tmp_path / "out" / "one" / ".bandscope.json").read_text())
-    assert provenance["backend"] == "onnxruntime" and runs
+    assert provenance["backend"] == backend and runs
+    assert {r["runtime"] for r in runs} == {backend}
     assert sorted(p.name for p in (tmp_path / "out" / "one").glob("*.flac")) == [
         "bass.flac",
         "drums.flac",

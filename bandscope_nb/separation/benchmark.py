@@ -2,7 +2,8 @@
 
 The answer to "is this speed normal?": :func:`benchmark` separates the same audio once per
 mode the device runs: each precision (``fp32`` first, as the reference) and, on a CPU with the
-``onnx`` extra and an HTDemucs model, ONNX Runtime, after a short warm-up, and reports the
+``onnx`` or ``openvino`` extra and an HTDemucs model, ONNX Runtime and OpenVINO, after a short
+warm-up, and reports the
 times real time and each mode's SNR against the fp32 stems. Nothing is cached or written. On a
 GPU each mode runs twice and the second run is timed.
 """
@@ -75,7 +76,8 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: float = 30.0):
     """Time ``separator``'s model in every mode its device runs, on ``seconds`` of audio: each
-    precision, and ONNX Runtime where it runs (a CPU, the ``onnx`` extra, HTDemucs parts).
+    precision, and ONNX Runtime and OpenVINO where they run (a CPU, their extras, HTDemucs
+    parts).
 
     Parameters
     ----------
@@ -145,18 +147,20 @@ def benchmark(separator, audio, sample_rate: int | None = None, *, seconds: floa
 
 def _modes(separator) -> list[tuple[str, str]]:
     """``(precision, backend)`` pairs to time: torch in each precision of the device, then
-    ONNX Runtime where it runs this model here."""
+    ONNX Runtime and OpenVINO where they run this model here."""
     from ..errors import MissingDependencyError
     from .devices import _PRECISIONS, check_backend
     from .onnx_backend import check_model
 
     modes = [(p, "torch") for p in _PRECISIONS.get(separator.device.type, ("fp32",))]
-    try:
-        check_backend(separator.device, "fp32", "onnxruntime")
-        check_model(separator.model)
-    except (MissingDependencyError, ParameterError, DeviceError):
-        return modes
-    return [*modes, ("fp32", "onnxruntime")]
+    for backend in ("onnxruntime", "openvino"):
+        try:
+            check_backend(separator.device, "fp32", backend)
+            check_model(separator.model, backend)
+        except (MissingDependencyError, ParameterError, DeviceError):
+            continue
+        modes.append(("fp32", backend))
+    return modes
 
 
 def _variant(separator, precision: str, backend: str):

@@ -34,9 +34,9 @@ MAX_BATCH_SIZE = 1024
 #: or mixed precision (``torch.autocast``) with bfloat16 or float16 matrix work. The STFT, the
 #: normalisation and the output stay float32 in every mode.
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-#: What runs the network: torch on every device, or ONNX Runtime on the CPU for HTDemucs
-#: models (the ``onnx`` extra; faster on CPUs, see docs/benchmarks.md).
-BACKENDS = ("torch", "onnxruntime")
+#: What runs the network: torch on every device, or ONNX Runtime or OpenVINO on the CPU for
+#: HTDemucs models (the ``onnx`` or ``openvino`` extra; faster on CPUs, see docs/benchmarks.md).
+BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 def _real(name: str, value: Any) -> float:
@@ -79,10 +79,10 @@ class SeparationConfig:
     precision : {"fp32", "tf32", "bf16", "fp16"}
         ``"fp32"`` (IEEE float32 on every device); ``"tf32"``, ``"bf16"``, ``"fp16"`` trade a
         little fidelity for speed on GPUs (docs/benchmarks.md has the measured fidelity).
-    backend : {"torch", "onnxruntime"}
-        What runs the network: ``"torch"``, or ``"onnxruntime"`` (CPU, fp32, HTDemucs models;
-        ``pip install 'bandscope-nb[onnx]'``): faster on CPUs, checked against torch; with it
-        ``device="auto"`` is the CPU.
+    backend : {"torch", "onnxruntime", "openvino"}
+        What runs the network: ``"torch"``, or ``"onnxruntime"`` / ``"openvino"`` (CPU, fp32,
+        HTDemucs models; ``pip install 'bandscope-nb[onnx]'`` / ``'bandscope-nb[openvino]'``):
+        faster on CPUs, checked against torch; with them ``device="auto"`` is the CPU.
 
     Raises
     ------

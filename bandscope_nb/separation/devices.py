@@ -163,8 +163,11 @@ def check_precision(device, precision: str) -> str:
     return precision
 
 
-#: What ``backend="onnxruntime"`` imports (the ``onnx`` extra).
-_ONNX_NEEDS = ("onnxruntime", "onnx", "onnxscript")
+#: What each backend other than torch imports, and the extra that installs it.
+_BACKEND_NEEDS = {
+    "onnxruntime": (("onnxruntime", "onnx", "onnxscript"), "onnx"),
+    "openvino": (("openvino", "onnx", "onnxscript"), "openvino"),
+}
 
 
 def check_backend(device, precision: str, backend: str) -> str:
@@ -174,11 +177,12 @@ def check_backend(device, precision: str, backend: str) -> str:
     Raises
     ------
     DeviceError
-        ONNX Runtime on a GPU (this backend is the CPU's).
+        ONNX Runtime or OpenVINO on a GPU (these backends are the CPU's).
     ParameterError
-        ONNX Runtime with a precision other than fp32.
+        ONNX Runtime or OpenVINO with a precision other than fp32.
     MissingDependencyError
-        onnxruntime, onnx or onnxscript is not installed.
+        What the backend imports is not installed (onnxruntime or openvino, onnx,
+        onnxscript), naming the extra to install.
 
     Examples
     --------
@@ -194,18 +198,19 @@ def check_backend(device, precision: str, backend: str) -> str:
         return backend
     if device.type != "cpu":
         raise DeviceError(
-            f"backend='onnxruntime' runs on the CPU, not {device}; use device='cpu' or "
+            f"backend={backend!r} runs on the CPU, not {device}; use device='cpu' or "
             "backend='torch'."
         )
     if precision != "fp32":
         raise ParameterError(
-            "backend='onnxruntime' runs fp32 only; use precision='fp32' or backend='torch'."
+            f"backend={backend!r} runs fp32 only; use precision='fp32' or backend='torch'."
         )
-    missing = [name for name in _ONNX_NEEDS if importlib.util.find_spec(name) is None]
+    needs, extra = _BACKEND_NEEDS[backend]
+    missing = [name for name in needs if importlib.util.find_spec(name) is None]
     if missing:
         raise MissingDependencyError(
-            f"backend='onnxruntime' needs {', '.join(missing)}: pip install "
-            "'bandscope-nb[onnx]' (or use backend='torch')."
+            f"backend={backend!r} needs {', '.join(missing)}: pip install "
+            f"'bandscope-nb[{extra}]' (or use backend='torch')."
         )
     return backend
 
@@ -214,7 +219,8 @@ def check_run(config):
     """The ``torch.device`` a :class:`~.config.SeparationConfig` names, checked with its
     precision and backend (:func:`resolve_device`, :func:`check_precision`,
     :func:`check_backend`): what every entry point checks before loading anything.
-    ``device="auto"`` with ``backend="onnxruntime"`` is the CPU (the one it runs on).
+    ``device="auto"`` with ``backend="onnxruntime"`` or ``"openvino"`` is the CPU (the one
+    they run on).
 
     Examples
     --------
@@ -222,8 +228,8 @@ def check_run(config):
     >>> check_run(SeparationConfig(device="cpu"))
     device(type='cpu')
     """
-    onnx_auto = config.backend == "onnxruntime" and config.device == "auto"
-    device = resolve_device("cpu" if onnx_auto else config.device)  # ONNX Runtime: the CPU
+    cpu_only = config.backend != "torch" and config.device == "auto"
+    device = resolve_device("cpu" if cpu_only else config.device)  # ONNX Runtime, OpenVINO
     check_precision(device, config.precision)
     check_backend(device, config.precision, config.backend)
     return device

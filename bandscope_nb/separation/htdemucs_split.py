@@ -9,16 +9,23 @@ together again: with the core run by torch it returns exactly what ``HTDemucs.fo
 in evaluation mode (tested bit for bit), so any other runner of the core is checked against it.
 
 The core follows demucs 4.1's ``HTDemucs.forward`` line by line (``demucs/htdemucs.py``).
+
+:func:`inverse_stft` is a faster equivalent of demucs' mask and inverse STFT for
+complex-as-channels models (an ``irfft`` per frame and a four-way overlap-add, without
+``torch.istft``'s padded copies: half the time of a full-size chunk's, 133 dB from it), which
+the exported-graph backends use; torch's path keeps demucs' own.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["HTDemucsCore", "split_forward"]
+__all__ = ["HTDemucsCore", "inverse_stft", "split_forward"]
 
 
 class HTDemucsCore(torch.nn.Module):
@@ -92,7 +99,7 @@ class HTDemucsCore(torch.nn.Module):
         return x, m.channel_downsampler_t(xt)
 
 
-def split_forward(model, core: Callable, mix):
+def split_forward(model, core: Callable, mix, *, fast_istft: bool = False):
     """``model(mix)`` in evaluation mode, with ``core(mix, mag) -> (x, xt)`` as its network.
 
     Parameters
@@ -100,10 +107,14 @@ def split_forward(model, core: Callable, mix):
     model : demucs.htdemucs.HTDemucs
         Provides the STFT, mask and inverse STFT.
     core : callable
-        An :class:`HTDemucsCore` of ``model`` or anything computing the same (ONNX Runtime).
+        An :class:`HTDemucsCore` of ``model`` or anything computing the same (ONNX Runtime,
+        OpenVINO).
     mix : torch.Tensor
         ``(batch, channels, frames)``, at most the training length (shorter is zero-padded to
         it and the output trimmed back, as HTDemucs does).
+    fast_istft : bool
+        The frequency branch's waveforms by :func:`inverse_stft` instead of demucs' mask and
+        ``torch.istft`` (complex-as-channels models only; not bit for bit, about 133 dB).
 
     Examples
     --------
@@ -122,5 +133,80 @@ def split_forward(model, core: Callable, mix):
         mix = F.pad(mix, (0, training - length))
     z = model._spec(mix)
     x, xt = core(mix, model._magnitude(z).to(mix.device))
-    out = xt + model._ispec(model._mask(z, x), training)
+    if fast_istft and model.cac:
+        waves = torch.from_numpy(inverse_stft(x.numpy(), model.hop_length, training))
+    else:
+        waves = model._ispec(model._mask(z, x), training)
+    out = xt + waves
     return out[..., :length] if length < training else out
+
+
+def inverse_stft(x: np.ndarray, hop: int, length: int) -> np.ndarray:
+    """Waveforms from the frequency branch's complex-as-channels output, as HTDemucs' mask and
+    inverse STFT make them (its ``_ispec(_mask(z, x), length)`` for ``cac=True``).
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 ``(batch, sources, 2 * channels, bins, frames)``: real and imaginary parts of
+        each channel as neighbouring channels, ``bins = 2 * hop`` (the STFT's last bin
+        dropped, as HTDemucs does; ``n_fft = 4 * hop``).
+    hop : int
+        The STFT's hop length.
+    length : int
+        Samples to return.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(batch, sources, channels, length)``.
+
+    Examples
+    --------
+    >>> from demucs.htdemucs import HTDemucs
+    >>> net = HTDemucs(["a", "b"], channels=4, depth=2, nfft=512, t_layers=1, t_heads=1,
+    ...                dconv_mode=0, bottom_channels=0, segment=1).eval()
+    >>> z = net._spec(torch.randn(1, 2, 44100))
+    >>> x = torch.randn(1, 2, 4, *z.shape[-2:])
+    >>> ours = inverse_stft(x.numpy(), net.hop_length, 44100)
+    >>> theirs = net._ispec(net._mask(z, x), 44100).numpy()
+    >>> float(np.abs(ours - theirs).max()) < 1e-5 * float(np.abs(theirs).max())
+    True
+    """
+    import scipy.fft
+
+    batch, sources, channels2, bins, frames = x.shape
+    n_fft, rows = 4 * hop, batch * sources * (channels2 // 2)
+    if bins != 2 * hop:
+        raise ValueError(f"inverse_stft: {bins} bins for hop {hop}; expected {2 * hop}.")
+    parts = x.reshape(rows, 2, bins, frames)
+    z = np.empty((rows, bins + 1, frames), np.complex64)  # with the last bin, zero
+    z[:, -1] = 0
+    z.real[:, :-1], z.imag[:, :-1] = parts[:, 0], parts[:, 1]
+    # torch.istft(normalized=True) is the orthonormal inverse
+    waves = scipy.fft.irfft(
+        z, n=n_fft, axis=1, norm="ortho", workers=max(1, torch.get_num_threads())
+    )  # (rows, n_fft, frames)
+    window, scale, start = _synthesis(n_fft, hop, frames)
+    waves *= window[:, None]
+    # demucs pads two silent frames on each side: frame t starts at (t + 2) * hop
+    out = np.zeros((rows, frames + 7, hop), np.float32)
+    quarters = waves.reshape(rows, 4, hop, frames)
+    for k in range(4):
+        out[:, 2 + k : 2 + k + frames] += quarters[:, k].transpose(0, 2, 1)
+    out = out.reshape(rows, -1)[:, start : start + length]
+    out *= scale[: out.shape[-1]]
+    return out.reshape(batch, sources, channels2 // 2, length)
+
+
+@functools.lru_cache(maxsize=8)
+def _synthesis(n_fft: int, hop: int, frames: int):
+    """The periodic Hann window, the inverse of the summed squared windows of ``frames`` + 4
+    frames (read from demucs' first output sample on) and that sample's index."""
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    envelope = np.zeros((frames + 7) * hop, np.float64)
+    for t in range(frames + 4):
+        envelope[t * hop : t * hop + n_fft] += window.astype(np.float64) ** 2
+    start = n_fft // 2 + hop // 2 * 3  # torch.istft's centre, then demucs' own padding
+    scale = (1.0 / np.maximum(envelope[start:], 1e-11)).astype(np.float32)
+    return window, scale, start

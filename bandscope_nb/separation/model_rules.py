@@ -188,16 +188,16 @@ def keeps_silence(model) -> bool:
     """Whether ``model`` returns exact silence, as long as its input, for an input of exact
     silence (all samples zero), so that the engine may skip such chunks with the very output.
 
-    True for these exact classes (not subclasses, whose forward pass may differ):
-    HDemucs and HTDemucs with complex-as-channels output (demucs' default, every pretrained
-    model): each branch's output is scaled by the input's standard deviation and offset by its
-    mean, both 0, and the inverse STFT of zeros is zeros; the ONNX Runtime HTDemucs, which
-    computes the same; and :class:`~.masknet.MaskNet`, whose masks multiply the input's
-    spectrogram. Not when the model draws random numbers in its forward pass (HTDemucs with
-    ``t_sin_random_shift``: skipping a chunk would change the draws of the others) or has
+    True for these exact classes (not subclasses, whose forward pass may differ): HDemucs and
+    HTDemucs with complex-as-channels output (demucs' default, every pretrained model): each
+    branch's output is scaled by the input's standard deviation and offset by its mean, both 0,
+    and the inverse STFT of zeros is zeros; the exported-graph HTDemucs (ONNX Runtime,
+    OpenVINO), which computes the same; and :class:`~.masknet.MaskNet`, whose masks multiply the
+    input's spectrogram. Not when the model draws random numbers in its forward pass (HTDemucs
+    with ``t_sin_random_shift``: skipping a chunk would change the draws of the others) or has
     forward hooks, of its own or global, or a ``forward`` of its own set on the instance (they
-    may change the output). (A network whose own output were not finite would raise a NaN
-    error there; a skipped chunk is silent.) False for all else: their chunks always run.
+    may change the output). (A network whose own output were not finite would raise a NaN error
+    there; a skipped chunk is silent.) False for all else: their chunks always run.
 
     Examples
     --------

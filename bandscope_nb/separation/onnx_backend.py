@@ -1,10 +1,12 @@
-"""ONNX Runtime as the CPU backend of HTDemucs models (``backend="onnxruntime"``).
+"""ONNX Runtime and OpenVINO as CPU backends of HTDemucs models (``backend="onnxruntime"``,
+``backend="openvino"``).
 
 The network between HTDemucs' STFTs (:class:`~.htdemucs_split.HTDemucsCore`) is exported to
-ONNX once per model and run by ONNX Runtime; the STFT, mask and inverse STFT stay in torch
-(:func:`~.htdemucs_split.split_forward`), and the engine, cache and players are the same as for
-torch. Measured side by side on 2 cores (docs/benchmarks.md), this is the fastest CPU path
-(1.24-1.32x ``apply_model`` against 1.07-1.26x with torch, at 81 dB from it).
+ONNX once per model and runtime and run by ONNX Runtime or, through
+:class:`~.openvino_session.OpenVinoSession`, by OpenVINO; the STFT, mask and inverse STFT stay
+in torch (:func:`~.htdemucs_split.split_forward`), and the engine, cache and players are the
+same as for torch. Measured side by side on 2 cores (docs/benchmarks.md), these are the fastest
+CPU paths (OpenVINO and ONNX Runtime against ``apply_model`` there).
 
 An exported graph is checked against torch on random input before it is used (at least
 :data:`MIN_SNR_DB`) and written atomically, with a record of its sha256 (a later process that
@@ -12,8 +14,8 @@ finds other bytes checks it against torch again), under the result cache's ``gra
 when a cache is in use (named by a key over the model's weights, its constructor options and
 the exporting versions), else only into a temporary folder. Sessions are kept per process.
 
-Needs the ``onnx`` extra: ``pip install 'bandscope-nb[onnx]'`` (onnxruntime, onnx, onnxscript;
-checked by :func:`~.devices.check_backend`).
+Needs the ``onnx`` extra (onnxruntime, onnx, onnxscript) or the ``openvino`` extra (openvino,
+onnx, onnxscript), checked by :func:`~.devices.check_backend`.
 """
 
 from __future__ import annotations
@@ -41,18 +43,21 @@ MIN_SNR_DB = 60.0
 #: Bumped whenever :class:`~.htdemucs_split.HTDemucsCore` or the export changes: graphs made
 #: by an earlier one are not reused.
 GRAPH_FORMAT = 3
-#: ONNX opset of the export: 23 has an ``Attention`` operator, which :func:`_flash_attention`
-#: hands to ONNX Runtime's own multi-head attention.
-OPSET = 23
+#: ONNX opset of the export per runtime: 23 has an ``Attention`` operator, which
+#: :func:`_flash_attention` hands to ONNX Runtime's own multi-head attention; OpenVINO fuses
+#: opset 18's plain attention itself and ran opset 23's ``Attention`` 3 % slower.
+OPSETS = {"onnxruntime": 23, "openvino": 18}
+#: How messages name each runtime.
+LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 #: Sessions kept per process, by graph key (the most recent few).
 _SESSIONS: dict[str, object] = {}
 _KEEP = 4
 _LOCK = threading.Lock()
 
 
-def check_model(loaded) -> None:
+def check_model(loaded, runtime: str = "onnxruntime") -> None:
     """Check that every part of ``loaded`` (a :class:`~.loaded.LoadedModel`) is an HTDemucs,
-    the one architecture this backend exports.
+    the one architecture these backends export (``runtime`` names the backend in messages).
 
     Raises
     ------
@@ -64,22 +69,24 @@ def check_model(loaded) -> None:
     for model, _ in loaded.parts:
         if not isinstance(model, HTDemucs):
             raise ParameterError(
-                f"backend='onnxruntime' runs HTDemucs models; {loaded.name} is "
+                f"backend={runtime!r} runs HTDemucs models; {loaded.name} is "
                 f"{type(model).__name__}. Use backend='torch'."
             )
         if not model.use_train_segment:  # its input length varies: not one exported graph
             raise ParameterError(
-                f"backend='onnxruntime' runs HTDemucs models that pad every chunk to their "
+                f"backend={runtime!r} runs HTDemucs models that pad every chunk to their "
                 f"training length; {loaded.name} has use_train_segment=False. Use "
                 "backend='torch'."
             )
 
 
 class OnnxHTDemucs:
-    """An HTDemucs whose network runs in ONNX Runtime: called like the model (evaluation
-    mode), with its ``samplerate``, ``segment``, ``sources`` and ``audio_channels``.
+    """An HTDemucs whose network runs from its exported graph (an ONNX Runtime session or an
+    :class:`~.openvino_session.OpenVinoSession`): called like the model (evaluation mode),
+    with its ``samplerate``, ``segment``, ``sources`` and ``audio_channels``.
 
-    ``wrapped`` is the torch model (its STFTs run in torch; the engine sizes chunks by it).
+    ``wrapped`` is the torch model (its STFT runs in torch, the inverse STFT in
+    :func:`~.htdemucs_split.inverse_stft`; the engine sizes chunks by it).
     """
 
     def __init__(self, model, session):
@@ -93,7 +100,7 @@ class OnnxHTDemucs:
     def __call__(self, mix):
         from .htdemucs_split import split_forward
 
-        return split_forward(self.wrapped, self._core, mix)
+        return split_forward(self.wrapped, self._core, mix, fast_istft=True)
 
     def _core(self, mix, mag):
         import torch
@@ -104,25 +111,26 @@ class OnnxHTDemucs:
         return torch.from_numpy(x), torch.from_numpy(xt)
 
 
-def onnx_parts(loaded, folder: Path | None) -> list:
-    """``loaded``'s parts with each HTDemucs run by ONNX Runtime (exported, checked and
-    written to ``folder`` on first use; ``folder=None`` keeps no file).
+def onnx_parts(loaded, folder: Path | None, runtime: str = "onnxruntime") -> list:
+    """``loaded``'s parts with each HTDemucs run by ``runtime`` (``"onnxruntime"`` or
+    ``"openvino"``; exported, checked and written to ``folder`` on first use; ``folder=None``
+    keeps no file).
 
     Raises
     ------
     ParameterError
         A part is not an HTDemucs.
     SeparationError
-        ONNX Runtime's output disagrees with torch's (below :data:`MIN_SNR_DB`).
+        The runtime's output disagrees with torch's (below :data:`MIN_SNR_DB`).
     """
-    check_model(loaded)
+    check_model(loaded, runtime)
     parts = []
     for index, (model, weights) in enumerate(loaded.parts):
-        key = _graph_key(model, loaded.identity, index)
+        key = _graph_key(model, loaded.identity, index, runtime)
         with _LOCK:
             session = _SESSIONS.get(key)
             if session is None:
-                session = _load_or_export(model, key, loaded.name, folder)
+                session = _load_or_export(model, key, loaded.name, folder, runtime)
                 while len(_SESSIONS) >= _KEEP:
                     _SESSIONS.pop(next(iter(_SESSIONS)))
                 _SESSIONS[key] = session
@@ -130,10 +138,11 @@ def onnx_parts(loaded, folder: Path | None) -> list:
     return parts
 
 
-def _graph_key(model, identity: str, index: int) -> str:
+def _graph_key(model, identity: str, index: int, runtime: str) -> str:
+    import importlib
+
     import demucs
     import onnx
-    import onnxruntime
     import onnxscript
     import torch
 
@@ -145,7 +154,8 @@ def _graph_key(model, identity: str, index: int) -> str:
         # constructor options that change the forward pass but no weight (freq_emb's scale)
         init=getattr(model, "_init_args_kwargs", None),
         part=index,
-        onnxruntime=onnxruntime.__version__,
+        # the runtime and its version (ONNX Runtime's keys as before OpenVINO came)
+        **{runtime: importlib.import_module(runtime).__version__},
         torch=torch.__version__,
         demucs=demucs.__version__,
         onnx=onnx.__version__,
@@ -153,9 +163,16 @@ def _graph_key(model, identity: str, index: int) -> str:
     )
 
 
-def _session(path: Path):
-    import onnxruntime as ort
+def _session(path: Path, runtime: str):
+    """A session of ``runtime`` for the graph at ``path``: ``run(None, feeds)`` gives its
+    outputs."""
     import torch
+
+    if runtime == "openvino":
+        from .openvino_session import OpenVinoSession
+
+        return OpenVinoSession(path, threads=torch.get_num_threads())
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -169,18 +186,18 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _load_or_export(model, key: str, name: str, folder: Path | None):
-    """A session for ``model``'s core: from ``folder/<key>.onnx`` when it is there and loads,
-    else exported (into ``folder`` or a temporary folder) and checked. A stored graph whose
-    bytes match the digest written beside it when it passed the check is trusted; any other
-    (no record, another digest) is checked against torch again first."""
+def _load_or_export(model, key: str, name: str, folder: Path | None, runtime: str):
+    """A ``runtime`` session for ``model``'s core: from ``folder/<key>.onnx`` when it is there
+    and loads, else exported (into ``folder`` or a temporary folder) and checked. A stored
+    graph whose bytes match the digest written beside it when it passed the check is trusted;
+    any other (no record, another digest) is checked against torch again first."""
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="bandscope-onnx-") as tmp:
-            return _export_checked(model, name, Path(tmp) / f"{key}.onnx")
+            return _export_checked(model, name, Path(tmp) / f"{key}.onnx", runtime)
     path = folder / f"{key}.onnx"
     if path.is_file() and not path.is_symlink():
         try:
-            session = _session(path)
+            session = _session(path, runtime)
         except Exception as exc:  # a damaged file: made again below
             problem = f"does not load ({_plain(exc)})"
         else:
@@ -194,19 +211,19 @@ def _load_or_export(model, key: str, name: str, folder: Path | None):
                 return session
             problem = f"disagrees with torch ({snr:.1f} dB SNR)"
         warnings.warn(f"The exported graph {path} {problem}; exporting it again.", stacklevel=4)
-    return _export_checked(model, name, path)
+    return _export_checked(model, name, path, runtime)
 
 
-def _export_checked(model, name: str, path: Path):
+def _export_checked(model, name: str, path: Path, runtime: str):
     """Export ``model``'s core to ``path`` through a temporary file beside it, renamed into
-    place only once ONNX Runtime loads it and agrees with torch on :func:`_example`'s input
+    place only once ``runtime`` loads it and agrees with torch on :func:`_example`'s input
     (then recorded by :func:`_record`); a graph that fails is deleted. A failed write is an
     :class:`OSError`."""
     mix, mag = _example(model)
     with atomic_path(path) as tmp:
         try:
-            _export(model, mix, mag, tmp)
-            session = _session(tmp)
+            _export(model, mix, mag, tmp, runtime=runtime)
+            session = _session(tmp, runtime)
         except OSError:
             raise
         except Exception as exc:
@@ -217,7 +234,7 @@ def _export_checked(model, name: str, path: Path):
         snr = _agreement(model, session, mix, mag)
         if snr < MIN_SNR_DB:
             raise SeparationError(
-                f"ONNX Runtime's result for {name} differs from torch's ({snr:.1f} dB SNR, "
+                f"{LABELS[runtime]}'s result for {name} differs from torch's ({snr:.1f} dB SNR, "
                 f"below {MIN_SNR_DB:g} dB); use backend='torch'."
             )
     _record(path, snr)
@@ -262,8 +279,9 @@ def _example(model):
     return mix, mag
 
 
-def _export(model, mix, mag, path: Path) -> None:
-    """torch's ONNX exporter on the core, with its progress lines and warnings kept quiet."""
+def _export(model, mix, mag, path: Path, *, runtime: str) -> None:
+    """torch's ONNX exporter on the core at ``runtime``'s opset, with its progress lines and
+    warnings kept quiet, then rewritten for the runtime (:func:`_rewrite`)."""
     import torch
 
     from .htdemucs_split import HTDemucsCore
@@ -288,14 +306,15 @@ def _export(model, mix, mag, path: Path) -> None:
             output_names=["x", "xt"],
             dynamic_shapes=({0: batch}, {0: batch}),
             external_data=False,
-            opset_version=OPSET,
+            opset_version=OPSETS[runtime],
         )
-    _for_ort(path)
+    _rewrite(path, runtime)
 
 
-def _for_ort(path: Path) -> None:
-    """Rewrite the exported graph at ``path`` for ONNX Runtime's CPU kernels:
-    :func:`_flash_attention` and :func:`_layer_norms`."""
+def _rewrite(path: Path, runtime: str) -> None:
+    """Rewrite the exported graph at ``path`` for ``runtime``'s CPU kernels: for ONNX
+    Runtime :func:`_flash_attention` and :func:`_layer_norms`, for OpenVINO
+    :func:`_glu_convs` (each measured side by side, docs/benchmarks.md)."""
     import onnx
 
     graph = onnx.load(str(path))
@@ -303,7 +322,11 @@ def _for_ort(path: Path) -> None:
         info.name: [d.dim_value if d.HasField("dim_value") else None for d in _dims(info)]
         for info in [*graph.graph.value_info, *graph.graph.input]
     }
-    if _flash_attention(graph, shapes) + _layer_norms(graph, shapes):
+    if runtime == "onnxruntime":
+        done = _flash_attention(graph, shapes) + _layer_norms(graph, shapes)
+    else:
+        done = _glu_convs(graph)
+    if done:
         onnx.save(graph, str(path))
 
 
@@ -406,6 +429,67 @@ def _layer_norms(graph, shapes: dict) -> int:
     return done
 
 
+def _glu_convs(graph) -> int:
+    """Each ``Conv`` whose output only a ``Split`` into two halves along the channels reads
+    (a GLU after HTDemucs' encoder and decoder rewrite convolutions) becomes two ``Conv``s,
+    one per half of its weights and bias: the same arithmetic per output channel, without a
+    pass that copies the tensor apart (OpenVINO runs ``Split`` with a reference kernel: 2 %
+    of a full-size chunk, measured side by side). Weights shared with another node are left
+    alone. Returns how many."""
+    from onnx import helper, numpy_helper
+
+    nodes = list(graph.graph.node)  # the same node objects throughout (their ids are keys)
+    producer = {out: node for node in nodes for out in node.output}
+    uses: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    initializers = {tensor.name: tensor for tensor in graph.graph.initializer}
+    outputs = {info.name for info in graph.graph.output}
+    halves, dropped = {}, set()
+    for split in nodes:
+        conv = producer.get(split.input[0]) if split.input else None
+        if (
+            split.op_type != "Split"
+            or len(split.input) != 1
+            or len(split.output) != 2
+            or _attributes(split) != {"axis": 1, "num_outputs": 2}
+            or conv is None
+            or conv.op_type != "Conv"
+            or len(conv.input) != 3
+            or uses[split.input[0]] != 1
+            or split.input[0] in outputs
+            or not all(name in initializers and uses[name] == 1 for name in conv.input[1:])
+        ):
+            continue
+        weight, bias = (numpy_helper.to_array(initializers[n]) for n in conv.input[1:])
+        if weight.shape[0] % 2 or bias.shape != weight.shape[:1]:
+            continue
+        half, pair = weight.shape[0] // 2, []
+        for k, out in enumerate(split.output):
+            names = [f"{conv.input[1]}_half{k}", f"{conv.input[2]}_half{k}"]
+            for name, array in zip(names, (weight, bias), strict=True):
+                graph.graph.initializer.append(
+                    numpy_helper.from_array(array[k * half : (k + 1) * half], name)
+                )
+            pair.append(
+                helper.make_node(
+                    "Conv", [conv.input[0], *names], [out], name=f"{conv.name}_half{k}",
+                    **_attributes(conv),
+                )
+            )  # fmt: skip
+        for name in conv.input[1:]:
+            graph.graph.initializer.remove(initializers[name])
+        halves[id(conv)], dropped = pair, dropped | {id(split)}
+    if halves:
+        kept = [
+            new for node in nodes if id(node) not in dropped for new in halves.get(id(node), [node])
+        ]
+        del graph.graph.node[:]
+        graph.graph.node.extend(kept)
+    return len(halves)
+
+
 def _attributes(node) -> dict:
     from onnx import helper
 
@@ -431,7 +515,7 @@ def _logging_off():
 
 
 def _agreement(model, session, mix, mag) -> float:
-    """SNR in dB of ONNX Runtime's core output against torch's, on the first row of ``mix``
+    """SNR in dB of a session's core output against torch's, on the first row of ``mix``
     (one chunk: the check costs one forward pass in each)."""
     import torch
 

@@ -30,7 +30,7 @@ from .config import DEFAULTS, SeparationConfig
 from .devices import check_run, default_batch_size
 from .inputs import Input, open_source, read_input
 from .models import LoadedModel, load_model
-from .onnx_backend import check_model, onnx_parts
+from .onnx_backend import LABELS, check_model, onnx_parts
 from .pretrained import offline_reason
 from .streams import (
     StemWriter,
@@ -102,8 +102,9 @@ class Separator:
         network's arithmetic: ``"fp32"`` (IEEE float32 on every device), ``"tf32"`` (CUDA),
         or mixed ``"bf16"`` (CPU, CUDA) / ``"fp16"`` (CUDA, MPS): faster on GPUs at a small,
         measured cost in fidelity; and what runs the network: ``"torch"``, or
-        ``"onnxruntime"`` (CPU, fp32, HTDemucs models, the ``onnx`` extra): faster on CPUs, its
-        exported graph checked against torch before use and kept in the cache folder.
+        ``"onnxruntime"`` / ``"openvino"`` (CPU, fp32, HTDemucs models, the ``onnx`` /
+        ``openvino`` extra): faster on CPUs, the exported graph checked against torch before
+        use and kept in the cache folder.
     cache : bool, str, os.PathLike or ResultCache
         Use the result cache (default location, a given folder, or a given cache); False to skip.
     sha256 : str or None
@@ -211,8 +212,8 @@ class Separator:
                     f"{loaded.max_segment:.2f} s (its training length); use a shorter one "
                     "or segment=None."
                 )
-            if self.backend == "onnxruntime":
-                check_model(loaded)
+            if self.backend != "torch":
+                check_model(loaded, self.backend)
             self._model = loaded
         return self._model
 
@@ -480,14 +481,15 @@ class Separator:
         return writer.data if workdir is None else open_stems(workdir / "stems.f32", shape)
 
     def _parts(self, model: LoadedModel, bar) -> list:
-        """The models the engine runs: ``model.parts``, or with ``backend="onnxruntime"`` the
-        same run by ONNX Runtime (exported on first use, said on the progress bar)."""
-        if self.backend != "onnxruntime":
+        """The models the engine runs: ``model.parts``, or with ``backend="onnxruntime"`` or
+        ``"openvino"`` the same run by that runtime (exported on first use, said on the
+        progress bar)."""
+        if self.backend == "torch":
             return model.parts
         if bar is None:
             return self._onnx_parts(model)
         desc = bar.desc
-        bar.set_description_str(f"{desc} (preparing ONNX Runtime)")
+        bar.set_description_str(f"{desc} (preparing {LABELS[self.backend]})")
         try:
             return self._onnx_parts(model)
         finally:
@@ -498,7 +500,7 @@ class Separator:
         written (a full disk, a foreign ``graphs`` file), announced, in a temporary one."""
         if self.cache is not None:
             try:
-                return onnx_parts(model, self.cache.graphs())
+                return onnx_parts(model, self.cache.graphs(), self.backend)
             except OSError as exc:
                 warnings.warn(
                     f"Could not keep {model.name}'s exported graph in the cache folder "
@@ -506,7 +508,7 @@ class Separator:
                     stacklevel=5,
                 )
         try:
-            return onnx_parts(model, None)
+            return onnx_parts(model, None, self.backend)
         except OSError as exc:
             raise SeparationError(
                 f"Could not write {model.name}'s exported graph to a temporary folder ({exc}); "
