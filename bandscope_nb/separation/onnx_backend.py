@@ -3,16 +3,17 @@
 
 The network between HTDemucs' STFTs (:class:`~.htdemucs_split.HTDemucsCore`) is exported to
 ONNX once per model and runtime and run by ONNX Runtime or, through
-:class:`~.openvino_session.OpenVinoSession`, by OpenVINO; the STFT, mask and inverse STFT stay
-in torch (:func:`~.htdemucs_split.split_forward`), and the engine, cache and players are the
-same as for torch. Measured side by side on 2 cores (docs/benchmarks.md), these are the fastest
-CPU paths (OpenVINO and ONNX Runtime against ``apply_model`` there).
+:class:`~.openvino_session.OpenVinoSession`, by OpenVINO; the STFT stays in torch, the mask
+and inverse STFT are :func:`~.htdemucs_split.inverse_stft` (see
+:func:`~.htdemucs_split.split_forward`), and the engine, cache and players are the same as for
+torch. Measured side by side on 2 cores (docs/benchmarks.md), these are the fastest CPU paths.
 
 An exported graph is checked against torch on random input before it is used (at least
 :data:`MIN_SNR_DB`) and written atomically, with a record of its sha256 (a later process that
 finds other bytes checks it against torch again), under the result cache's ``graphs/`` folder
-when a cache is in use (named by a key over the model's weights, its constructor options and
-the exporting versions), else only into a temporary folder. Sessions are kept per process.
+when a cache is in use (named by a key over the model's weights, its constructor options, the
+runtime and the exporting versions), else only into a temporary folder. Sessions are kept per
+process.
 
 Needs the ``onnx`` extra (onnxruntime, onnx, onnxscript) or the ``openvino`` extra (openvino,
 onnx, onnxscript), checked by :func:`~.devices.check_backend`.
