@@ -194,10 +194,16 @@ def silence_lines(tp: dict) -> list[str]:
         "|---|---:|---:|",
         row("demucs `apply_model`", "apply_model_s"),
         row("bandscope-nb `Separator`", "ours_s"),
-        *(row(f'bandscope-nb `Separator(backend="{b}")`', f"{k}_s") for k, b, _ in GRAPHS),
+        *(
+            row(f'bandscope-nb `Separator(backend="{b}")`', f"{k}_s")
+            for k, b, _ in GRAPHS
+            if f"{k}_s" in tp
+        ),
         "",
         f"Agreement with `apply_model`'s output: {tp['snr_db']:.1f} dB SNR with torch"
-        + "".join(f", {tp[f'{k}_snr_db']:.1f} dB with {label}" for k, _, label in GRAPHS)
+        + "".join(
+            f", {tp[f'{k}_snr_db']:.1f} dB with {label}" for k, _, label in GRAPHS if f"{k}_s" in tp
+        )
         + ".",
     ]
 

@@ -131,6 +131,96 @@ def test_split_forward_keeps_demucs_inverse_stft_for_masking_models():
         assert not torch.equal(fast, cac(mix)) and snr_db(cac(mix).numpy(), fast.numpy()) > 100
 
 
+def test_a_subclass_with_its_own_inverse_stft_keeps_it(runs):
+    from demucs.htdemucs import HTDemucs
+
+    class Quieter(HTDemucs):
+        def _ispec(self, z, length=None, scale=0):
+            return 0.5 * super()._ispec(z, length, scale)
+
+    torch.manual_seed(5)
+    model = Quieter(
+        list(helpers.SOURCES), channels=4, depth=2, nfft=512, t_layers=1, t_heads=1,
+        dconv_mode=0, bottom_channels=0, segment=1,
+    ).eval()  # fmt: skip
+    audio = noise(1.0)
+    got = _separate(model, audio, backend="openvino")
+    assert runs and snr_db(_separate(model, audio), got) >= onnx_backend.MIN_SNR_DB
+
+
+def _glu_graph(group: int):
+    """Conv (4 -> 8 channels, ``group`` groups) -> Split in two -> a * sigmoid(b)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(group)
+    weight = rng.standard_normal((8, 4 // group, 3)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(weight, "w"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["y"], group=group, pads=[1, 1]),
+        helper.make_node("Split", ["y"], ["a", "g"], axis=1, num_outputs=2),
+        helper.make_node("Sigmoid", ["g"], ["s"]),
+        helper.make_node("Mul", ["a", "s"], ["out"]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 16])
+    graph = helper.make_graph(nodes, "glu", [x], [out], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_glu_convolutions_are_split_only_where_the_arithmetic_stays(group):
+    model = _glu_graph(group)
+    x = np.random.default_rng(0).standard_normal((1, 4, 16)).astype(np.float32)
+
+    def run(m):
+        session = onnxruntime.InferenceSession(m.SerializeToString())
+        return session.run(None, {"x": x})[0]
+
+    before = run(model)
+    done = onnx_backend._glu_convs(model)
+    ops = [node.op_type for node in model.graph.node]
+    if group == 1:  # two convolutions, no split, the same numbers
+        assert done == 1 and ops.count("Conv") == 2 and "Split" not in ops
+        assert {t.name for t in model.graph.initializer} == {
+            "w_half0",
+            "b_half0",
+            "w_half1",
+            "b_half1",
+        }
+    else:  # halving a grouped convolution would pair other channels: left alone
+        assert done == 0 and ops.count("Conv") == 1 and "Split" in ops
+    np.testing.assert_allclose(run(model), before, rtol=1e-5, atol=1e-6)
+
+
+def test_an_openvino_session_wants_every_input_by_name(tmp_path):
+    path = tmp_path / "glu.onnx"
+    onnx.save(_glu_graph(1), str(path))
+    session = OpenVinoSession(path, threads=1)
+    x = np.ones((1, 4, 16), np.float32)
+    assert session.run(None, {"x": x})[0].shape == (1, 4, 16)
+    with pytest.raises(ValueError, match=r"needs the inputs \['x'\]; got \['y'\]"):
+        session.run(None, {"y": x})
+    with pytest.raises(ValueError, match="pass None"):
+        session.run(["out"], {"x": x})
+
+
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_a_foreign_graph_under_the_key_is_exported_again(backend, tmp_path, exports):
+    model, root = tiny_htdemucs(), tmp_path / "c"
+    _separate(model, noise(1.0), backend=backend, cache=root)
+    (graph,) = (root / "graphs").glob("*.onnx")
+    onnx.save(_glu_graph(1), str(graph))  # a readable graph with other inputs, no record
+    graph.with_suffix(".json").unlink()
+    onnx_backend._SESSIONS.clear()
+    audio = noise(1.0, seed=1)
+    with pytest.warns(UserWarning, match="does not load"):
+        got = _separate(model, audio, backend=backend, cache=root)
+    assert len(exports) == 2 and snr_db(_separate(model, audio), got) >= onnx_backend.MIN_SNR_DB
+
+
 @pytest.mark.parametrize(
     ("backend", "options"),
     [

@@ -114,7 +114,9 @@ def split_forward(model, core: Callable, mix, *, fast_istft: bool = False):
         it and the output trimmed back, as HTDemucs does).
     fast_istft : bool
         The frequency branch's waveforms by :func:`inverse_stft` instead of demucs' mask and
-        ``torch.istft`` (complex-as-channels models only; not bit for bit, about 133 dB).
+        ``torch.istft`` (not bit for bit, about 133 dB), where that computes the same:
+        complex-as-channels output, and HTDemucs' own ``_mask`` and ``_ispec`` (a subclass
+        that overrides either keeps its own).
 
     Examples
     --------
@@ -133,12 +135,20 @@ def split_forward(model, core: Callable, mix, *, fast_istft: bool = False):
         mix = F.pad(mix, (0, training - length))
     z = model._spec(mix)
     x, xt = core(mix, model._magnitude(z).to(mix.device))
-    if fast_istft and model.cac:
+    if fast_istft and _plain_istft(model):
         waves = torch.from_numpy(inverse_stft(x.numpy(), model.hop_length, training))
     else:
         waves = model._ispec(model._mask(z, x), training)
     out = xt + waves
     return out[..., :length] if length < training else out
+
+
+def _plain_istft(model) -> bool:
+    """Whether :func:`inverse_stft` is ``model``'s own mask and inverse STFT."""
+    from demucs.htdemucs import HTDemucs
+
+    cls = type(model)
+    return bool(model.cac) and cls._mask is HTDemucs._mask and cls._ispec is HTDemucs._ispec
 
 
 def inverse_stft(x: np.ndarray, hop: int, length: int) -> np.ndarray:

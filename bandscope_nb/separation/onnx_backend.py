@@ -39,7 +39,7 @@ from ..files import atomic_path
 
 __all__ = ["MIN_SNR_DB", "OnnxHTDemucs", "check_model", "onnx_parts"]
 
-#: Least agreement, in dB SNR, between ONNX Runtime's and torch's core on a check input.
+#: Least agreement, in dB SNR, between a runtime's and torch's core on a check input.
 MIN_SNR_DB = 60.0
 #: Bumped whenever :class:`~.htdemucs_split.HTDemucsCore` or the export changes: graphs made
 #: by an earlier one are not reused.
@@ -86,8 +86,9 @@ class OnnxHTDemucs:
     :class:`~.openvino_session.OpenVinoSession`): called like the model (evaluation mode),
     with its ``samplerate``, ``segment``, ``sources`` and ``audio_channels``.
 
-    ``wrapped`` is the torch model (its STFT runs in torch, the inverse STFT in
-    :func:`~.htdemucs_split.inverse_stft`; the engine sizes chunks by it).
+    ``wrapped`` is the torch model (its STFT runs in torch, the mask and inverse STFT in
+    :func:`~.htdemucs_split.inverse_stft` where that computes demucs' own: complex-as-channels
+    output and demucs' own methods; the engine sizes chunks by it).
     """
 
     def __init__(self, model, session):
@@ -199,14 +200,14 @@ def _load_or_export(model, key: str, name: str, folder: Path | None, runtime: st
     if path.is_file() and not path.is_symlink():
         try:
             session = _session(path, runtime)
-        except Exception as exc:  # a damaged file: made again below
-            problem = f"does not load ({_plain(exc)})"
-        else:
             if _passed(path):
                 with contextlib.suppress(OSError):  # its last use, for the cache's size cap
                     os.utime(path)
                 return session
             snr = _agreement(model, session, *_example(model))
+        except Exception as exc:  # a damaged or foreign file (other inputs): made again below
+            problem = f"does not load ({_plain(exc)})"
+        else:
             if snr >= MIN_SNR_DB:
                 _record(path, snr)
                 return session
@@ -225,14 +226,14 @@ def _export_checked(model, name: str, path: Path, runtime: str):
         try:
             _export(model, mix, mag, tmp, runtime=runtime)
             session = _session(tmp, runtime)
+            snr = _agreement(model, session, mix, mag)  # OpenVINO compiles at the first run
         except OSError:
             raise
         except Exception as exc:
             raise SeparationError(
-                f"Could not export {name} to ONNX ({type(exc).__name__}: {_plain(exc)}); use "
-                "backend='torch'."
+                f"Could not export {name} to ONNX and run it in {LABELS[runtime]} "
+                f"({type(exc).__name__}: {_plain(exc)}); use backend='torch'."
             ) from exc
-        snr = _agreement(model, session, mix, mag)
         if snr < MIN_SNR_DB:
             raise SeparationError(
                 f"{LABELS[runtime]}'s result for {name} differs from torch's ({snr:.1f} dB SNR, "
@@ -464,7 +465,8 @@ def _glu_convs(graph) -> int:
         ):
             continue
         weight, bias = (numpy_helper.to_array(initializers[n]) for n in conv.input[1:])
-        if weight.shape[0] % 2 or bias.shape != weight.shape[:1]:
+        grouped = _attributes(conv).get("group", 1) != 1  # halves would regroup the channels
+        if grouped or weight.shape[0] % 2 or bias.shape != weight.shape[:1]:
             continue
         half, pair = weight.shape[0] // 2, []
         for k, out in enumerate(split.output):

@@ -54,6 +54,7 @@ class OpenVinoSession:
         # the ONNX reader alone: Core.read_model tries every format and logs each failure
         frontend = FrontEndManager().load_by_framework("onnx")
         self._model = frontend.convert(frontend.load(str(path)))
+        self._inputs = {port.get_any_name() for port in self._model.inputs}
         self._core = ov.Core()
         self._config = {
             "INFERENCE_PRECISION_HINT": "f32",
@@ -69,6 +70,10 @@ class OpenVinoSession:
         (all of them, as ONNX Runtime's ``run(None, ...)``)."""
         if outputs is not None:
             raise ValueError("OpenVinoSession.run returns every output; pass None.")
+        if set(feeds) != self._inputs:
+            raise ValueError(
+                f"OpenVinoSession.run needs the inputs {sorted(self._inputs)}; got {sorted(feeds)}."
+            )
         shapes = tuple((name, tuple(value.shape)) for name, value in sorted(feeds.items()))
         with self._lock:
             request = self._requests.pop(shapes, None) or self._compile(dict(shapes))
