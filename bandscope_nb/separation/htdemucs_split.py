@@ -219,4 +219,6 @@ def _synthesis(n_fft: int, hop: int, frames: int):
         envelope[t * hop : t * hop + n_fft] += window.astype(np.float64) ** 2
     start = n_fft // 2 + hop // 2 * 3  # torch.istft's centre, then demucs' own padding
     scale = (1.0 / np.maximum(envelope[start:], 1e-11)).astype(np.float32)
+    for shared in (window, scale):  # kept for later calls
+        shared.setflags(write=False)
     return window, scale, start
