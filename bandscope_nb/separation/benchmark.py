@@ -46,7 +46,7 @@ class BenchmarkResult:
             lines.append(f"  {_mode(r):<18}{r['seconds']:>9.2f}{r['realtime']:>13.1f}{snr:>13}")
         lines.append(
             "  (docs/benchmarks.md has reference numbers: htdemucs on 2 CPU cores runs at 1.5 to "
-            "2.7x real time, on an H100 at 250-380x with batch 16)"
+            "2.9x real time, on an H100 at 250-380x with batch 16)"
         )
         return "\n".join(lines)
 

@@ -436,8 +436,8 @@ def _glu_convs(graph) -> int:
     (a GLU after HTDemucs' encoder and decoder rewrite convolutions) becomes two ``Conv``s,
     one per half of its weights and bias: the same arithmetic per output channel, without a
     pass that copies the tensor apart (OpenVINO runs ``Split`` with a reference kernel: 2 %
-    of a full-size chunk, measured side by side). Weights shared with another node are left
-    alone. Returns how many."""
+    of a full-size chunk, measured side by side). Grouped convolutions (whose halves would pair
+    other channels) and weights shared with another node are left alone. Returns how many."""
     from onnx import helper, numpy_helper
 
     nodes = list(graph.graph.node)  # the same node objects throughout (their ids are keys)
