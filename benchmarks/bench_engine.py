@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from bandscope_nb.separation.onnx_backend import LABELS
+
 RATE = 44100
 SOURCES = ["drums", "bass", "other", "vocals"]
 
@@ -68,8 +70,12 @@ def write_noise(path: Path, minutes: float) -> None:
             f.write((0.1 * rng.standard_normal((n, 2))).astype(np.float32))
 
 
-#: The Separator's backends that run an exported graph: key in the results, backend, label.
-GRAPHS = (("onnx", "onnxruntime", "ONNX Runtime"), ("openvino", "openvino", "OpenVINO"))
+#: The Separator's backends that run an exported graph: key in the results, backend, and how
+#: the report names it (onnx_backend.LABELS).
+GRAPHS = tuple(
+    (key, backend, LABELS[backend])
+    for key, backend in (("onnx", "onnxruntime"), ("openvino", "openvino"))
+)
 
 
 def throughput_repeated(repeats: int, gap: float = 0.0) -> dict:

@@ -3,9 +3,8 @@
 The answer to "is this speed normal?": :func:`benchmark` separates the same audio once per
 mode the device runs: each precision (``fp32`` first, as the reference) and, on a CPU with the
 ``onnx`` or ``openvino`` extra and an HTDemucs model, ONNX Runtime and OpenVINO, after a short
-warm-up, and reports the
-times real time and each mode's SNR against the fp32 stems. Nothing is cached or written. On a
-GPU each mode runs twice and the second run is timed.
+warm-up, and reports the times real time and each mode's SNR against the fp32 stems. Nothing
+is cached or written. On a GPU each mode runs twice and the second run is timed.
 """
 
 from __future__ import annotations
@@ -150,10 +149,10 @@ def _modes(separator) -> list[tuple[str, str]]:
     ONNX Runtime and OpenVINO where they run this model here."""
     from ..errors import MissingDependencyError
     from .devices import _PRECISIONS, check_backend
-    from .onnx_backend import check_model
+    from .onnx_backend import LABELS, check_model
 
     modes = [(p, "torch") for p in _PRECISIONS.get(separator.device.type, ("fp32",))]
-    for backend in ("onnxruntime", "openvino"):
+    for backend in LABELS:  # the backends that run an exported graph
         try:
             check_backend(separator.device, "fp32", backend)
             check_model(separator.model, backend)
