@@ -9,7 +9,7 @@ printed beside it and must stay within the 10 minutes the Teaching lab allows. W
 the best checkpoint is stored in half precision as the bundled ``bandscope-tiny``
 (bandscope_nb/separation/weights/), scored again, and its sha256 printed for bundled.py.
 
-Usage: python benchmarks/bench_train.py [--steps 1600] [--out build/bench-train]
+Usage: python benchmarks/bench_train.py [--steps 4000] [--out build/bench-train]
                                         [--write docs/baselines.md] [--ship]
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from bench_sections import publish
 
 HEADING = "## bandscope-tiny: a MaskNet trained on this machine"
-STEPS = 1600
+STEPS = 4000
 
 
 def _medians(model, truth) -> dict[str, float]:

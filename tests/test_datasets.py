@@ -48,6 +48,19 @@ def test_songs_are_four_stems_on_the_16_bit_grid_and_the_mix_is_their_sum(songs)
         assert (loud[:3] > 1e-3).all(), loud  # drums, bass and chords always play
 
 
+def test_stems_are_levelled_by_rms_so_their_levels_are_the_recorded_ones(songs):
+    # whatever the programme's own loudness, the stems' RMS differ by the levels drawn for them
+    for i in range(3):
+        loud = np.sqrt((songs[i].data.astype(np.float64) ** 2).mean(axis=(1, 2)))
+        gains = songs.arrangement(i)["gains_db"]
+        drawn = np.array([gains[name] for name in songs.names])
+        assert ((drawn >= -9.0) & (drawn <= 0.0)).all(), drawn
+        playing = loud > 1e-4
+        measured = 20 * np.log10(loud[playing])
+        spread = (measured - measured.max()) - (drawn[playing] - drawn[playing].max())
+        np.testing.assert_allclose(spread, 0.0, atol=0.05)
+
+
 def test_a_seed_gives_the_same_songs_anywhere_and_song_i_does_not_depend_on_n(songs, tmp_path):
     again = bn.datasets.synth_multitracks(1, seconds=4.0, seed=11, folder=tmp_path)
     np.testing.assert_array_equal(again[0].data, songs[0].data)  # rendered anew, identical

@@ -72,6 +72,20 @@ def test_hostile_init_arguments_in_a_masknet_file_are_refused(tmp_path):
         bn.load_model(path)
 
 
+def test_the_loss_is_the_l1_distance_of_the_masked_mixture_magnitude_and_its_gradient_too():
+    net = small()
+    batch = torch.from_numpy(np.stack([s.data for s in tone_songs(2)]))
+    stems = net.spectrogram(batch.flatten(0, 1))
+    stems = stems.reshape(*batch.shape[:2], *stems.shape[1:])  # (B, S, C, F, N)
+    mix = stems.sum(dim=1)
+    plain = ((net.mask(mix)[:, :, None] * mix.abs()[:, None]) - stems.abs()).abs().mean()
+    (expected,) = torch.autograd.grad(plain, net.masks.weight)
+    fast = batch_loss(net, batch)
+    (got,) = torch.autograd.grad(fast, net.masks.weight)
+    assert abs(fast.item() - plain.item()) <= 1e-6 * plain.item()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+
+
 def test_training_steps_lower_the_loss_on_a_fixed_batch():
     songs = tone_songs(4)
     batch = torch.from_numpy(np.stack([s.data for s in songs[:3]]))

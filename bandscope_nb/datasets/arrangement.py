@@ -64,7 +64,8 @@ class Arrangement:
     key, mode : int, str
         Tonic pitch class (0 = C) and ``"major"`` or ``"minor"``.
     programs, pans, gains_db : dict
-        Per stem: General MIDI programme (a kit for drums), pan (0-127), level in dB.
+        Per stem: General MIDI programme (a kit for drums), pan (0-127), level in dB (-9 to 0,
+        applied once the renderer has brought every stem to the same RMS).
     notes : dict
         Per stem: ``(start_s, duration_s, pitch, velocity)`` tuples.
     """
@@ -83,7 +84,7 @@ class Arrangement:
         Examples
         --------
         >>> arrange(np.random.default_rng(0), 4.0).describe()
-        '118 bpm, Ebm; programmes: drums 32, bass 39, other 91, vocals 71'
+        '118 bpm, Ebm; programmes: drums 24, bass 38, other 88, vocals 65'
         """
         names = "C C# D Eb E F F# G Ab A Bb B".split()
         tonic = names[self.key] + ("m" if self.mode == "minor" else "")
@@ -130,6 +131,7 @@ def arrange(rng: np.random.Generator, seconds: float) -> Arrangement:
     lead_start = int(rng.integers(0, 2))  # a bar of intro without the lead, or none
     lead_low = 57 + int(rng.integers(0, 6))  # a singer's range: about an octave and a half
     bass_low = int(rng.integers(24, 37))  # roots in the octave above C1..C2 (5- and 4-string)
+    keys_low = int(rng.integers(43, 61))  # chords voiced in the octave above G2..C4
     for bar in range(bars):
         t0 = bar * 4 * beat
         # drums
@@ -150,8 +152,8 @@ def arrange(rng: np.random.Generator, seconds: float) -> Arrangement:
         for b, offset, duration in bass_pattern:
             pitch = root + offset
             notes["bass"].append((t0 + b * beat, duration * beat, pitch, _velocity(rng, 96)))
-        # chords around middle C
-        triad = [60 + (key + pc) % 12 - (12 if (key + pc) % 12 > 7 else 0) for pc in chord(bar)]
+        # chords: each tone in the octave above keys_low
+        triad = [keys_low + (key + pc - keys_low) % 12 for pc in chord(bar)]
         if keys_style == "held":
             onsets = [(0.0, 4.0)]
         elif keys_style == "stabs":
@@ -192,6 +194,6 @@ def arrange(rng: np.random.Generator, seconds: float) -> Arrangement:
             "other": 64 + int(rng.integers(-40, 41)),
             "vocals": 64 + int(rng.integers(-12, 13)),
         },
-        gains_db={stem: float(rng.uniform(-6.0, 0.0)) for stem in STEMS},
+        gains_db={stem: float(rng.uniform(-9.0, 0.0)) for stem in STEMS},
         notes={stem: [n for n in notes[stem] if n[0] < seconds] for stem in STEMS},
     )

@@ -1,13 +1,15 @@
-"""Synthetic multitracks made at run time: random arrangements (:mod:`.arrangement`) rendered
-stem by stem with fluidsynth and a General MIDI SoundFont (:mod:`.fluidsynth`).
+"""Synthetic multitracks made at run time: random arrangements (:mod:`.arrangement`) rendered stem
+by stem with fluidsynth and a General MIDI SoundFont (:mod:`.fluidsynth`).
 
 Each song is drawn from ``numpy.random.default_rng([seed, index])``, so song ``i`` of a seed is
 the same whatever ``n`` is, and a longer set only adds songs. The four stems of a song are
 rendered in one fluidsynth run (one after another in time, each on its own, then cut apart),
-given their levels, quantised to 16 bits with one gain, and stored as one 8-channel FLAC: the
-mix is their exact sum. Songs are kept on disk under the folder of their seed, length, rate and
-renderer, written to a temporary name and renamed into place, so an interrupted run leaves no
-song that looks complete. The bundled demo song is never among them.
+brought to the same RMS (General MIDI programmes differ in loudness: before version 3 the
+chords came out a median 4 dB below the bass), given their random levels, quantised to 16 bits
+with one gain, and stored as one 8-channel FLAC: the mix is their exact sum. Songs are kept
+on disk under the folder of their seed, length, rate and renderer, written to a temporary name
+and renamed into place, so an interrupted run leaves no song that looks complete. The bundled
+demo song is never among them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .midi import Part, midi_file
 
 __all__ = ["Multitracks", "synth_multitracks"]
 
-VERSION = 2  # of the arrangements and their rendering: part of every song's folder
+VERSION = 3  # arrangements and rendering (3: stems levelled by RMS); in each song's folder
 TAIL = 2.0  # seconds of release rendered after each stem before the next begins
 MAX_SONGS, MAX_SECONDS = 100_000, 600.0
 RATES = (22050, 32000, 44100, 48000)
@@ -209,7 +211,10 @@ def _make_song(path: Path, rng, seconds: float, rate: int, font: Path) -> None:
     frames, step = round(seconds * rate), round(slot * rate)
     audio = render_midi(midi_file(parts), font, rate, len(STEMS) * step)
     stems = np.stack([audio[:, k * step : k * step + frames] for k in range(len(STEMS))])
-    stems *= (10 ** (np.array([song.gains_db[s] for s in STEMS]) / 20))[:, None, None]
+    rms = np.sqrt(np.mean(np.square(stems, dtype=np.float64), axis=(1, 2)))
+    unit = np.where(rms > 0, 1.0 / np.maximum(rms, 1e-30), 1.0)  # each stem at the same RMS
+    levels = 10 ** (np.array([song.gains_db[s] for s in STEMS]) / 20)
+    stems *= (unit * levels).astype(np.float32)[:, None, None]
     peak = float(np.abs(stems.sum(axis=0)).max())
     gain = 10 ** (-1 / 20) * 32767 / peak if peak > 0 else 1.0  # the mix peaks at -1 dBFS
     ints = np.round(stems.astype(np.float64) * gain).astype(np.int32)

@@ -96,10 +96,12 @@ class MaskNet(nn.Module):
         )
         return spec.reshape(batch, channels, *spec.shape[-2:])
 
-    def mask(self, spec: torch.Tensor) -> torch.Tensor:
-        """Masks ``(batch, sources, bins, steps)`` summing to one over sources."""
+    def mask(self, spec: torch.Tensor, magnitude: torch.Tensor | None = None) -> torch.Tensor:
+        """Masks ``(batch, sources, bins, steps)`` summing to one over sources, for a complex
+        ``spec`` ``(batch, channels, bins, steps)`` (or its ``magnitude``, if given, in its
+        place)."""
         batch, channels, _, steps = spec.shape
-        mag = spec.abs()[:, :, : self.used]  # (B, C, used, N)
+        mag = (magnitude if magnitude is not None else spec.abs())[:, :, : self.used]
         x = torch.log1p(mag).permute(0, 3, 1, 2).reshape(batch, steps, channels * self.used)
         x = self.encode((x - self.input_mean) * self.input_scale)
         y, _ = self.lstm(x)
