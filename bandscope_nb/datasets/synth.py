@@ -5,7 +5,7 @@ Each song is drawn from ``numpy.random.default_rng([seed, index])``, so song ``i
 the same whatever ``n`` is, and a longer set only adds songs. The four stems of a song are
 rendered in one fluidsynth run (one after another in time, each on its own, then cut apart),
 brought to the same RMS (General MIDI programmes differ in loudness: before version 3 the
-chords came out a median 4 dB below the bass), given their random levels, quantised to 16 bits
+chords came out a median 3.7 dB below the bass), given their random levels, quantised to 16 bits
 with one gain, and stored as one 8-channel FLAC: the mix is their exact sum. Songs are kept
 on disk under the folder of their seed, length, rate and renderer, written to a temporary name
 and renamed into place, so an interrupted run leaves no song that looks complete. The bundled
@@ -32,7 +32,7 @@ from .midi import Part, midi_file
 
 __all__ = ["Multitracks", "synth_multitracks"]
 
-VERSION = 3  # arrangements and rendering (3: stems levelled by RMS); in each song's folder
+VERSION = 3  # arrangements and rendering (3: RMS levelling, lower chords); in each song's folder
 TAIL = 2.0  # seconds of release rendered after each stem before the next begins
 MAX_SONGS, MAX_SECONDS = 100_000, 600.0
 RATES = (22050, 32000, 44100, 48000)
