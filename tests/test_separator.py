@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -213,6 +215,31 @@ def test_an_arrays_digest_hashed_beside_the_separation_is_its_own(ht_model, cach
     assert stems.info["input_digest"] == array_digest(x, RATE)
     assert stems.info["cache_key"] == sep.cache_key(array_digest(x, RATE))[0]
     assert stems.info["seconds"] > 0 and stems.info["cached"] is False
+
+
+def test_an_arrays_hash_does_not_hold_back_the_separation(ht_model, monkeypatch):
+    """The digest is made while the network runs: a hash that can only finish once the
+    separation has started must not stop it from starting."""
+    from bandscope_nb.separation import engine, inputs
+    from bandscope_nb.separation.streams import array_digest
+
+    started, seen = threading.Event(), []
+    real_stream = engine.separate_stream
+
+    def slow_digest(samples, rate):
+        seen.append(started.wait(timeout=5))
+        return array_digest(samples, rate)
+
+    def stream(*args, **kwargs):
+        started.set()
+        return real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(inputs, "array_digest", slow_digest)
+    monkeypatch.setattr(engine, "separate_stream", stream)
+    x = noise(1.2)
+    stems = bn.Separator(ht_model, device="cpu", cache=False, progress=False).separate(x, RATE)
+    assert seen == [True]
+    assert stems.info["input_digest"] == array_digest(x, RATE)
 
 
 def test_classical_on_the_demo_sums_to_the_mix():

@@ -12,6 +12,8 @@ with per-source weights; ``shifts`` average over random time offsets of up to 0.
   and on CUDA chunks go up from pinned memory without waiting, so the host never stops the
   GPU between batches;
 - several chunks whose network input has one length go through the network in one batch;
+- demucs runs with the changes of :mod:`~bandscope_nb.separation.demucs_patches` (constants
+  made once, no host waits inside a forward pass, on CUDA group norms that fill the GPU);
 - a chunk whose network input is exact silence is not run through a model that provably
   returns silence for it (:func:`~.model_rules.keeps_silence`): its output is those zeros;
 - the shift offsets come from a seeded RNG, so results are repeatable (and cacheable);
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DeviceError, ParameterError, SeparationError
-from .demucs_constants import cached_constants
+from .demucs_patches import cached_constants, group_norms_by_reduction
 from .model_rules import keeps_silence
 from .streams import Source, StemWriter
 
@@ -307,6 +309,17 @@ def _cpu_layout(parts, device):
         mha.set_fastpath_enabled(fast)
 
 
+@contextlib.contextmanager
+def _cuda_norms(parts, device):
+    """On CUDA: the models' group norms by reduction (:func:`.group_norm_by_reduction`;
+    measured on an H100 with a full-size HTDemucs: torch's own took 42 % of a forward pass)."""
+    if device.type != "cuda":
+        yield
+        return
+    with group_norms_by_reduction([model for model, _ in parts]):
+        yield
+
+
 def _tf32_flags(torch):
     """torch's switches between TF32 and IEEE float32 on CUDA, and their two values.
 
@@ -441,12 +454,21 @@ def separate_stream(
     try:
         # the layout change comes first: weights converted in inference mode would become
         # inference tensors, which the caller could no longer train or export
-        with cached_constants(), _cpu_layout(parts, device), torch.inference_mode():
-            for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
-                model = parts[p.model_index][0]
-                _sweep(
-                    model, p, source, drain, forward, segment, overlap, transition_power, progress
-                )
+        with cached_constants(), _cpu_layout(parts, device), _cuda_norms(parts, device):
+            with torch.inference_mode():
+                for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
+                    model = parts[p.model_index][0]
+                    _sweep(
+                        model,
+                        p,
+                        source,
+                        drain,
+                        forward,
+                        segment,
+                        overlap,
+                        transition_power,
+                        progress,
+                    )
         drain.close()
     except _NonFinite:
         raise SeparationError(

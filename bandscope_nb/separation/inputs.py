@@ -72,10 +72,11 @@ def _array_input(audio: Audio, *, name: str | None = None) -> Input:
     samples = np.ascontiguousarray(check_samples(audio.samples, audio.sample_rate))
     name = name or (str(audio.path) if audio.path else "audio array")
     # hashing (which releases the GIL) runs beside whatever comes next: an uncached separation
-    # asks for the digest only when it is done
-    with ThreadPoolExecutor(1, thread_name_prefix="bandscope-hash") as pool:
-        digest = pool.submit(array_digest, samples, audio.sample_rate)
-        pool.shutdown(wait=False)
+    # asks for the digest only when it is done. Not a ``with`` block: its exit would wait for
+    # the hash (measured on an H100 machine: a quarter of a second before the first batch).
+    pool = ThreadPoolExecutor(1, thread_name_prefix="bandscope-hash")
+    digest = pool.submit(array_digest, samples, audio.sample_rate)
+    pool.shutdown(wait=False)  # the thread ends once the digest is made
     return Input(name, digest, samples.shape[0], audio.sample_rate, samples=samples)
 
 
