@@ -178,18 +178,9 @@ def batch_loss(model, batch):
         stems = model.spectrogram(batch.flatten(0, 1))
         stems = stems.reshape(*batch.shape[:2], *stems.shape[1:])  # (B, S, C, F, N)
         spec = stems.sum(dim=1)  # the mixture's STFT: the STFT is linear
-        mix, target = _magnitude(spec), _magnitude(stems)
+        mix, target = model.magnitude(spec), model.magnitude(stems)
     estimate = model.mask(spec, mix)[:, :, None] * mix[:, None]
     return (estimate - target).abs().mean()
-
-
-def _magnitude(spec):
-    """``|spec|`` of a complex tensor, as ``hypot`` of its parts: about twice as fast on a CPU
-    as ``spec.abs()``, and the same to float32 rounding."""
-    import torch
-
-    parts = torch.view_as_real(spec)
-    return torch.hypot(parts[..., 0], parts[..., 1])
 
 
 def _save(model, out: Path, record: dict) -> Path:
