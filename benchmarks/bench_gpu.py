@@ -232,7 +232,7 @@ def explore(device, seconds: float, repeats: int, trace: Path | None) -> dict:
 
     import bandscope_nb as bn
     from bandscope_nb.separation import engine, separator, streams
-    from bandscope_nb.separation.demucs_patches import cached_constants, group_norms_by_reduction
+    from bandscope_nb.separation.demucs_patches import group_norms_by_reduction, without_host_waits
     from bandscope_nb.separation.engine import _precision
 
     model = htdemucs().to(device)
@@ -259,7 +259,7 @@ def explore(device, seconds: float, repeats: int, trace: Path | None) -> dict:
         stack = traceback.extract_stack()[:-1]
         sites.append(" < ".join(f"{f.name}:{f.lineno}" for f in reversed(stack[-4:])))
 
-    with torch.inference_mode(), _precision(device, "tf32"), cached_constants():
+    with torch.inference_mode(), _precision(device, "tf32"), without_host_waits():
         with group_norms_by_reduction([model]), warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = seen
@@ -273,7 +273,7 @@ def explore(device, seconds: float, repeats: int, trace: Path | None) -> dict:
     # time to launch), and as a CUDA graph
     for precision in ("tf32", "bf16"):
         row: dict = {}
-        with torch.inference_mode(), cached_constants():
+        with torch.inference_mode(), without_host_waits():
             with _precision(device, precision):
                 model(xb)
                 torch.cuda.synchronize()

@@ -10,10 +10,10 @@ from demucs import hdemucs, htdemucs, spec, transformer
 from helpers import noise, snr_db, tiny_htdemucs
 
 from bandscope_nb.separation.demucs_patches import (
-    cached_constants,
     group_norm_by_reduction,
     group_norms_by_reduction,
     istft_without_wait,
+    without_host_waits,
 )
 
 PATCHED = [
@@ -35,7 +35,7 @@ def _current():
 def test_stft_and_inverse_are_bit_identical_to_demucs(n_fft, hop, pad):
     x = torch.from_numpy(noise(0.5)).reshape(1, 2, -1)
     z = spec.spectro(x, n_fft, hop, pad)
-    with cached_constants():
+    with without_host_waits():
         cached_z = htdemucs.spectro(x, n_fft, hop, pad)
         again = htdemucs.spectro(x, n_fft, hop, pad)  # the window now comes from the cache
         back = htdemucs.ispectro(cached_z, hop, x.shape[-1], pad)
@@ -88,13 +88,13 @@ def test_istft_without_wait_refuses_what_torch_refuses():
 )
 def test_pad1d_is_demucs_own_values(length, paddings, mode):
     x = torch.randn(2, 3, length)
-    with cached_constants():
+    with without_host_waits():
         ours = htdemucs.pad1d(x, paddings, mode)
     assert torch.equal(ours, hdemucs.pad1d(x, paddings, mode))
 
 
 def test_embedding_is_demucs_own_and_made_once():
-    with cached_constants():
+    with without_host_waits():
         first = transformer.create_2d_sin_embedding(16, 4, 30)
         second = transformer.create_2d_sin_embedding(16, 4, 30)
     assert first is second
@@ -106,9 +106,9 @@ def test_a_real_model_gives_the_same_output_and_demucs_is_restored():
     before = _current()
     with torch.inference_mode():
         plain = model(x)
-        with cached_constants():
+        with without_host_waits():
             assert all(a is not b for a, b in zip(_current(), before, strict=True))
-            with cached_constants():  # re-entrant: the inner exit keeps them in place
+            with without_host_waits():  # re-entrant: the inner exit keeps them in place
                 nested = model(x)
             assert all(a is not b for a, b in zip(_current(), before, strict=True))
             cached = model(x)
@@ -122,7 +122,7 @@ def test_threads_overlapping_leave_demucs_restored():
 
     def use():
         try:
-            with cached_constants():
+            with without_host_waits():
                 barrier.wait(timeout=10)
                 htdemucs.spectro(torch.ones(1, 1024), 256)
         except Exception as exc:  # pragma: no cover - reported below

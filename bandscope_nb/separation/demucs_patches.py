@@ -1,6 +1,6 @@
 """What demucs runs differently during a separation, so a GPU never waits for the host.
 
-- :func:`cached_constants`: each HTDemucs forward pass builds three constant tensors on the CPU
+- :func:`without_host_waits`: each HTDemucs forward pass builds three constant tensors on the CPU
   and copies them to the model's device: the transformer's 2-D positional embedding and the
   STFT and inverse-STFT windows. A copy from ordinary host memory makes the host wait until
   the GPU has finished all the work queued before it, and the embedding takes the host tens of
@@ -24,7 +24,7 @@ Examples
 >>> x = torch.randn(1, 2, 44100)
 >>> with torch.inference_mode():
 ...     plain = net(x)
-...     with cached_constants():
+...     with without_host_waits():
 ...         cached = net(x)
 >>> bool(torch.equal(plain, cached))
 True
@@ -38,10 +38,10 @@ import threading
 from collections.abc import Iterator
 
 __all__ = [
-    "cached_constants",
     "group_norm_by_reduction",
     "group_norms_by_reduction",
     "istft_without_wait",
+    "without_host_waits",
 ]
 
 _lock = threading.Lock()
@@ -196,7 +196,8 @@ def _pad1d(x, paddings, mode="constant", value=0.0):
 
 
 def _patches():
-    """(module, attribute, replacement) for each demucs function made constant-caching."""
+    """(module, attribute, replacement) for each demucs function replaced by
+    :func:`without_host_waits`."""
     from demucs import hdemucs, htdemucs, transformer
 
     global _embedding
@@ -210,8 +211,10 @@ def _patches():
 
 
 @contextlib.contextmanager
-def cached_constants() -> Iterator[None]:
-    """Within this block, demucs' models reuse their positional embedding and STFT windows.
+def without_host_waits() -> Iterator[None]:
+    """Within this block, demucs' models reuse their positional embedding and STFT windows,
+    pad without checking ``F.pad`` on the device, and on CUDA invert their STFTs with
+    :func:`istft_without_wait`: a forward pass no longer makes the host wait for the GPU.
 
     Re-entrant and thread-safe: the first user installs the caching functions, the last one
     restores demucs' own. The caches stay for the process (a few MB per device), so the next

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DeviceError, ParameterError, SeparationError
-from .demucs_patches import cached_constants, group_norms_by_reduction
+from .demucs_patches import group_norms_by_reduction, without_host_waits
 from .model_rules import keeps_silence
 from .streams import Source, StemWriter
 
@@ -454,7 +454,7 @@ def separate_stream(
     try:
         # the layout change comes first: weights converted in inference mode would become
         # inference tensors, which the caller could no longer train or export
-        with cached_constants(), _cpu_layout(parts, device), _cuda_norms(parts, device):
+        with without_host_waits(), _cpu_layout(parts, device), _cuda_norms(parts, device):
             with torch.inference_mode():
                 for p in plan_passes(parts, source.frames, shifts=shifts, seed=seed):
                     model = parts[p.model_index][0]
