@@ -39,7 +39,7 @@ from ..stems import Stems
 from .lanes import KINDS, lane_tile, mask_tile, quantise
 from .player_audio import (
     at_rate,
-    chunk_count,
+    chunk_edges,
     pcm_chunks,
     send_rate,
     track_peak,
@@ -455,8 +455,11 @@ class StemPlayer(anywidget.AnyWidget):
 
         Time slice by time slice, every track's chunk of a slice together: the browser can
         play from the start as soon as the first slice is in."""
-        slices = chunk_count(self._sent[0])
-        tracks = [pcm_chunks(s, scale) for s, scale in zip(self._sent, self._scales, strict=True)]
+        sent, scales = list(self._sent), list(self._scales)
+        # every track's chunk edges at once, so all of them are cut alike
+        edges = [chunk_edges(*samples.shape) for samples in sent]
+        slices = len(edges[0]) - 1
+        tracks = [pcm_chunks(*track) for track in zip(sent, scales, edges, strict=True)]
         for index, chunks in enumerate(zip(*tracks, strict=True)):
             for track, (offset, frames, data) in enumerate(chunks):
                 meta = {"type": "audio", "track": track, "slice": index, "slices": slices}

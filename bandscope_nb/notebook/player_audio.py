@@ -21,7 +21,7 @@ __all__ = [
     "CHUNK_BYTES",
     "PREVIEW_RATES",
     "at_rate",
-    "chunk_count",
+    "chunk_edges",
     "pcm_chunks",
     "send_rate",
     "track_peak",
@@ -86,13 +86,11 @@ def chunk_edges(channels: int, frames: int) -> list[int]:
     return [0, *range(min(first, frames), frames, step), frames]
 
 
-def chunk_count(samples: np.ndarray) -> int:
-    """How many chunks :func:`pcm_chunks` makes of ``(channels, frames)`` samples."""
-    return len(chunk_edges(*samples.shape)) - 1
-
-
-def pcm_chunks(samples: np.ndarray, scale: float) -> Iterator[tuple[int, int, bytes]]:
-    """``(offset, frames, planar int16 bytes)`` for consecutive chunks of a track.
+def pcm_chunks(
+    samples: np.ndarray, scale: float, edges: list[int] | None = None
+) -> Iterator[tuple[int, int, bytes]]:
+    """``(offset, frames, planar int16 bytes)`` for consecutive chunks of a track, between
+    ``edges`` (default: :func:`chunk_edges`, read when the first chunk is asked for).
 
     Examples
     --------
@@ -102,7 +100,7 @@ def pcm_chunks(samples: np.ndarray, scale: float) -> Iterator[tuple[int, int, by
     >>> int(np.frombuffer(chunks[0][2], "<i2")[0])
     16384
     """
-    edges = chunk_edges(*samples.shape)
+    edges = chunk_edges(*samples.shape) if edges is None else edges
     for lo, hi in itertools.pairwise(edges):
         block = np.asarray(samples[:, lo:hi], dtype=np.float32)
         # clipped: a resampled preview may overshoot the peak measured before resampling
