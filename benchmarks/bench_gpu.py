@@ -153,7 +153,7 @@ def variant(name: str):
         torch.backends.cudnn.benchmark,
     )
     if name in ("waits", "old"):
-        demucs_patches._pad1d = _DEMUCS_PAD1D or hdemucs.pad1d
+        demucs_patches._pad1d = hdemucs.pad1d  # demucs' own: no separation is running
         demucs_patches.istft_without_wait = torch.istft
     if name in ("native_norm", "old"):
         engine.group_norms_by_reduction = lambda models: contextlib.nullcontext(0)
@@ -169,7 +169,6 @@ def variant(name: str):
         ) = saved
 
 
-_DEMUCS_PAD1D = None  # demucs' own pad1d, kept before any separation patches it
 VARIANTS = ["base", "waits", "native_norm", "old", "cudnn_benchmark"]
 
 
@@ -532,10 +531,6 @@ def main() -> None:
         "repeats": args.repeats,
     }
     print(json.dumps(env), flush=True)
-    global _DEMUCS_PAD1D
-    from demucs import hdemucs
-
-    _DEMUCS_PAD1D = hdemucs.pad1d
     chk = check(args.device)
     print(json.dumps(chk), flush=True)
     found = explore(device, args.seconds, args.repeats, args.trace) if args.explore else None

@@ -1,4 +1,5 @@
-"""demucs' constants cached during a separation: same values, demucs restored afterwards."""
+"""What demucs runs differently during a separation (constants made once, no host waits, group
+norms by reduction): the same values as demucs' and torch's, demucs restored afterwards."""
 
 from __future__ import annotations
 
