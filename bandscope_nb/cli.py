@@ -184,7 +184,7 @@ def _cmd_train(args) -> int:
         raise ParameterError(f"Output folder {out} is a file; give a folder.")
     if not args.minutes > 0 or (args.steps is not None and args.steps < 1):
         raise ParameterError("Invalid --minutes or --steps: give minutes > 0 and steps >= 1.")
-    net = MaskNet(hidden=args.hidden)  # checked before any song is made
+    net = MaskNet(hidden=args.hidden, seed=args.seed)  # checked before any song is made
     songs = synth_multitracks(
         args.songs, seconds=args.song_seconds, seed=args.data_seed, progress=True
     )
@@ -363,7 +363,7 @@ def _housekeeping(sub) -> None:
     train.add_argument("--songs", type=int, default=240, help="synthetic songs (default 240)")
     train.add_argument("--song-seconds", type=float, default=10.0, help="their length")
     train.add_argument("--data-seed", type=int, default=0, help="which songs")
-    train.add_argument("--seed", type=int, default=0, help="seed of the training")
+    train.add_argument("--seed", type=int, default=0, help="seed of the weights and crops")
     train.add_argument("--hidden", type=int, default=192, help="network width (default 192)")
     train.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:N or mps")
     train.set_defaults(func=_cmd_train)

@@ -3,6 +3,7 @@ steps, reproducibility, interrupts, the held-out demo song and bad options."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sys
 import warnings
@@ -13,9 +14,11 @@ import torch
 
 import bandscope_nb as bn
 from bandscope_nb.separation.masknet import MaskNet
-from bandscope_nb.separation.modelfiles import save_safetensors
+from bandscope_nb.separation.modelfiles import load_safetensors, save_safetensors
 from bandscope_nb.training import fit
 from bandscope_nb.training.fit import batch_loss
+
+fit_module = sys.modules["bandscope_nb.training.fit"]  # the name fit is the function
 
 NAMES = ["drums", "bass", "other", "vocals"]
 RATE = 44100
@@ -39,8 +42,18 @@ def tone_songs(count: int, seconds: float = 1.0) -> list[bn.Stems]:
 
 
 def small() -> MaskNet:
-    torch.manual_seed(0)
     return MaskNet(hidden=16, lstm_layers=1)
+
+
+def test_a_masknet_starts_from_its_seed_whatever_ran_before():
+    first = small().state_dict()
+    torch.rand(1000)  # the global random state moves on; the network does not follow it
+    state = torch.get_rng_state()
+    again = small().state_dict()
+    assert torch.equal(torch.get_rng_state(), state)  # and it leaves that state alone
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = MaskNet(hidden=16, lstm_layers=1, seed=1).state_dict()
+    assert not torch.equal(first["masks.weight"], other["masks.weight"])
 
 
 def test_masknet_keeps_the_contract_and_its_stems_sum_to_the_mix():
@@ -64,6 +77,35 @@ def test_saved_weights_load_through_the_separator_and_separate_identically(tmp_p
     np.testing.assert_allclose(got.data, expected, atol=1e-6)
 
 
+def test_a_checkpoint_from_before_direct_hz_loads_as_it_was_made(tmp_path):
+    old = MaskNet(hidden=16, lstm_layers=1, direct_hz=0.0).eval()
+    del old._init_args_kwargs[1]["direct_hz"]  # as written before the argument existed
+    loaded = load_safetensors(save_safetensors(old, tmp_path / "old.safetensors"))
+    assert loaded.direct == 0 and MaskNet(hidden=16, lstm_layers=1).direct == 33  # 700 Hz
+    mix = torch.from_numpy(tone_songs(1)[0].mix()[None])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mix), old(mix))
+
+
+def test_the_low_bins_reach_the_lstm_as_they_are():
+    net = small().eval()
+    assert net.lstm.input_size == 16 + 2 * net.direct
+    with torch.no_grad():
+        for param in net.encode.parameters():
+            param.zero_()  # the first layer passes nothing on: only the direct path is left
+        spec = torch.zeros(1, 2, 1025, 9, dtype=torch.complex64)
+        x = torch.rand(1, 2, 1025, 9) + 0.5
+
+        def masks(bin_):
+            changed = x.clone()
+            changed[:, :, bin_] *= 4
+            return net.mask(spec, changed)
+
+        base = net.mask(spec, x)
+        assert not torch.allclose(masks(net.direct - 1), base)  # below 700 Hz: seen
+        assert torch.equal(masks(net.direct + 10), base)  # above: only through the first layer
+
+
 def test_hostile_init_arguments_in_a_masknet_file_are_refused(tmp_path):
     net = small()
     net._init_args_kwargs[1]["hidden"] = 100_000  # a file that asks for a huge network
@@ -72,13 +114,13 @@ def test_hostile_init_arguments_in_a_masknet_file_are_refused(tmp_path):
         bn.load_model(path)
 
 
-def test_the_loss_is_the_l1_distance_of_the_masked_mixture_magnitude_and_its_gradient_too():
+def test_the_loss_is_the_squared_distance_of_the_masked_mixture_magnitude_and_its_gradient():
     net = small()
     batch = torch.from_numpy(np.stack([s.data for s in tone_songs(2)]))
     stems = net.spectrogram(batch.flatten(0, 1))
     stems = stems.reshape(*batch.shape[:2], *stems.shape[1:])  # (B, S, C, F, N)
     mix = stems.sum(dim=1)
-    plain = ((net.mask(mix)[:, :, None] * mix.abs()[:, None]) - stems.abs()).abs().mean()
+    plain = ((net.mask(mix)[:, :, None] * mix.abs()[:, None]) - stems.abs()).pow(2).mean()
     (expected,) = torch.autograd.grad(plain, net.masks.weight)
     fast = batch_loss(net, batch)
     (got,) = torch.autograd.grad(fast, net.masks.weight)
@@ -106,6 +148,42 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
     with torch.no_grad():
         after = float(batch_loss(net, batch))
     assert after < 0.9 * before, (before, after)
+
+
+def one_step(net, **options):
+    options = {"steps": 1, "batch_size": 2, "crop_seconds": 0.5, "validate_every": 1} | options
+    return fit(net, tone_songs(3), device="cpu", progress=False, **options)
+
+
+def test_fit_standardises_a_new_networks_inputs_and_keeps_a_trained_ones():
+    net = small()
+    assert not torch.count_nonzero(net.input_mean) and torch.all(net.input_scale == 1)
+    one_step(net, learning_rate=1e-6, seed=3)
+    # the statistics of 64 crops of the training songs (not the validation song), drawn by seed
+    crops = fit_module._Crops(tone_songs(3)[:2], RATE // 2)
+    mixes = crops.batch(np.random.default_rng([3, 1]), fit_module.STATISTICS_CROPS).sum(axis=1)
+    expected = small()
+    expected.standardise_inputs(torch.from_numpy(mixes))
+    for name in ("input_mean", "input_scale"):  # one step at 1e-6 moves them by about that
+        torch.testing.assert_close(getattr(net, name), getattr(expected, name), atol=1e-4, rtol=0)
+    trained = small()
+    with torch.no_grad():
+        trained.input_mean.fill_(0.5)
+    one_step(trained, learning_rate=1e-6)
+    torch.testing.assert_close(trained.input_mean, torch.full_like(trained.input_mean, 0.5))
+
+
+def test_averaging_keeps_the_running_mean_of_the_weights(tmp_path):
+    start = small()
+    start.standardise_inputs(torch.from_numpy(tone_songs(1)[0].mix()[None]))  # not new: kept
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    raw = one_step(copy.deepcopy(start)).model.state_dict()
+    averaged = one_step(copy.deepcopy(start), average=0.99, out=tmp_path)
+    # the first step's weight is 1 - min(decay, 1/10): the mean moves 0.9 of the way
+    for name, value in averaged.model.state_dict().items():
+        torch.testing.assert_close(value, 0.1 * before[name] + 0.9 * raw[name])
+    saved = load_safetensors(averaged.checkpoint).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in averaged.model.state_dict().items())
 
 
 def test_a_seed_and_a_step_count_repeat_a_run_exactly():
@@ -171,12 +249,31 @@ def test_the_demo_song_is_held_out():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        ({"hidden": 1}, "Invalid hidden: 1"),
+        ({"nfft": 8}, "Invalid nfft: 8"),
+        ({"hop": 0}, "Invalid hop: 0"),
+        ({"lstm_layers": 2.5}, "Invalid lstm_layers"),
+        ({"max_freq": 0}, "Invalid max_freq: 0"),
+        ({"seed": -1}, "Invalid seed: -1"),
+        ({"seed": "0"}, "Invalid seed: '0'"),
+        ({"sources": ["drums", "../bass"]}, "sources"),
+    ],
+)
+def test_bad_masknet_arguments_fail_with_a_typed_error(change, message):
+    with pytest.raises(bn.ParameterError, match=message):
+        MaskNet(**change)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
         ({"minutes": 0}, "Invalid minutes: 0"),
         ({"steps": 0}, "Invalid steps: 0"),
         ({"batch_size": 0}, "Invalid batch_size: 0"),
         ({"crop_seconds": 5.0}, "at least 220500 frames"),
         ({"validate_every": 1.5}, "Invalid validate_every"),
         ({"learning_rate": -0.1}, "Invalid learning_rate: -0.1"),
+        ({"average": 1.0}, "Invalid average: 1.0"),
         ({"data": "songs"}, "Invalid data"),
         ({"data": [bn.Stems(np.zeros((2, 2, RATE), np.float32), ["a", "b"], RATE)] * 3}, "match"),
         ({"model": torch.nn.Linear(2, 2)}, "fit trains a MaskNet"),

@@ -40,7 +40,7 @@ class TrainingPlot(W.HTML):
         fig = Figure(figsize=(7.5, 2.6), dpi=90, layout="constrained")
         loss, sdr = fig.subplots(1, 2)
         loss.plot(steps, [h["loss"] for h in history], "o-", color="C0")
-        loss.set(xlabel="step", ylabel="training loss (L1)")
+        loss.set(xlabel="step", ylabel="training loss (squared error)")
         sdr.plot(steps, [h["val_sdr"] for h in history], "o-", color="C1")
         best = max(history, key=lambda h: h["val_sdr"])
         sdr.plot([best["step"]], [best["val_sdr"]], "*", color="C3", markersize=12)

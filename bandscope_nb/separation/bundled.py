@@ -33,7 +33,7 @@ class BundledModel:
 BUNDLED = {
     "bandscope-tiny": BundledModel(
         file="bandscope-tiny.safetensors",
-        sha256="a147a8f2b0b126f12cd41d942b6edbd1e15cb483329f91dbc60a772ef08c41bb",
+        sha256="f8b44c85e08eb185bf948d434a9d466b5c6ab635f66bc9b46852b513b6aaae48",
         about=(
             "a small network trained for 10 minutes on a laptop CPU on synthetic General MIDI "
             "songs. On such songs (the demo song is one) it separates better than the classical "

@@ -12,6 +12,8 @@ and it is saved and loaded as safetensors like a Demucs model (its class is on t
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import nn
@@ -19,11 +21,11 @@ from torch import nn
 __all__ = ["MaskNet", "as_masknet"]
 
 _ARGS = ("sources", "samplerate", "audio_channels", "segment", "nfft", "hop", "max_freq")
-_ARGS += ("hidden", "lstm_layers")
+_ARGS += ("hidden", "lstm_layers", "direct_hz")
 
 
 class MaskNet(nn.Module):
-    """Spectrogram masks from a BLSTM (1.6 M parameters by default).
+    """Spectrogram masks from a BLSTM (1.7 M parameters by default).
 
     Parameters
     ----------
@@ -38,6 +40,15 @@ class MaskNet(nn.Module):
     hidden : int
         Width of the network; the LSTM has ``hidden // 2`` units per direction.
     lstm_layers : int
+    direct_hz : float
+        Bins below this frequency (Hz) also go past the first layer as they are (standardised)
+        into the LSTM and the mask layers, so that the network can follow each low bin's
+        envelope, where bass and chords share partials; 0 for none (as in checkpoints written
+        before this argument existed: see :attr:`LEGACY_DEFAULTS`).
+    seed : int
+        Seeds the starting weights (and only them: torch's global random state is left as it
+        was), so that ``MaskNet()`` is the same network in every process and on every run of a
+        notebook cell, and a training run repeats exactly. Not part of the saved architecture.
 
     Examples
     --------
@@ -47,6 +58,10 @@ class MaskNet(nn.Module):
     >>> y.shape, bool(torch.allclose(y.sum(1), x, atol=1e-4))
     (torch.Size([1, 4, 2, 44100]), True)
     """
+
+    #: The value of each argument added since checkpoints were first written, for a checkpoint
+    #: that does not name it (it was made before): the loader fills these in.
+    LEGACY_DEFAULTS: ClassVar[dict] = {"direct_hz": 0.0}
 
     def __init__(
         self,
@@ -59,10 +74,22 @@ class MaskNet(nn.Module):
         max_freq: float = 16000.0,
         hidden: int = 192,
         lstm_layers: int = 2,
+        direct_hz: float = 700.0,
+        seed: int = 0,
     ):
         super().__init__()
         _check(
-            sources, samplerate, audio_channels, segment, nfft, hop, max_freq, hidden, lstm_layers
+            sources,
+            samplerate,
+            audio_channels,
+            segment,
+            nfft,
+            hop,
+            max_freq,
+            hidden,
+            lstm_layers,
+            direct_hz,
+            seed,
         )
         # every argument by name, as demucs' capture_init keeps them: saved with the weights
         # (modelfiles.save_safetensors), checked by model_rules.check_init on load
@@ -73,15 +100,19 @@ class MaskNet(nn.Module):
         self.nfft, self.hop = nfft, hop
         self.bins = nfft // 2 + 1
         self.used = min(self.bins, int(max_freq / samplerate * nfft) + 1)
+        self.direct = min(self.used, int(direct_hz / samplerate * nfft) + 1) if direct_hz else 0
         features = audio_channels * self.used
+        width = hidden + audio_channels * self.direct  # the LSTM's input
         self.input_mean = nn.Parameter(torch.zeros(features))
         self.input_scale = nn.Parameter(torch.ones(features))
-        self.encode = nn.Sequential(nn.Linear(features, hidden), nn.Tanh())
-        self.lstm = nn.LSTM(
-            hidden, hidden // 2, num_layers=lstm_layers, bidirectional=True, batch_first=True
-        )
-        self.decode = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU())
-        self.masks = nn.Linear(hidden, len(self.sources) * self.bins)
+        with torch.random.fork_rng(devices=[]):  # the starting weights from the seed alone
+            torch.manual_seed(seed)
+            self.encode = nn.Sequential(nn.Linear(features, hidden), nn.Tanh())
+            self.lstm = nn.LSTM(
+                width, hidden // 2, num_layers=lstm_layers, bidirectional=True, batch_first=True
+            )
+            self.decode = nn.Sequential(nn.Linear(width + hidden, hidden), nn.ReLU())
+            self.masks = nn.Linear(hidden, len(self.sources) * self.bins)
         self.register_buffer("window", torch.hann_window(nfft), persistent=False)
 
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
@@ -110,14 +141,47 @@ class MaskNet(nn.Module):
         parts = torch.view_as_real(spec)
         return torch.hypot(parts[..., 0], parts[..., 1])
 
+    def features(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """The network's input for a mixture's magnitude ``(batch, channels, bins, steps)``: the
+        log magnitudes ``log(1 + |X|)`` up to ``max_freq``, ``(batch, steps, channels * used)``,
+        before :attr:`input_mean` and :attr:`input_scale` apply."""
+        batch, channels, _, steps = magnitude.shape
+        x = torch.log1p(magnitude[:, :, : self.used])
+        return x.permute(0, 3, 1, 2).reshape(batch, steps, channels * self.used)
+
+    def standardise_inputs(self, mixtures: torch.Tensor) -> None:
+        """Set :attr:`input_mean` and :attr:`input_scale` so that the features of these
+        mixtures ``(batch, channels, frames)`` have mean 0 and variance 1 in every bin and
+        channel, as open-unmix does before it trains (they go on learning from there): without
+        it, the loud low bins dominate the first layer and the quiet high ones barely count.
+
+        Examples
+        --------
+        >>> net = MaskNet(hidden=8)
+        >>> mixes = torch.randn(2, 2, 44100) * torch.tensor([[[0.1], [0.3]]])
+        >>> net.standardise_inputs(mixes)
+        >>> x = net.features(net.magnitude(net.spectrogram(mixes)))
+        >>> z = ((x - net.input_mean) * net.input_scale).flatten(0, 1)  # (frames, features)
+        >>> bool(z.mean(dim=0).abs().max() < 1e-4), bool((z.std(dim=0) - 1).abs().max() < 1e-4)
+        (True, True)
+        """
+        with torch.no_grad():
+            x = self.features(self.magnitude(self.spectrogram(mixtures))).flatten(0, 1)
+            self.input_mean.copy_(x.mean(dim=0))
+            self.input_scale.copy_(1.0 / x.std(dim=0).clamp_min(1e-2))
+
     def mask(self, spec: torch.Tensor, magnitude: torch.Tensor | None = None) -> torch.Tensor:
         """Masks ``(batch, sources, bins, steps)`` summing to one over sources, for a complex
         ``spec`` ``(batch, channels, bins, steps)`` (or its :meth:`magnitude`, if already
         made, in its place)."""
-        batch, channels, _, steps = spec.shape
-        mag = (magnitude if magnitude is not None else self.magnitude(spec))[:, :, : self.used]
-        x = torch.log1p(mag).permute(0, 3, 1, 2).reshape(batch, steps, channels * self.used)
-        x = self.encode((x - self.input_mean) * self.input_scale)
+        batch, _, _, steps = spec.shape
+        x = self.features(magnitude if magnitude is not None else self.magnitude(spec))
+        x = (x - self.input_mean) * self.input_scale
+        if self.direct:
+            low = x.reshape(batch, steps, -1, self.used)[..., : self.direct]
+            x = torch.cat([self.encode(x), low.reshape(batch, steps, -1)], dim=-1)
+        else:
+            x = self.encode(x)
         y, _ = self.lstm(x)
         y = self.decode(torch.cat([x, y], dim=-1))  # the LSTM's input skips past it
         logits = self.masks(y).reshape(batch, steps, len(self.sources), self.bins)
@@ -179,7 +243,9 @@ def as_masknet(model) -> MaskNet:
     return nets[0]
 
 
-def _check(sources, samplerate, audio_channels, segment, nfft, hop, max_freq, hidden, layers):
+def _check(
+    sources, samplerate, audio_channels, segment, nfft, hop, max_freq, hidden, layers, direct, seed
+):
     """MaskNet's arguments, or a :class:`ParameterError` naming the one out of range."""
     from ..errors import ParameterError
     from .model_rules import check_attributes, is_number
@@ -201,5 +267,9 @@ def _check(sources, samplerate, audio_channels, segment, nfft, hop, max_freq, hi
     ):
         if not is_number(value, integral=True) or not low <= value <= high:
             raise ParameterError(f"Invalid {name}: {value!r}; give an int in {low}..{high}.")
+    if not is_number(seed, integral=True) or not 0 <= seed < 2**63:
+        raise ParameterError(f"Invalid seed: {seed!r}; give an int >= 0.")
     if not is_number(max_freq) or not 0 < max_freq:
         raise ParameterError(f"Invalid max_freq: {max_freq!r}; give Hz > 0.")
+    if not is_number(direct) or not 0 <= direct <= max_freq:
+        raise ParameterError(f"Invalid direct_hz: {direct!r}; give Hz from 0 to max_freq.")

@@ -192,6 +192,8 @@ def _build(path: Path, package: dict, file_bytes: int):
     from demucs.states import load_model
 
     check_init(path, package["klass"], package["args"], package["kwargs"])
+    for name, value in getattr(package["klass"], "LEGACY_DEFAULTS", {}).items():
+        package["kwargs"].setdefault(name, value)  # a file from before that argument existed
     state = package["state"]
     if not isinstance(state, dict):
         raise ModelIntegrityError(f"{path}: 'state' is not a dict of tensors.")

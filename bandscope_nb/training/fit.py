@@ -3,7 +3,7 @@ improvement on the validation songs checkpointed so that it loads through the Se
 
 Each step draws a batch of random crops from the training songs, gives every stem a random
 level and channel order (so the mixtures vary more than the songs do), mixes them and lowers
-the L1 distance between the masked mixture's magnitude and each true stem's, with Adam at a
+the squared distance between the masked mixture's magnitude and each true stem's, with Adam at a
 learning rate that falls along a cosine to a twentieth of its start by the end of the budget. Every
 ``validate_every`` steps the model separates fixed crops of the validation songs (the last
 tenth of the data, unless given) and its mean SDR over songs and stems is measured; the best
@@ -161,8 +161,9 @@ def _validation_sdr(model, crops: list[np.ndarray], device) -> float:
 
 
 def batch_loss(model, batch):
-    """L1 distance between the masked mixture's magnitude and each true stem's, for a batch of
-    stems ``(batch, sources, channels, frames)`` (their sum is the mixture).
+    """Mean squared distance between the masked mixture's magnitude and each true stem's, for a
+    batch of stems ``(batch, sources, channels, frames)`` (their sum is the mixture). Squared,
+    like the SDR's error energy, it weighs loud bins (the bass) more than an L1 distance does.
 
     Examples
     --------
@@ -180,7 +181,7 @@ def batch_loss(model, batch):
         spec = stems.sum(dim=1)  # the mixture's STFT: the STFT is linear
         mix, target = model.magnitude(spec), model.magnitude(stems)
     estimate = model.mask(spec, mix)[:, :, None] * mix[:, None]
-    return (estimate - target).abs().mean()
+    return (estimate - target).square().mean()
 
 
 def _save(model, out: Path, record: dict) -> Path:
@@ -207,6 +208,7 @@ def fit(
     learning_rate: float = 2e-3,
     validation=None,
     validate_every: int = 25,
+    average: float = 0.0,
     out=None,
     progress: bool = True,
     callback=None,
@@ -235,6 +237,10 @@ def fit(
         Songs to measure on (default: the last tenth of ``data``, at least one song).
     validate_every : int
         Steps between validations (and checkpoints).
+    average : float
+        0 to validate, keep and save the weights themselves; else the running average of the
+        weights over the steps (an exponential one, of this decay: 0.999 weighs about the last
+        thousand steps), which the steps' noise moves less.
     out : str, os.PathLike or None
         Folder for the best checkpoint, rewritten at every improvement.
     progress : bool
@@ -245,6 +251,13 @@ def fit(
     Returns
     -------
     FitResult
+
+    Notes
+    -----
+    A new network (its input statistics still at mean 0 and scale 1) first gets them from the
+    mixtures of 64 training crops (:meth:`MaskNet.standardise_inputs`); a network trained
+    before keeps its own. The starting weights are the network's (``MaskNet(seed=)``): with
+    those, the same ``seed`` and ``steps`` repeat a run exactly.
 
     Examples
     --------
@@ -267,6 +280,8 @@ def fit(
         raise ParameterError(f"Invalid learning_rate: {learning_rate!r}; give a number.")
     if not 0 < learning_rate <= 1:
         raise ParameterError(f"Invalid learning_rate: {learning_rate!r}; give one in (0, 1].")
+    if isinstance(average, bool) or not isinstance(average, int | float) or not 0 <= average < 1:
+        raise ParameterError(f"Invalid average: {average!r}; give 0 (none) or a decay in (0, 1).")
     songs = list(data) if not hasattr(data, "paths") else data
     if validation is None:
         cut = len(songs) - max(1, len(songs) // 10)
@@ -282,7 +297,11 @@ def fit(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.to(device).train()
+    _standardise_new_inputs(model, train, np.random.default_rng([seed, 1]), device)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    # what is validated, kept and saved: the weights themselves, or their running average
+    judged = copy.deepcopy(model) if average else model
+    pairs = list(zip(judged.parameters(), model.parameters(), strict=True)) if average else []
     out = Path(out) if out is not None else None
     budget = minutes * 60.0
     bar = None
@@ -301,6 +320,11 @@ def fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            if pairs:
+                weight = 1.0 - min(average, (1.0 + result.steps) / (10.0 + result.steps))
+                with torch.no_grad():
+                    for mean, param in pairs:
+                        mean.lerp_(param, weight)
             losses.append(loss.item())
             result.steps += 1
             elapsed = time.perf_counter() - start
@@ -313,7 +337,7 @@ def fit(
                     "seconds": round(elapsed, 2),
                     "loss": float(np.mean(losses)),
                     "learning_rate": optimiser.param_groups[0]["lr"],
-                    "val_sdr": _validation_sdr(model, checks, device),
+                    "val_sdr": _validation_sdr(judged, checks, device),
                 }
                 losses = []
                 result.history.append(entry)
@@ -326,9 +350,9 @@ def fit(
                     )
                 if not result.best or entry["val_sdr"] > result.best["val_sdr"]:
                     result.best = entry
-                    best_state = copy.deepcopy(model.state_dict())
+                    best_state = copy.deepcopy(judged.state_dict())
                     if out is not None:
-                        result.checkpoint = _save(model, out, _record(result, seed, data))
+                        result.checkpoint = _save(judged, out, _record(result, seed, data))
                 if callback is not None:
                     callback(list(result.history))
             if done:
@@ -354,6 +378,23 @@ def fit(
         )
         warn(f"Training interrupted at step {result.steps}: {kept}.")
     return result
+
+
+#: Crops whose mixtures set a new network's input statistics.
+STATISTICS_CROPS = 64
+
+
+def _standardise_new_inputs(model, train: _Crops, rng: np.random.Generator, device) -> None:
+    """A network whose input statistics are still at their start (mean 0, scale 1) gets them
+    from mixtures of training crops (:meth:`MaskNet.standardise_inputs`); one that has them
+    (trained before, or set by hand) keeps them."""
+    import torch
+
+    mean, scale = model.input_mean, model.input_scale
+    if torch.count_nonzero(mean) or not torch.all(scale == 1):
+        return
+    mixtures = train.batch(rng, STATISTICS_CROPS).sum(axis=1)
+    model.standardise_inputs(torch.from_numpy(mixtures).to(device))
 
 
 def _rate(start: float, done: float) -> float:
