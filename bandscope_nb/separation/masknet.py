@@ -1,13 +1,14 @@
 """A small spectrogram-mask network a class can train on a laptop CPU (see training/).
 
-The mixture's STFT magnitude (both channels, up to ``max_freq``), normalised per bin, goes
-through a linear layer, a bidirectional LSTM over time and two more layers to one mask per
-source and bin; a softmax across sources makes the masks sum to one, so the stems sum to the
-mixture exactly as the classical recipe's do. Each mask multiplies the mixture's complex STFT in
-every channel and an inverse STFT gives the stem. It exposes demucs' model contract
-(``sources``, ``samplerate``, ``audio_channels``, ``segment``), so
-:class:`~bandscope_nb.Separator` runs it through the same engine, cache and players as Demucs,
-and it is saved and loaded as safetensors like a Demucs model (its class is on the allow-list).
+The mixture's log STFT magnitude (both channels, up to ``max_freq``), standardised per bin,
+goes through a linear layer (the bins below ``direct_hz`` also go past it as they are), a
+bidirectional LSTM over time and two more layers to one mask per source and bin; a softmax
+across sources makes the masks sum to one, so the stems sum to the mixture exactly as the
+classical recipe's do. Each mask multiplies the mixture's complex STFT in every channel and an
+inverse STFT gives the stem. It exposes demucs' model contract (``sources``, ``samplerate``,
+``audio_channels``, ``segment``), so :class:`~bandscope_nb.Separator` runs it through the same
+engine, cache and players as Demucs, and it is saved and loaded as safetensors like a Demucs
+model (its class is on the allow-list).
 """
 
 from __future__ import annotations
