@@ -314,6 +314,40 @@ def test_fit_trains_alike_on_multitracks_held_in_memory_or_read_crop_by_crop(
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
+def test_validation_separates_the_start_of_up_to_twelve_whole_songs(monkeypatch):
+    """Each validation scores the same excerpts: the first VALIDATION_SECONDS (here cut to the
+    shortest song) of the first VALIDATION_SONGS validation songs, not a few short crops."""
+    monkeypatch.setattr(fit_module, "VALIDATION_SECONDS", 0.75)
+    validation = tone_songs(14)
+    validation[3] = bn.Stems(validation[3].data[..., : RATE // 2], NAMES, RATE)  # 0.5 s
+    seen = []
+    real = fit_module._validation_sdr
+
+    def spy(model, crops, device):
+        seen.append([c.copy() for c in crops])
+        return real(model, crops, device)
+
+    monkeypatch.setattr(fit_module, "_validation_sdr", spy)
+    fit(
+        small(),
+        tone_songs(3),
+        validation=validation,
+        steps=2,
+        batch_size=2,
+        crop_seconds=0.5,
+        validate_every=1,
+        device="cpu",
+        progress=False,
+    )
+    assert len(seen) == 2 and len(seen[0]) == fit_module.VALIDATION_SONGS == 12
+    for crops in seen:
+        for crop, song in zip(crops, validation, strict=False):
+            np.testing.assert_array_equal(crop, song.data[..., : RATE // 2])
+    monkeypatch.setattr(fit_module, "VALIDATION_SECONDS", 0.25)  # shorter than every song
+    excerpts = fit_module._validation_excerpts(validation[:2], RATE)
+    assert [e.shape for e in excerpts] == [(4, 2, RATE // 4)] * 2
+
+
 def test_the_learning_rate_falls_along_a_cosine_to_a_twentieth():
     rate = sys.modules["bandscope_nb.training.fit"]._rate
     assert rate(2e-3, 0.0) == pytest.approx(2e-3) and rate(2e-3, 1.0) == pytest.approx(1e-4)

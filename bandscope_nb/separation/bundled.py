@@ -33,7 +33,7 @@ class BundledModel:
 BUNDLED = {
     "bandscope-tiny": BundledModel(
         file="bandscope-tiny.safetensors",
-        sha256="f8b44c85e08eb185bf948d434a9d466b5c6ab635f66bc9b46852b513b6aaae48",
+        sha256="1a3df92ae01b387fce2069fecbb9cbebad0fb0f836b2da17c7b0aa5519e0dd70",
         about=(
             "a small network trained for 10 minutes on a laptop CPU on synthetic General MIDI "
             "songs. On such songs (the demo song is one) it separates better than the classical "
