@@ -328,17 +328,7 @@ def test_validation_separates_the_start_of_up_to_twelve_whole_songs(monkeypatch)
         return real(model, crops, device)
 
     monkeypatch.setattr(fit_module, "_validation_sdr", spy)
-    fit(
-        small(),
-        tone_songs(3),
-        validation=validation,
-        steps=2,
-        batch_size=2,
-        crop_seconds=0.5,
-        validate_every=1,
-        device="cpu",
-        progress=False,
-    )
+    one_step(small(), validation=validation, steps=2)
     assert len(seen) == 2 and len(seen[0]) == fit_module.VALIDATION_SONGS == 12
     for crops in seen:
         for crop, song in zip(crops, validation, strict=False):
