@@ -15,7 +15,7 @@ import torch
 import bandscope_nb as bn
 from bandscope_nb.separation.masknet import MaskNet
 from bandscope_nb.separation.modelfiles import load_safetensors, save_safetensors
-from bandscope_nb.training import fit
+from bandscope_nb.training import batches, fit
 from bandscope_nb.training.fit import batch_loss
 
 fit_module = sys.modules["bandscope_nb.training.fit"]  # the name fit is the function
@@ -77,33 +77,91 @@ def test_saved_weights_load_through_the_separator_and_separate_identically(tmp_p
     np.testing.assert_allclose(got.data, expected, atol=1e-6)
 
 
-def test_a_checkpoint_from_before_direct_hz_loads_as_it_was_made(tmp_path):
-    old = MaskNet(hidden=16, lstm_layers=1, direct_hz=0.0).eval()
-    del old._init_args_kwargs[1]["direct_hz"]  # as written before the argument existed
+@pytest.mark.parametrize(
+    ("missing", "direct", "low_bins"),
+    [(("direct_hz", "low_nfft"), 0, 0), (("low_nfft",), 33, 33)],
+    ids=["before-direct_hz", "before-low_nfft"],
+)
+def test_a_checkpoint_from_before_an_argument_existed_loads_as_it_was_made(
+    tmp_path, missing, direct, low_bins
+):
+    made = {"direct_hz": 700.0 if direct else 0.0, "low_nfft": None}
+    old = MaskNet(hidden=16, lstm_layers=1, **made).eval()
+    for name in missing:
+        del old._init_args_kwargs[1][name]  # as written before the argument existed
     loaded = load_safetensors(save_safetensors(old, tmp_path / "old.safetensors"))
-    assert loaded.direct == 0 and MaskNet(hidden=16, lstm_layers=1).direct == 33  # 700 Hz
+    assert (loaded.direct, loaded.low_bins, loaded.low_nfft) == (direct, low_bins, 2048)
+    assert (MaskNet(hidden=16).direct, MaskNet(hidden=16).low_bins) == (33, 131)  # 700 Hz
     mix = torch.from_numpy(tone_songs(1)[0].mix()[None])
     with torch.no_grad():
         torch.testing.assert_close(loaded(mix), old(mix))
 
 
-def test_the_low_bins_reach_the_lstm_as_they_are():
+def tone(freq: float, seconds: float = 1.0, level: float = 0.3) -> torch.Tensor:
+    """A stereo sine ``(1, 2, frames)``, faded in and out (Hann) so that its spectrum is a
+    peak and nothing else."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    wave = level * np.sin(2 * np.pi * freq * t) * np.hanning(len(t))
+    return torch.from_numpy(np.stack([wave, wave])[None].astype(np.float32))
+
+
+def test_the_low_bins_reach_the_lstm_as_they_are_from_their_own_finer_stft():
     net = small().eval()
-    assert net.lstm.input_size == 16 + 2 * net.direct
+    assert net.lstm.input_size == 16 + 2 * net.low_bins and net.low_bins == 131
     with torch.no_grad():
         for param in net.encode.parameters():
             param.zero_()  # the first layer passes nothing on: only the direct path is left
-        spec = torch.zeros(1, 2, 1025, 9, dtype=torch.complex64)
-        x = torch.rand(1, 2, 1025, 9) + 0.5
+        base = tone(1000.0, level=0.01)[0].numpy()
 
-        def masks(bin_):
-            changed = x.clone()
-            changed[:, :, bin_] *= 4
-            return net.mask(spec, changed)
+        def change(freq):  # of the masks
+            mix = base + tone(freq)[0].numpy()
+            return np.abs(net.masks_for(mix) - net.masks_for(base)).mean()
 
-        base = net.mask(spec, x)
-        assert not torch.allclose(masks(net.direct - 1), base)  # below 700 Hz: seen
-        assert torch.equal(masks(net.direct + 10), base)  # above: only through the first layer
+        assert change(3000.0) < 0.01 * change(300.0)  # above 700 Hz: only through encode
+
+
+def test_the_low_features_are_the_bins_of_a_full_rate_stft():
+    net = small()
+    mix = torch.from_numpy(bn.demo.load()[0].samples[None, :, : 5 * RATE].copy())
+    window = torch.hann_window(8192)
+    spec = torch.stft(mix[0], 8192, 1024, window=window, pad_mode="constant", return_complex=True)
+    full = torch.log1p(spec[:, : net.low_bins].abs()).permute(2, 0, 1).reshape(1, -1, 262)
+    low = net.low_features(mix)
+    assert low.shape == full.shape == (1, 1 + 5 * RATE // 1024, 262)
+    # the last frames' windows reach past the end, where the low-pass sees zeros
+    torch.testing.assert_close(low[:, :-4], full[:, :-4], atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("frames", [44100, 44101, 16])
+def test_decimating_is_low_passing_with_conv1d_and_keeping_every_step_th_sample(frames):
+    from bandscope_nb.separation.masknet import _decimate, _lowpass
+
+    signals = torch.randn(3, frames, generator=torch.Generator().manual_seed(frames))
+    taps = _lowpass(16).flatten()[:257]  # the 16 * 16 + 1 taps, without the zero padding
+    assert abs(float(taps.sum()) - 1) < 1e-6 and torch.equal(taps, taps.flip(0))  # centred
+    expected = torch.nn.functional.conv1d(
+        signals[:, None], taps[None, None], stride=16, padding=128
+    )
+    got = _decimate(signals, _lowpass(16), 16)
+    assert got.shape == (3, 1 + (frames - 1) // 16)
+    torch.testing.assert_close(got, expected[:, 0], atol=1e-5, rtol=0)
+
+
+def test_the_finer_bins_tell_apart_notes_the_main_stft_puts_in_one_bin():
+    net = small()
+    main, fine = [], []
+    for freq in (55.0, 58.27):  # A1 and B-flat 1
+        audio = tone(freq)
+        main.append(int(net.magnitude(net.spectrogram(audio))[0, 0, :, 20].argmax()))
+        fine.append(int(net.low_features(audio)[0, 20, : net.low_bins].argmax()))
+    assert main[0] == main[1] and fine == [10, 11]
+
+
+def test_a_masknet_with_a_finer_low_stft_asks_for_the_audio():
+    net = small()
+    spec = net.spectrogram(torch.zeros(1, 2, RATE))
+    with pytest.raises(bn.ParameterError, match="8192-point STFT of the mixture"):
+        net.mask(spec)
 
 
 def test_hostile_init_arguments_in_a_masknet_file_are_refused(tmp_path):
@@ -119,8 +177,12 @@ def test_the_loss_is_the_squared_distance_of_the_masked_mixture_magnitude_and_it
     batch = torch.from_numpy(np.stack([s.data for s in tone_songs(2)]))
     stems = net.spectrogram(batch.flatten(0, 1))
     stems = stems.reshape(*batch.shape[:2], *stems.shape[1:])  # (B, S, C, F, N)
-    mix = stems.sum(dim=1)
-    plain = ((net.mask(mix)[:, :, None] * mix.abs()[:, None]) - stems.abs()).pow(2).mean()
+    mixture = batch.sum(dim=1)
+    mix = net.spectrogram(mixture)
+    estimate = net.mask(mix, audio=mixture)[:, :, None] * mix.abs()[:, None]
+    # 44 frames: the first and the last reach past the crop, into padding
+    assert batches.inner_frames(net, RATE) == slice(1, 43) and stems.shape[-1] == 44
+    plain = (estimate - stems.abs())[..., 1:-1].pow(2).mean()
     (expected,) = torch.autograd.grad(plain, net.masks.weight)
     fast = batch_loss(net, batch)
     (got,) = torch.autograd.grad(fast, net.masks.weight)
@@ -150,6 +212,27 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
     assert after < 0.9 * before, (before, after)
 
 
+def test_the_targets_made_once_per_song_are_the_crops_magnitudes(monkeypatch):
+    """A crop starts on the hop, so its inner frames are frames of the whole song's STFT:
+    magnitudes made once per song (half precision) give each batch's targets."""
+    net = small()
+    crops = batches.Crops(tone_songs(3, seconds=2.0), RATE // 2, align=net.hop)
+    picks = crops.picks(np.random.default_rng(5), 6)
+    assert all(p.start % net.hop == 0 for p in picks) and any(p.start for p in picks)
+    assert any(p.swap.any() for p in picks) and all(np.ptp(p.gains) > 0 for p in picks)
+    audio = torch.from_numpy(crops.audio(picks))
+    kept = batches.Targets(net, crops, "cpu")
+    monkeypatch.setattr(batches, "TARGET_BYTES", 0)  # too little room: made from each batch
+    made = batches.Targets(net, crops, "cpu")
+    assert kept.songs is not None and made.songs is None
+    got, expected = kept(picks, audio), made(picks, audio)
+    assert got.shape == expected.shape == (6, 4, 2, 1025, 22)
+    inner = batches.inner_frames(net, RATE // 2)
+    torch.testing.assert_close(got[..., inner], expected[..., inner], rtol=2e-3, atol=1e-3)
+    # the edge frames differ (a crop's padding is not its song), which is why the loss skips them
+    assert not torch.allclose(got[..., -1], expected[..., -1], rtol=2e-3, atol=1e-3)
+
+
 def one_step(net, **options):
     options = {"steps": 1, "batch_size": 2, "crop_seconds": 0.5, "validate_every": 1} | options
     return fit(net, tone_songs(3), device="cpu", progress=False, **options)
@@ -160,7 +243,7 @@ def test_fit_standardises_a_new_networks_inputs_and_keeps_a_trained_ones():
     assert not torch.count_nonzero(net.input_mean) and torch.all(net.input_scale == 1)
     one_step(net, learning_rate=1e-6, seed=3)
     # the statistics of 64 crops of the training songs (not the validation song), drawn by seed
-    crops = fit_module._Crops(tone_songs(3)[:2], RATE // 2)
+    crops = batches.Crops(tone_songs(3)[:2], RATE // 2, align=1024)
     mixes = crops.batch(np.random.default_rng([3, 1]), fit_module.STATISTICS_CROPS).sum(axis=1)
     expected = small()
     expected.standardise_inputs(torch.from_numpy(mixes))
@@ -254,6 +337,7 @@ def test_the_demo_song_is_held_out():
         ({"hop": 0}, "Invalid hop: 0"),
         ({"lstm_layers": 2.5}, "Invalid lstm_layers"),
         ({"max_freq": 0}, "Invalid max_freq: 0"),
+        ({"low_nfft": 1024}, "Invalid low_nfft: 1024"),
         ({"seed": -1}, "Invalid seed: -1"),
         ({"seed": "0"}, "Invalid seed: '0'"),
         ({"sources": ["drums", "../bass"]}, "sources"),
@@ -292,11 +376,10 @@ def test_fit_trains_alike_on_multitracks_held_in_memory_or_read_crop_by_crop(
     tmp_path, monkeypatch
 ):
     songs = bn.datasets.synth_multitracks(3, seconds=2.0, seed=4, folder=tmp_path)
-    fit_module = sys.modules["bandscope_nb.training.fit"]
     states = []
-    for preload in (fit_module.PRELOAD_BYTES, 0):  # in memory (16-bit), then from the files
-        monkeypatch.setattr(fit_module, "PRELOAD_BYTES", preload)
-        assert (fit_module._Crops(songs, RATE).held is not None) == bool(preload)
+    for preload in (batches.PRELOAD_BYTES, 0):  # in memory (16-bit), then from the files
+        monkeypatch.setattr(batches, "PRELOAD_BYTES", preload)
+        assert (batches.Crops(songs, RATE).held is not None) == bool(preload)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             result = fit(
@@ -314,11 +397,11 @@ def test_fit_trains_alike_on_multitracks_held_in_memory_or_read_crop_by_crop(
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
-def test_validation_separates_the_start_of_up_to_twelve_whole_songs(monkeypatch):
+def test_validation_separates_the_start_of_up_to_24_whole_songs(monkeypatch):
     """Each validation scores the same excerpts: the first VALIDATION_SECONDS (here cut to the
     shortest song) of the first VALIDATION_SONGS validation songs, not a few short crops."""
     monkeypatch.setattr(fit_module, "VALIDATION_SECONDS", 0.75)
-    validation = tone_songs(14)
+    validation = tone_songs(26)
     validation[3] = bn.Stems(validation[3].data[..., : RATE // 2], NAMES, RATE)  # 0.5 s
     seen = []
     real = fit_module._validation_sdr
@@ -329,7 +412,7 @@ def test_validation_separates_the_start_of_up_to_twelve_whole_songs(monkeypatch)
 
     monkeypatch.setattr(fit_module, "_validation_sdr", spy)
     one_step(small(), validation=validation, steps=2)
-    assert len(seen) == 2 and len(seen[0]) == fit_module.VALIDATION_SONGS == 12
+    assert len(seen) == 2 and len(seen[0]) == fit_module.VALIDATION_SONGS == 24
     for crops in seen:
         for crop, song in zip(crops, validation, strict=False):
             np.testing.assert_array_equal(crop, song.data[..., : RATE // 2])

@@ -33,7 +33,7 @@ class BundledModel:
 BUNDLED = {
     "bandscope-tiny": BundledModel(
         file="bandscope-tiny.safetensors",
-        sha256="1a3df92ae01b387fce2069fecbb9cbebad0fb0f836b2da17c7b0aa5519e0dd70",
+        sha256="b6150e7a8385945c0561152c9f6e68e5d05fe11a32e3656896c4fbd10e10d9c2",
         about=(
             "a small network trained for 10 minutes on a laptop CPU on synthetic General MIDI "
             "songs. On such songs (the demo song is one) it separates better than the classical "

@@ -1,9 +1,10 @@
 """Train a separator on multitracks within a time budget: seeded, interrupt-safe, and with every
 improvement on the validation songs checkpointed so that it loads through the Separator.
 
-Each step draws a batch of random crops from the training songs, gives every stem a random
-level and channel order (so the mixtures vary more than the songs do), mixes them and lowers
-the squared distance between the masked mixture's magnitude and each true stem's, with Adam at a
+Each step draws a batch of random crops from the training songs (:mod:`.batches`), gives every
+stem a random level and channel order (so the mixtures vary more than the songs do), mixes them
+and lowers the squared distance between the masked mixture's magnitude and each true stem's
+(whose magnitudes are made once per song, on the clock, before the first step), with Adam at a
 learning rate that falls along a cosine to a twentieth of its start by the end of the budget. Every
 ``validate_every`` steps the model separates the first :data:`VALIDATION_SECONDS` of up to
 :data:`VALIDATION_SONGS` validation songs (the last tenth of the data, unless given) and its
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..stems import Stems
+from .batches import Crops, Targets, inner_frames, stem_magnitudes
 
 __all__ = ["FitResult", "batch_loss", "fit"]
 
@@ -87,73 +89,15 @@ def _check_held_out(songs: list) -> None:
 #: Validation separates the start of up to this many validation songs, each up to this many
 #: seconds long: enough audio that the SDR measures the network rather than the excerpt (eight
 #: 2 s excerpts moved it by about 0.3 dB from one validation to the next, so the kept state was
-#: often a lucky one, not the best); each validation costs about 5 steps' time (two CPU cores).
-VALIDATION_SONGS, VALIDATION_SECONDS = 12, 10.0
-
-#: A Multitracks up to this size (as 16-bit samples) is read into memory once: reading crops
-#: from FLAC files costs a training step about a quarter more time.
-PRELOAD_BYTES = 2 * 1024**3
-
-
-class _Crops:
-    """Random crops of songs (Stems, or a Multitracks: held in memory as its files' 16-bit
-    samples when they fit in :data:`PRELOAD_BYTES`, else read from disk crop by crop)."""
-
-    def __init__(self, songs, frames: int):
-        self.songs, self.frames = songs, frames
-        self.paths = getattr(songs, "paths", None)
-        self.lengths = [self._length(i) for i in range(len(songs))]
-        if any(length < frames for length in self.lengths):
-            raise ParameterError(
-                f"Every song must be at least {frames} frames long for crops of that length."
-            )
-        self.held = None
-        channels = 2 * len(songs.names) if self.paths is not None else 0
-        if self.paths is not None and 2 * channels * sum(self.lengths) <= PRELOAD_BYTES:
-            import os
-            from concurrent.futures import ThreadPoolExecutor
-
-            import soundfile as sf
-
-            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # decoding frees the GIL
-                self.held = list(pool.map(lambda p: sf.read(p, dtype="int16")[0], self.paths))
-
-    def _length(self, i: int) -> int:
-        if self.paths is not None:
-            import soundfile as sf
-
-            return sf.info(self.paths[i]).frames
-        return self.songs[i].frames
-
-    def crop(self, i: int, start: int, frames: int | None = None) -> np.ndarray:
-        """``(sources, channels, frames)`` float32 (``frames`` default: the crops' length)."""
-        frames = frames or self.frames
-        if self.held is not None:  # as soundfile reads 16-bit samples as floats: / 32768
-            data = self.held[i][start : start + frames].astype(np.float32) / 32768.0
-        elif self.paths is not None:
-            import soundfile as sf
-
-            data, _ = sf.read(self.paths[i], start=start, frames=frames, dtype="float32")
-        else:
-            return np.asarray(self.songs[i].data[..., start : start + frames], np.float32)
-        return np.ascontiguousarray(data.T).reshape(-1, 2, frames)
-
-    def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        out = []
-        for _ in range(size):
-            i = int(rng.integers(len(self.songs)))
-            stems = self.crop(i, int(rng.integers(self.lengths[i] - self.frames + 1)))
-            stems = stems * rng.uniform(0.5, 1.25, size=(len(stems), 1, 1)).astype(np.float32)
-            swap = rng.random(len(stems)) < 0.5
-            stems[swap] = stems[swap][:, ::-1]
-            out.append(stems)
-        return np.stack(out)
+#: often a lucky one, not the best; 12 songs' mean stopped following all 24's late in a run);
+#: each validation costs about 10 steps' time (two CPU cores).
+VALIDATION_SONGS, VALIDATION_SECONDS = 24, 10.0
 
 
 def _validation_excerpts(songs, samplerate: int) -> list[np.ndarray]:
     """The start of each validation song, ``(sources, channels, frames)``: up to
     :data:`VALIDATION_SECONDS`, all of the same length (the shortest song's, if shorter)."""
-    held = _Crops(songs, 1)
+    held = Crops(songs, 1)
     frames = min(min(held.lengths), int(VALIDATION_SECONDS * samplerate))
     return [held.crop(i, 0, frames) for i in range(len(songs))]
 
@@ -176,10 +120,12 @@ def _validation_sdr(model, crops: list[np.ndarray], device) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def batch_loss(model, batch):
+def batch_loss(model, batch, targets=None):
     """Mean squared distance between the masked mixture's magnitude and each true stem's, for a
-    batch of stems ``(batch, sources, channels, frames)`` (their sum is the mixture). Squared,
+    batch of stems ``(batch, sources, channels, frames)`` (their sum is the mixture), over the
+    STFT frames whose windows lie inside the crops (:func:`~.batches.inner_frames`). Squared,
     like the SDR's error energy, it weighs loud bins (the bass) more than an L1 distance does.
+    ``targets``: the stems' magnitudes, if already made (:class:`~.batches.Targets`).
 
     Examples
     --------
@@ -191,13 +137,22 @@ def batch_loss(model, batch):
     """
     import torch
 
+    inner = inner_frames(model, batch.shape[-1])
     with torch.no_grad():  # the data: no gradient flows through it
-        stems = model.spectrogram(batch.flatten(0, 1))
-        stems = stems.reshape(*batch.shape[:2], *stems.shape[1:])  # (B, S, C, F, N)
-        spec = stems.sum(dim=1)  # the mixture's STFT: the STFT is linear
-        mix, target = model.magnitude(spec), model.magnitude(stems)
-    estimate = model.mask(spec, mix)[:, :, None] * mix[:, None]
-    return (estimate - target).square().mean()
+        mixture = batch.sum(dim=1)
+        spec = model.spectrogram(mixture)
+        mix = model.magnitude(spec)
+        if targets is None:
+            targets = stem_magnitudes(model, batch)
+        # sum over channels c of (m X_c - T_c)^2 = m^2 sum X_c^2 - 2 m sum X_c T_c + sum T_c^2:
+        # the graph then holds (batch, sources, bins, steps), not a channel axis more (faster)
+        # laid out (B, N, S, F) as the network makes the masks: the graph's arrays are contiguous
+        x, t = mix[..., inner], targets[..., inner]
+        power = x.square().sum(dim=1)[:, None].permute(0, 3, 1, 2).contiguous()  # (B, N, 1, F)
+        cross = (t * x[:, None]).sum(dim=2).permute(0, 3, 1, 2).contiguous()  # (B, N, S, F)
+        energy, count = t.square().sum(), t.numel()
+    masks = model.mask(spec, mix, audio=mixture).permute(0, 3, 1, 2)[:, inner]
+    return ((masks * (masks * power - 2 * cross)).sum() + energy) / count
 
 
 def _save(model, out: Path, record: dict) -> Path:
@@ -223,7 +178,7 @@ def fit(
     crop_seconds: float = 2.0,
     learning_rate: float = 2e-3,
     validation=None,
-    validate_every: int = 100,
+    validate_every: int = 200,
     average: float = 0.0,
     out=None,
     progress: bool = True,
@@ -254,7 +209,7 @@ def fit(
         first :data:`VALIDATION_SECONDS` of the first :data:`VALIDATION_SONGS` of them are
         separated.
     validate_every : int
-        Steps between validations (and checkpoints). Each costs about as much as 5 steps of
+        Steps between validations (and checkpoints). Each costs about as much as 10 steps of
         the default batch when the validation songs are 10 s or longer.
     average : float
         0 to validate, keep and save the weights themselves; else the running average of the
@@ -310,11 +265,13 @@ def fit(
     _check_held_out([s for s in songs if isinstance(s, Stems)])
     device = resolve_device(device)
     frames = int(crop_seconds * model.samplerate)
-    train = _Crops(songs, frames)
+    train = Crops(songs, frames, align=model.hop)
     checks = _validation_excerpts(validation[:VALIDATION_SONGS], model.samplerate)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    start = time.perf_counter()  # the stems' magnitudes are made on the clock
     model.to(device).train()
+    targets = Targets(model, train, device)
     _standardise_new_inputs(model, train, np.random.default_rng([seed, 1]), device)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     # what is validated, kept and saved: the weights themselves, or their running average
@@ -328,13 +285,15 @@ def fit(
 
         bar = tqdm(total=steps or round(budget), unit="step" if steps else "s", desc="training")
     result = FitResult(model, 0, 0.0)
-    best_state, losses, start = None, [], time.perf_counter()
+    best_state, losses = None, []
     try:
         while True:
             done_part = result.steps / steps if steps else (time.perf_counter() - start) / budget
             for group in optimiser.param_groups:
                 group["lr"] = _rate(learning_rate, done_part)
-            loss = batch_loss(model, torch.from_numpy(train.batch(rng, batch_size)).to(device))
+            picks = train.picks(rng, batch_size)
+            audio = torch.from_numpy(train.audio(picks)).to(device)
+            loss = batch_loss(model, audio, targets(picks, audio))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -402,7 +361,7 @@ def fit(
 STATISTICS_CROPS = 64
 
 
-def _standardise_new_inputs(model, train: _Crops, rng: np.random.Generator, device) -> None:
+def _standardise_new_inputs(model, train: Crops, rng: np.random.Generator, device) -> None:
     """A network whose input statistics are still at their start (mean 0, scale 1) gets them
     from mixtures of training crops (:meth:`MaskNet.standardise_inputs`); one that has them
     (trained before, or set by hand) keeps them."""
