@@ -31,7 +31,7 @@ def test_the_file_ships_small_and_matches_its_digest():
     assert isinstance(net, MaskNet) and loaded.name == "bandscope-tiny"
     assert loaded.sources == ("drums", "bass", "other", "vocals") and net.samplerate == 44100
     assert "bundled file" in loaded.origin
-    assert sum(p.numel() for p in net.parameters()) < 2_000_000
+    assert sum(p.numel() for p in net.parameters()) < 2_500_000  # "of the order of 1 M"
     assert "bandscope-tiny" in bundled.bundled_names()
 
 

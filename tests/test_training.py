@@ -42,7 +42,7 @@ def tone_songs(count: int, seconds: float = 1.0) -> list[bn.Stems]:
 
 
 def small() -> MaskNet:
-    return MaskNet(hidden=16, lstm_layers=1)
+    return MaskNet(hidden=16, lstm_layers=1, low_hidden=8)
 
 
 def test_a_masknet_starts_from_its_seed_whatever_ran_before():
@@ -78,23 +78,49 @@ def test_saved_weights_load_through_the_separator_and_separate_identically(tmp_p
 
 
 @pytest.mark.parametrize(
-    ("missing", "direct", "low_bins"),
-    [(("direct_hz", "low_nfft"), 0, 0), (("low_nfft",), 33, 33)],
-    ids=["before-direct_hz", "before-low_nfft"],
+    ("missing", "made", "expected"),
+    [
+        (("direct_hz", "low_nfft", "low_hidden"), (0.0, None), (0, 0, 2048)),
+        (("low_nfft", "low_hidden"), (700.0, None), (33, 33, 2048)),
+        (("low_hidden",), (700.0, 8192), (33, 131, 8192)),
+    ],
+    ids=["before-direct_hz", "before-low_nfft", "before-low_hidden"],
 )
 def test_a_checkpoint_from_before_an_argument_existed_loads_as_it_was_made(
-    tmp_path, missing, direct, low_bins
+    tmp_path, missing, made, expected
 ):
-    made = {"direct_hz": 700.0 if direct else 0.0, "low_nfft": None}
-    old = MaskNet(hidden=16, lstm_layers=1, **made).eval()
+    direct_hz, low_nfft = made
+    old = MaskNet(
+        hidden=16, lstm_layers=1, direct_hz=direct_hz, low_nfft=low_nfft, low_hidden=0
+    ).eval()
     for name in missing:
         del old._init_args_kwargs[1][name]  # as written before the argument existed
     loaded = load_safetensors(save_safetensors(old, tmp_path / "old.safetensors"))
-    assert (loaded.direct, loaded.low_bins, loaded.low_nfft) == (direct, low_bins, 2048)
+    assert (loaded.direct, loaded.low_bins, loaded.low_nfft) == expected
+    assert loaded.low_lstm is None and loaded.low_masks is None
     assert (MaskNet(hidden=16).direct, MaskNet(hidden=16).low_bins) == (33, 131)  # 700 Hz
     mix = torch.from_numpy(tone_songs(1)[0].mix()[None])
     with torch.no_grad():
         torch.testing.assert_close(loaded(mix), old(mix))
+
+
+def test_the_low_lstm_starts_silent_and_then_moves_only_the_low_masks():
+    plain = MaskNet(hidden=16, lstm_layers=1, low_hidden=0).eval()
+    net = MaskNet(hidden=16, lstm_layers=1, low_hidden=8).eval()
+    assert net.low_lstm.input_size == 2 * net.low_bins and net.low_lstm.hidden_size == 4
+    assert net.low_masks.out_features == 4 * net.direct == 4 * 33
+    state = net.state_dict()
+    for name, value in plain.state_dict().items():  # the other layers start as they were
+        torch.testing.assert_close(state[name], value, atol=0, rtol=0)
+    mix = tone_songs(1)[0].mix()
+    before = net.masks_for(mix)
+    np.testing.assert_array_equal(before, plain.masks_for(mix))  # its last layer starts at 0
+    with torch.no_grad():
+        net.low_masks.weight.normal_(0.0, 0.1)
+    after = net.masks_for(mix)
+    np.testing.assert_array_equal(after[:, net.direct :], before[:, net.direct :])
+    assert np.abs(after[:, : net.direct] - before[:, : net.direct]).max() > 0.01
+    np.testing.assert_allclose(after.sum(axis=0), 1.0, atol=1e-5)
 
 
 def tone(freq: float, seconds: float = 1.0, level: float = 0.3) -> torch.Tensor:
@@ -338,6 +364,9 @@ def test_the_demo_song_is_held_out():
         ({"lstm_layers": 2.5}, "Invalid lstm_layers"),
         ({"max_freq": 0}, "Invalid max_freq: 0"),
         ({"low_nfft": 1024}, "Invalid low_nfft: 1024"),
+        ({"low_hidden": 1}, "Invalid low_hidden: 1"),
+        ({"low_hidden": -2}, "Invalid low_hidden: -2"),
+        ({"low_hidden": 8, "direct_hz": 0}, "Invalid low_hidden: 8; it reads the bins below"),
         ({"seed": -1}, "Invalid seed: -1"),
         ({"seed": "0"}, "Invalid seed: '0'"),
         ({"sources": ["drums", "../bass"]}, "sources"),

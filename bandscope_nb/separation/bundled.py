@@ -33,7 +33,7 @@ class BundledModel:
 BUNDLED = {
     "bandscope-tiny": BundledModel(
         file="bandscope-tiny.safetensors",
-        sha256="b6150e7a8385945c0561152c9f6e68e5d05fe11a32e3656896c4fbd10e10d9c2",
+        sha256="e6b0cfc11c3d3c80ff35d81a7197240e2f423423bf569f0cf93c33eee5b3258e",
         about=(
             "a small network trained for 10 minutes on a laptop CPU on synthetic General MIDI "
             "songs. On such songs (the demo song is one) it separates better than the classical "

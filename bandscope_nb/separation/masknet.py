@@ -2,8 +2,10 @@
 
 The mixture's log STFT magnitude (both channels, up to ``max_freq``), standardised per bin,
 goes through a linear layer (the bins below ``direct_hz`` also go past it as they are), a
-bidirectional LSTM over time and two more layers to one mask per source and bin; a softmax
-across sources makes the masks sum to one, so the stems sum to the mixture exactly as the
+bidirectional LSTM over time and two more layers to one mask per source and bin; below
+``direct_hz`` a second, narrower BLSTM over those bins alone adds to the masks (``low_hidden``:
+there bass and chords share partials, and that is where the bass was lost); a softmax across
+sources makes the masks sum to one, so the stems sum to the mixture exactly as the
 classical recipe's do. Each mask multiplies the mixture's complex STFT in every channel and an
 inverse STFT gives the stem. It exposes demucs' model contract (``sources``, ``samplerate``,
 ``audio_channels``, ``segment``), so :class:`~bandscope_nb.Separator` runs it through the same
@@ -22,11 +24,11 @@ from torch import nn
 __all__ = ["MaskNet", "as_masknet"]
 
 _ARGS = ("sources", "samplerate", "audio_channels", "segment", "nfft", "hop", "max_freq")
-_ARGS += ("hidden", "lstm_layers", "direct_hz", "low_nfft")
+_ARGS += ("hidden", "lstm_layers", "direct_hz", "low_nfft", "low_hidden")
 
 
 class MaskNet(nn.Module):
-    """Spectrogram masks from a BLSTM (1.85 M parameters by default).
+    """Spectrogram masks from a BLSTM (2.12 M parameters by default).
 
     Parameters
     ----------
@@ -53,6 +55,13 @@ class MaskNet(nn.Module):
         kept one sample in :func:`low_step` (:meth:`low_features`), which costs a training
         step about a tenth more time. None (checkpoints written before it existed): the main
         STFT's bins.
+    low_hidden : int
+        Width of a second, narrow BLSTM that reads the direct bins alone (``low_hidden // 2``
+        units per direction); from its output and the main layers' a linear layer adds to the
+        masks' logits below ``direct_hz``, where bass and chords are told apart. Its starting
+        weights come from ``seed + 1`` and that layer starts at zero, so a new network starts
+        as one without it. 0 for none (checkpoints written before it existed); it needs
+        ``direct_hz``.
     seed : int
         Seeds the starting weights (and only them: torch's global random state is left as it
         was), so that ``MaskNet()`` is the same network in every process and on every run of a
@@ -69,7 +78,7 @@ class MaskNet(nn.Module):
 
     #: The value of each argument added since checkpoints were first written, for a checkpoint
     #: that does not name it (it was made before): the loader fills these in.
-    LEGACY_DEFAULTS: ClassVar[dict] = {"direct_hz": 0.0, "low_nfft": None}
+    LEGACY_DEFAULTS: ClassVar[dict] = {"direct_hz": 0.0, "low_nfft": None, "low_hidden": 0}
 
     def __init__(
         self,
@@ -84,6 +93,7 @@ class MaskNet(nn.Module):
         lstm_layers: int = 2,
         direct_hz: float = 700.0,
         low_nfft: int | None = 8192,
+        low_hidden: int = 128,
         seed: int = 0,
     ):
         super().__init__()
@@ -99,6 +109,7 @@ class MaskNet(nn.Module):
             lstm_layers,
             direct_hz,
             low_nfft,
+            low_hidden,
             seed,
         )
         # every argument by name, as demucs' capture_init keeps them: saved with the weights
@@ -135,6 +146,19 @@ class MaskNet(nn.Module):
             )
             self.decode = nn.Sequential(nn.Linear(width + hidden, hidden), nn.ReLU())
             self.masks = nn.Linear(hidden, len(self.sources) * self.bins)
+        self.low_lstm = self.low_masks = None
+        if low_hidden:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 1)
+                self.low_lstm = nn.LSTM(
+                    audio_channels * self.low_bins,
+                    low_hidden // 2,
+                    bidirectional=True,
+                    batch_first=True,
+                )
+                self.low_masks = nn.Linear(width + hidden + low_hidden, len(sources) * self.direct)
+            nn.init.zeros_(self.low_masks.weight)
+            nn.init.zeros_(self.low_masks.bias)
         self.register_buffer("window", torch.hann_window(nfft), persistent=False)
 
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
@@ -254,12 +278,18 @@ class MaskNet(nn.Module):
             x = torch.cat([self.encode(x), low], dim=-1)
         elif self.direct:
             low = x.reshape(batch, steps, -1, self.used)[..., : self.direct]
-            x = torch.cat([self.encode(x), low.reshape(batch, steps, -1)], dim=-1)
+            low = low.reshape(batch, steps, -1)
+            x = torch.cat([self.encode(x), low], dim=-1)
         else:
             x = self.encode(x)
         y, _ = self.lstm(x)
-        y = self.decode(torch.cat([x, y], dim=-1))  # the LSTM's input skips past it
-        logits = self.masks(y).reshape(batch, steps, len(self.sources), self.bins)
+        y = torch.cat([x, y], dim=-1)  # the LSTM's input skips past it
+        logits = self.masks(self.decode(y)).reshape(batch, steps, len(self.sources), self.bins)
+        if self.low_lstm is not None:  # the direct bins' own BLSTM, on the low logits
+            z, _ = self.low_lstm(low)
+            z = self.low_masks(torch.cat([y, z], dim=-1))
+            low_logits = logits[..., : self.direct] + z.reshape(batch, steps, -1, self.direct)
+            logits = torch.cat([low_logits, logits[..., self.direct :]], dim=-1)
         return torch.softmax(logits, dim=2).permute(0, 2, 3, 1)
 
     def masks_for(self, samples) -> np.ndarray:
@@ -385,6 +415,7 @@ def _check(
     layers,
     direct,
     low_nfft,
+    low_hidden,
     seed,
 ):
     """MaskNet's arguments, or a :class:`ParameterError` naming the one out of range."""
@@ -405,6 +436,7 @@ def _check(
         ("hop", hop, 1, nfft if is_number(nfft) else 1),
         ("hidden", hidden, 2, 4096),
         ("lstm_layers", layers, 1, 8),
+        ("low_hidden", low_hidden, 0, 4096),
         (
             "low_nfft",
             65536 if low_nfft is None else low_nfft,
@@ -420,3 +452,10 @@ def _check(
         raise ParameterError(f"Invalid max_freq: {max_freq!r}; give Hz > 0.")
     if not is_number(direct) or not 0 <= direct <= max_freq:
         raise ParameterError(f"Invalid direct_hz: {direct!r}; give Hz from 0 to max_freq.")
+    if low_hidden == 1:
+        raise ParameterError("Invalid low_hidden: 1; give 0 (none) or an int in 2..4096.")
+    if low_hidden and not direct:
+        raise ParameterError(
+            f"Invalid low_hidden: {low_hidden!r}; it reads the bins below direct_hz: give "
+            "direct_hz > 0, or low_hidden=0."
+        )

@@ -178,7 +178,7 @@ def fit(
     crop_seconds: float = 2.0,
     learning_rate: float = 2e-3,
     validation=None,
-    validate_every: int = 200,
+    validate_every: int = 400,
     average: float = 0.0,
     out=None,
     progress: bool = True,
@@ -209,8 +209,8 @@ def fit(
         first :data:`VALIDATION_SECONDS` of the first :data:`VALIDATION_SONGS` of them are
         separated.
     validate_every : int
-        Steps between validations (and checkpoints). Each costs about as much as 10 steps of
-        the default batch when the validation songs are 10 s or longer.
+        Steps between validations (and checkpoints). Each costs about as much as 25 steps of
+        the default batch and network when there are 24 validation songs of 10 s or longer.
     average : float
         0 to validate, keep and save the weights themselves; else the running average of the
         weights over the steps (an exponential one, of this decay: 0.999 weighs about the last
