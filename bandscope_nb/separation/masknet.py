@@ -41,7 +41,7 @@ class MaskNet(nn.Module):
     max_freq : float
         Bins above this frequency (Hz) are not inputs (their masks are still predicted).
     hidden : int
-        Width of the network; the LSTM has ``hidden // 2`` units per direction.
+        Width of the network (even); the LSTM has ``hidden // 2`` units per direction.
     lstm_layers : int
     direct_hz : float
         Bins below this frequency (Hz) also go past the first layer as they are (standardised)
@@ -56,12 +56,12 @@ class MaskNet(nn.Module):
         step about a tenth more time. None (checkpoints written before it existed): the main
         STFT's bins.
     low_hidden : int
-        Width of a second, narrow BLSTM that reads the direct bins alone (``low_hidden // 2``
-        units per direction); from its output and the main layers' a linear layer adds to the
-        masks' logits below ``direct_hz``, where bass and chords are told apart. Its starting
-        weights come from ``seed + 1`` and that layer starts at zero, so a new network starts
-        as one without it. 0 for none (checkpoints written before it existed); it needs
-        ``direct_hz``.
+        Width (even) of a second, narrow BLSTM that reads the direct bins alone
+        (``low_hidden // 2`` units per direction); from its output and the main layers' a
+        linear layer adds to the masks' logits below ``direct_hz``, where bass and chords are
+        told apart. Its starting weights come from ``seed + 1`` and that layer starts at zero,
+        so a new network starts as one without it. 0 for none (checkpoints written before it
+        existed); it needs ``direct_hz``.
     seed : int
         Seeds the starting weights (and only them: torch's global random state is left as it
         was), so that ``MaskNet()`` is the same network in every process and on every run of a
@@ -452,8 +452,9 @@ def _check(
         raise ParameterError(f"Invalid max_freq: {max_freq!r}; give Hz > 0.")
     if not is_number(direct) or not 0 <= direct <= max_freq:
         raise ParameterError(f"Invalid direct_hz: {direct!r}; give Hz from 0 to max_freq.")
-    if low_hidden == 1:
-        raise ParameterError("Invalid low_hidden: 1; give 0 (none) or an int in 2..4096.")
+    for name, value in (("hidden", hidden), ("low_hidden", low_hidden)):
+        if value % 2:  # the BLSTM's two directions of value // 2 units make value
+            raise ParameterError(f"Invalid {name}: {value!r}; give an even number.")
     if low_hidden and not direct:
         raise ParameterError(
             f"Invalid low_hidden: {low_hidden!r}; it reads the bins below direct_hz: give "
