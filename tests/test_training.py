@@ -385,6 +385,13 @@ def test_bad_masknet_arguments_fail_with_a_typed_error(change, message):
         ({"steps": 0}, "Invalid steps: 0"),
         ({"batch_size": 0}, "Invalid batch_size: 0"),
         ({"crop_seconds": 5.0}, "at least 220500 frames"),
+        (
+            {
+                "model": MaskNet(hidden=16, lstm_layers=1, nfft=8192, low_nfft=8192),
+                "crop_seconds": 0.15,
+            },
+            r"Invalid crop_seconds: 0.15; a crop must hold a whole STFT window .* at least 0.186",
+        ),
         ({"validate_every": 1.5}, "Invalid validate_every"),
         ({"learning_rate": -0.1}, "Invalid learning_rate: -0.1"),
         ({"average": 1.0}, "Invalid average: 1.0"),

@@ -411,6 +411,14 @@ def _check_options(model, data, minutes, steps, batch_size, crop_seconds, valida
     for name, value, low in (("minutes", minutes, 0.0), ("crop_seconds", crop_seconds, 0.1)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > low:
             raise ParameterError(f"Invalid {name}: {value!r}; give a number > {low:g}.")
+    inner = inner_frames(model, int(crop_seconds * model.samplerate))
+    if inner.stop <= inner.start:  # no frame to learn from: the loss would be 0 / 0
+        shortest = math.ceil(1000 * (model.nfft // 2 + inner.start * model.hop) / model.samplerate)
+        raise ParameterError(
+            f"Invalid crop_seconds: {crop_seconds!r}; a crop must hold a whole STFT window of "
+            f"this model ({model.nfft} samples, hop {model.hop}) away from its ends: give at "
+            f"least {shortest / 1000:.3f}."
+        )
     for name, value in (("batch_size", batch_size), ("validate_every", validate_every)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
             raise ParameterError(f"Invalid {name}: {value!r}; give an int in 1..4096.")
