@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["PRELOAD_BYTES", "TARGET_BYTES", "Crops", "Pick", "Targets", "inner_frames"]
+__all__ = ["PRELOAD_BYTES", "TARGET_BYTES", "Crops", "Pick", "Targets"]
+__all__ += ["inner_frames", "shortest_crop"]
 
 #: A Multitracks up to this size (as 16-bit samples) is read into memory once: reading crops
 #: from FLAC files costs a training step about a quarter more time.
@@ -122,6 +123,19 @@ def inner_frames(model, frames: int) -> slice:
     """
     half = model.nfft // 2
     return slice(-(-half // model.hop), (frames - half) // model.hop + 1)
+
+
+def shortest_crop(model) -> int:
+    """The fewest frames a crop needs for :func:`inner_frames` to hold one frame.
+
+    Examples
+    --------
+    >>> from bandscope_nb.separation.masknet import MaskNet
+    >>> net = MaskNet(hidden=8)
+    >>> shortest_crop(net), inner_frames(net, 2048), inner_frames(net, 2047)
+    (2048, slice(1, 2, None), slice(1, 1, None))
+    """
+    return model.nfft // 2 + inner_frames(model, 0).start * model.hop
 
 
 def stem_magnitudes(model, stems):

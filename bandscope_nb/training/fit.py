@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..stems import Stems
-from .batches import Crops, Targets, inner_frames, stem_magnitudes
+from .batches import Crops, Targets, inner_frames, shortest_crop, stem_magnitudes
 
 __all__ = ["FitResult", "batch_loss", "fit"]
 
@@ -411,9 +411,8 @@ def _check_options(model, data, minutes, steps, batch_size, crop_seconds, valida
     for name, value, low in (("minutes", minutes, 0.0), ("crop_seconds", crop_seconds, 0.1)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > low:
             raise ParameterError(f"Invalid {name}: {value!r}; give a number > {low:g}.")
-    inner = inner_frames(model, int(crop_seconds * model.samplerate))
-    if inner.stop <= inner.start:  # no frame to learn from: the loss would be 0 / 0
-        shortest = math.ceil(1000 * (model.nfft // 2 + inner.start * model.hop) / model.samplerate)
+    if int(crop_seconds * model.samplerate) < shortest_crop(model):  # else the loss is 0 / 0
+        shortest = math.ceil(1000 * shortest_crop(model) / model.samplerate)
         raise ParameterError(
             f"Invalid crop_seconds: {crop_seconds!r}; a crop must hold a whole STFT window of "
             f"this model ({model.nfft} samples, hop {model.hop}) away from its ends: give at "
